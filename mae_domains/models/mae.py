@@ -11,7 +11,7 @@ from torch import nn
 from mae_domains.models.decoder import MAEDecoder
 from mae_domains.models.encoder import ViTEncoder, to_2tuple
 from mae_domains.models.losses import masked_mse_loss, normalize_patches
-from mae_domains.models.masking import MaskIndices
+from mae_domains.models.masking import MaskIndices, noise_from_seeds
 from mae_domains.models.patchify import patchify, unpatchify
 from mae_domains.models.presets import get_preset
 
@@ -81,9 +81,18 @@ class MaskedAutoencoder(nn.Module):
         return normalize_patches(target) if self.config.norm_pix_loss else target
 
     def forward(
-        self, images: torch.Tensor, mask_ratio: float | None = None, noise: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        mask_seeds: torch.Tensor | None = None,
     ) -> MAEOutput:
+        """Masked forward and loss. The mask comes from ``noise`` (B, N) if given, else from one seed per
+        sample (``mask_seeds``, so it is independent of batch composition), else from torch's RNG."""
         ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        if noise is None and mask_seeds is not None:
+            grid = self.encoder.grid_for(images.shape[-2], images.shape[-1])
+            noise = noise_from_seeds(mask_seeds, grid[0] * grid[1], device=images.device)
         latent, masking, grid_hw = self.encoder.forward_masked(images, ratio, noise=noise)
         pred = self.decoder(latent, masking.ids_restore, grid_hw)
         loss = masked_mse_loss(pred, self.target(images), masking.mask)
