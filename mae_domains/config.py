@@ -1,0 +1,245 @@
+"""Typed run configuration: YAML recipes validated against dataclasses, dotted overrides.
+
+Unknown keys are errors with a "did you mean"; every error names the file or key at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file and key."""
+
+
+def suggest(key: str, known: Mapping[str, Any] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "base"
+    patch_size: int = 16
+    img_size: int = 224
+    in_chans: int = 3
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    norm_pix_loss: bool = True
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class MaskConfig:
+    ratio: float = 0.75
+    strategy: str = "random"
+
+
+@dataclass
+class DataConfig:
+    sources: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 2
+    stats_samples: int = 256
+    max_bad_fraction: float = 0.05
+    pin_memory: bool = True
+
+
+@dataclass
+class OptimConfig:
+    base_lr: float = 1.5e-4
+    lr: float | None = None
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    clip_grad: float | None = None
+    accum_steps: int = 1
+
+
+@dataclass
+class EngineConfig:
+    batch_size: int = 64
+    max_steps: int | None = None
+    epochs: int | None = None
+    checkpoint_every: int = 500
+    log_every: int = 20
+    figure_every: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    tensorboard: bool = False
+    threads: int | None = None
+
+
+@dataclass
+class EvalConfig:
+    protocols: list[str] = field(default_factory=lambda: ["knn", "linear_probe"])
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    probe_epochs: int = 50
+    pool: str = "cls"
+    batch_size: int = 128
+
+
+@dataclass
+class RunConfig:
+    adapter: str = "image"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check/convert ``value`` against a (resolved) type annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(annotation) or (Any,)
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, where)
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown key {path!r}{suggest(str(key), sorted(names))}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Range checks that types alone cannot express."""
+    if not 0.0 <= config.mask.ratio < 1.0:
+        raise ConfigError(f"mask.ratio must be in [0, 1), got {config.mask.ratio}")
+    if config.engine.batch_size < 1:
+        raise ConfigError("engine.batch_size must be at least 1")
+    if config.model.img_size % config.model.patch_size:
+        raise ConfigError(f"model.img_size {config.model.img_size} is not divisible by model.patch_size {config.model.patch_size}")
+    if config.optim.accum_steps < 1:
+        raise ConfigError("optim.accum_steps must be at least 1")
+    if not 0.0 <= config.data.max_bad_fraction <= 1.0:
+        raise ConfigError("data.max_bad_fraction must be in [0, 1]")
+    return config
+
+
+def config_from_dict(data: Mapping[str, Any], where: str = "") -> RunConfig:
+    try:
+        return validate(_build(RunConfig, data, ""))
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}" if where else str(err)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``model.preset=tiny`` -> (["model", "preset"], "tiny"); values are parsed as YAML scalars."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    if not key:
+        raise ConfigError(f"override {text!r} has no key")
+    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def merge_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part!r} is not a section")
+    node[path[-1]] = value
+
+
+def deep_merge(dst: dict[str, Any], src: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``src`` into ``dst`` section by section (nested mappings merge, other values replace)."""
+    for key, value in src.items():
+        if isinstance(value, Mapping) and isinstance(dst.get(key), dict):
+            deep_merge(dst[key], value)
+        else:
+            dst[key] = dict(value) if isinstance(value, Mapping) else value
+    return dst
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """Defaults <- ``base`` (e.g. an adapter's recipe) <- YAML file <- dotted overrides, validated."""
+    data: dict[str, Any] = deep_merge({}, base or {})
+    where = ""
+    if path is not None:
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        deep_merge(data, loaded)
+    for text in overrides:
+        keys, value = parse_override(text)
+        merge_override(data, keys, value)
+    return config_from_dict(data, where)
+
+
+def dump_config(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,41 @@
+"""Files of a run directory: metrics.csv and skipped.csv (append-only, one row per event)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+METRIC_FIELDS = ["step", "epoch", "loss", "lr", "data_time", "step_time", "samples_per_s"]
+SKIP_FIELDS = ["step", "rank", "source", "reason"]
+
+
+class CsvLog:
+    """A CSV file with a header, appended row by row (flushed, so a crash loses nothing)."""
+
+    def __init__(self, path: Path, fields: Sequence[str], truncate_after_step: int | None = None) -> None:
+        self.path = path
+        self.fields = list(fields)
+        if truncate_after_step is not None and path.exists():
+            self._drop_rows_after(truncate_after_step)
+        if not path.exists():
+            with open(path, "w", newline="") as fh:
+                csv.writer(fh).writerow(self.fields)
+
+    def _drop_rows_after(self, step: int) -> None:
+        """On resume, rows logged after the checkpoint's step are replayed, so remove them."""
+        with open(self.path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
+        with open(self.path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, self.fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, self.fields).writerow({k: row.get(k, "") for k in self.fields})
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
