@@ -1,0 +1,180 @@
+"""What every patch embedding provides: a token layout, per-token codes, projections and targets.
+
+A :class:`GridEmbedding` turns a :class:`GridBatch` into a :class:`~mae_domains.grid.TokenGrid`. It also
+cuts the *full-resolution* sample into per-token target patches in exactly the token order it embeds
+(so a prediction and its target can never be in different band or channel orders), and inverts that
+cut (:meth:`GridEmbedding.unpatchify`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mae_domains.grid import GridLayout, TokenGrid, gather_tokens
+
+
+@dataclass
+class GridBatch:
+    """A collated batch: ``images`` channels-first, an optional per-pixel ``valid`` mask (False = nodata,
+    spatial shape or the images' shape), batched metadata (``spacing`` (B, S), ``dates`` (B, T, K),
+    ``channel_names`` list[str], ...) and an optional separate target image (e.g. the sharp image behind a
+    blurred input)."""
+
+    images: torch.Tensor
+    valid: torch.Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    target_images: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> "GridBatch":
+        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        return GridBatch(move(self.images), move(self.valid), {k: move(v) for k, v in self.meta.items()},
+                         move(self.target_images))
+
+
+def as_grid_batch(
+    images: torch.Tensor | GridBatch | Mapping[str, Any],
+    valid: torch.Tensor | None = None,
+    meta: Mapping[str, Any] | None = None,
+    target_images: torch.Tensor | None = None,
+) -> GridBatch:
+    """Accept a tensor, a :class:`GridBatch` or a collated dict (``image``/``images``, ``valid``,
+    ``meta``, ``target``; other keys are taken as metadata)."""
+    if isinstance(images, GridBatch):
+        batch = images
+    elif isinstance(images, Mapping):
+        d = dict(images)
+        img = d.pop("images", None)
+        img = d.pop("image") if img is None else img
+        nested = d.pop("meta", None) or {}
+        batch = GridBatch(img, d.pop("valid", None), {**nested, **d}, d.pop("target", None))
+    else:
+        batch = GridBatch(images)
+    if valid is not None:
+        batch.valid = valid
+    if meta:
+        batch.meta = {**batch.meta, **meta}
+    if target_images is not None:
+        batch.target_images = target_images
+    return batch
+
+
+def pixel_weights(batch: GridBatch, images: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+    """Per-pixel validity as float weights with the shape of ``images`` (1 where no mask is given).
+
+    The mask may have the images' shape, lack only the channel dimension (``channel_dim``), or be
+    spatial only ``(B, *spatial)``; it is broadcast accordingly."""
+    if batch.valid is None:
+        return torch.ones_like(images, dtype=torch.float32)
+    valid = batch.valid.to(device=images.device, dtype=torch.float32)
+    if valid.ndim == images.ndim - 1:
+        valid = valid.unsqueeze(channel_dim)
+    elif valid.ndim < images.ndim:
+        spatial = valid.shape[1:]
+        valid = valid.reshape(valid.shape[0], *([1] * (images.ndim - 1 - len(spatial))), *spatial)
+    return valid.expand_as(images).contiguous()
+
+
+def patches_2d(x: torch.Tensor, p: int, channel_last: bool = True) -> torch.Tensor:
+    """``(B, S, C, H, W)`` -> ``(B, S*(H/p)*(W/p), p*p*C)``, slices first, then rows, then columns.
+
+    ``channel_last`` gives MAE's (p, q, c) order inside a patch (targets); otherwise (c, p, q), the order
+    of a conv weight, so a matmul with ``weight.view(D, -1)`` equals the strided conv."""
+    b, s, c, h, w = x.shape
+    if h % p or w % p:
+        raise ValueError(f"image size {h}x{w} is not divisible by patch size {p}")
+    x = x.reshape(b, s, c, h // p, p, w // p, p)
+    x = x.permute(0, 1, 3, 5, 4, 6, 2) if channel_last else x.permute(0, 1, 3, 5, 2, 4, 6)
+    return x.reshape(b, s * (h // p) * (w // p), p * p * c)
+
+
+def unpatches_2d(patches: torch.Tensor, p: int, slices: int, grid_hw: tuple[int, int], channels: int) -> torch.Tensor:
+    """Inverse of :func:`patches_2d` with ``channel_last``: -> ``(B, S, C, H, W)``."""
+    b = patches.shape[0]
+    gh, gw = grid_hw
+    x = patches.reshape(b, slices, gh, gw, p, p, channels).permute(0, 1, 6, 2, 4, 3, 5)
+    return x.reshape(b, slices, channels, gh * p, gw * p)
+
+
+def project_patches(patches: torch.Tensor, proj: nn.Conv2d | nn.Conv3d) -> torch.Tensor:
+    """Apply a strided patch conv to already-cut patches ``(B, K, C*prod(p))`` in (c, p, ...) order."""
+    return F.linear(patches, proj.weight.reshape(proj.weight.shape[0], -1), proj.bias)
+
+
+class GridEmbedding(nn.Module, ABC):
+    """Base class. Subclasses implement :meth:`layout`, :meth:`codes`, :meth:`project`,
+    :meth:`target_patches` and :meth:`unpatchify`; set ``route_axis`` when each index along an axis
+    needs its own prediction head (band groups)."""
+
+    embed_dim: int
+    channel_dim: int = 1  # dimension of ``images`` that holds channels
+    route_axis: str | None = None
+    # a token is valid when more than this share of its pixels is valid
+    min_valid_fraction: float = 0.0
+
+    @abstractmethod
+    def layout(self, batch: GridBatch) -> GridLayout:
+        """The token layout for this batch (from image shape and metadata)."""
+
+    @abstractmethod
+    def codes(self, batch: GridBatch, layout: GridLayout, width: int) -> torch.Tensor:
+        """Per-token codes ``(B or 1, N, width)`` at any width."""
+
+    @abstractmethod
+    def project(self, batch: GridBatch, layout: GridLayout, ids: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings without codes: all ``(B, N, D)``, or only positions ``ids`` ``(B, K)``."""
+
+    @abstractmethod
+    def target_patches(self, images: torch.Tensor, layout: GridLayout) -> torch.Tensor:
+        """Full-resolution images cut into per-token target vectors ``(B, N, P)`` in token order."""
+
+    @abstractmethod
+    def unpatchify(self, patches: torch.Tensor, layout: GridLayout) -> torch.Tensor:
+        """Inverse of :meth:`target_patches`."""
+
+    @property
+    @abstractmethod
+    def target_dim(self) -> int:
+        """Width ``P`` of one token's target vector."""
+
+    @property
+    def num_routes(self) -> int:
+        return 1
+
+    # ----- shared behaviour ------------------------------------------------------------------------
+    def token_validity(self, batch: GridBatch, layout: GridLayout) -> torch.Tensor | None:
+        """``(B, N)`` bool from the per-pixel mask, or None when the batch has none."""
+        if batch.valid is None:
+            return None
+        weights = self.target_patches(pixel_weights(batch, batch.images, self.channel_dim), layout)
+        share = weights.sum(-1) / self.target_weight_count(layout, weights.device).clamp_min(1.0)
+        return share > self.min_valid_fraction
+
+    def target_weight_count(self, layout: GridLayout, device: torch.device) -> torch.Tensor:
+        """Number of real (non-padding) values per token target ``(N,)``; padding-free embeddings: P."""
+        return torch.full((layout.num_tokens,), float(self.target_dim), device=device)
+
+    def forward(self, batch: GridBatch | torch.Tensor, ids: torch.Tensor | None = None) -> TokenGrid:
+        """Embed the batch (only positions ``ids`` when given) and add the codes."""
+        batch = as_grid_batch(batch)
+        layout = self.layout(batch)
+        tokens = self.project(batch, layout, ids)
+        codes = self.codes(batch, layout, self.embed_dim).to(device=tokens.device, dtype=tokens.dtype)
+        if ids is not None:
+            codes = gather_tokens(codes, ids)
+        valid = self.token_validity(batch, layout)
+        if ids is not None and valid is not None:
+            valid = torch.gather(valid, 1, ids)
+        return TokenGrid(
+            tokens=tokens + codes, layout=layout, codes=codes, codes_added=True,
+            code_fn=lambda width: self.codes(batch, layout, width).to(tokens.device), valid=valid, ids=ids,
+        )

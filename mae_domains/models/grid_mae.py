@@ -1,0 +1,230 @@
+"""GridMAE: a masked autoencoder over any token grid, from pluggable parts.
+
+    batch --embedding(visible ids only)--> TokenGrid --encoder (timm blocks + CLS)--> latent
+    latent --decoder(query ids)--> features --head (per token / per axis index)--> pred
+    full-resolution batch --target--> (target, weight) --weighted loss on the queried tokens--> loss
+
+The mask is drawn before embedding (masks are data-independent), so only visible patches are
+projected. Adapters pick the embedding, masker, decoder, head and target; the model never asks which
+domain it is in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from mae_domains.grid import GridLayout, TokenGrid, gather_tokens, scatter_tokens
+from mae_domains.masking import TokenMasker
+from mae_domains.models.decoding import CrossAttentionDecoder, LinearHead, RoutedHead, SelfAttentionDecoder
+from mae_domains.models.embeddings.base import GridBatch, GridEmbedding, as_grid_batch
+from mae_domains.models.encoder import build_blocks, init_mae_weights
+from mae_domains.models.masking import MaskIndices
+from mae_domains.models.presets import get_preset
+from mae_domains.models.targets import PixelTarget, weighted_patch_loss
+
+TargetFn = Callable[[GridBatch, GridEmbedding, GridLayout], tuple[torch.Tensor, torch.Tensor]]
+
+
+class GridEncoder(nn.Module):
+    """Embedding + CLS token + timm ViT blocks + final norm (keys ``cls_token``, ``blocks.N``, ``norm``
+    as in timm). The CLS token gets a zero code, as in MAE."""
+
+    num_prefix_tokens = 1
+
+    def __init__(self, embedding: GridEmbedding, depth: int, num_heads: int, mlp_ratio: float = 4.0,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.embed_dim = embedding.embed_dim
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dim))
+        self.blocks = build_blocks(self.embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
+        self.norm = nn.LayerNorm(self.embed_dim, eps=1e-6)
+        init_mae_weights(self.blocks)
+        init_mae_weights(self.norm)
+        nn.init.normal_(self.cls_token, std=0.02)
+
+    def encode(self, grid: TokenGrid) -> TokenGrid:
+        """Run the blocks over CLS + the grid's tokens."""
+        grid = grid.with_prefix(self.cls_token.to(grid.tokens.dtype).expand(grid.batch_size, -1, -1))
+        return grid.replace_sequence(self.norm(self.blocks(grid.sequence())))
+
+    def forward_visible(self, batch: GridBatch, ids_keep: torch.Tensor) -> TokenGrid:
+        """Encode only positions ``ids_keep`` ``(B, K)`` (only those patches are projected)."""
+        return self.encode(self.embedding(batch, ids_keep))
+
+    def forward_grid(self, batch: GridBatch | torch.Tensor | Mapping[str, Any]) -> TokenGrid:
+        """Encode every token; the result can be pooled over named axes (``.pool(["channel"])``)."""
+        return self.encode(self.embedding(as_grid_batch(batch)))
+
+    def forward_features(self, batch: GridBatch | torch.Tensor | Mapping[str, Any]) -> torch.Tensor:
+        """``(B, 1 + N, D)``: CLS then all grid tokens, no masking."""
+        return self.forward_grid(batch).sequence()
+
+    def pool(self, features: torch.Tensor, mode: str = "cls") -> torch.Tensor:
+        if mode == "cls":
+            return features[:, 0]
+        if mode == "avg":
+            return features[:, self.num_prefix_tokens :].mean(dim=1)
+        raise ValueError(f"unknown pooling {mode!r}; use 'cls' or 'avg'")
+
+    def no_weight_decay(self) -> set[str]:
+        return {"cls_token"}
+
+
+@dataclass
+class GridMAEOutput:
+    loss: torch.Tensor
+    pred: torch.Tensor  # (B, Q, P) predictions for query_ids (target space: normalized if norm_pix)
+    mask: torch.Tensor  # (B, N) 1 = removed
+    query_ids: torch.Tensor  # (B, Q) grid positions of pred rows
+    target: torch.Tensor  # (B, Q, P)
+    weight: torch.Tensor  # (B, Q, P) per-value validity
+    token_weight: torch.Tensor  # (B, Q) loss weight per query (0 for visible or invalid tokens)
+    masking: MaskIndices
+    layout: GridLayout
+
+    def full_pred(self, fill: float = 0.0) -> torch.Tensor:
+        """Predictions scattered to all N positions ``(B, N, P)``; positions not queried hold ``fill``."""
+        b, _, p = self.pred.shape
+        base = self.pred.new_full((1, self.layout.num_tokens, p), fill)
+        return scatter_tokens(self.pred, self.query_ids, base.expand(b, -1, -1))
+
+
+class GridMAE(nn.Module):
+    """Masked autoencoder over a token grid.
+
+    ``query``: which positions are decoded and scored: ``"masked"`` (all masked tokens, MAE), a float
+    fraction of all N tokens taken from the masked ones (CrossMAE, e.g. 0.25), or ``"all"`` (every
+    token, e.g. deblurring scores visible tokens too). ``loss_on``: ``"masked"`` or ``"all"`` queried
+    tokens. Invalid tokens never count.
+    """
+
+    def __init__(
+        self,
+        encoder: GridEncoder,
+        decoder: nn.Module,
+        head: nn.Module,
+        masker: TokenMasker | None = None,
+        target: TargetFn | None = None,
+        mask_ratio: float = 0.75,
+        query: str | float = "masked",
+        loss: str = "mse",
+        loss_on: str = "masked",
+    ) -> None:
+        super().__init__()
+        if isinstance(query, str) and query not in ("masked", "all"):
+            raise ValueError(f"query must be 'masked', 'all' or a fraction, got {query!r}")
+        if loss_on not in ("masked", "all"):
+            raise ValueError(f"loss_on must be 'masked' or 'all', got {loss_on!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.head = head
+        self.masker = masker or TokenMasker()
+        self.target = target or PixelTarget()
+        self.mask_ratio = mask_ratio
+        self.query = query
+        self.loss_kind = loss
+        self.loss_on = loss_on
+
+    @property
+    def embedding(self) -> GridEmbedding:
+        return self.encoder.embedding
+
+    def query_ids(self, masking: MaskIndices, num_tokens: int) -> torch.Tensor:
+        if self.query == "masked":
+            return masking.ids_masked
+        if self.query == "all":
+            return torch.arange(num_tokens, device=masking.ids_keep.device).expand(masking.ids_keep.shape[0], -1)
+        count = min(max(1, round(float(self.query) * num_tokens)), masking.ids_masked.shape[1])
+        return masking.ids_masked[:, :count]  # masked ids come in random (score) order: a random subset
+
+    def forward(
+        self,
+        images: torch.Tensor | GridBatch | Mapping[str, Any],
+        mask_seeds: Sequence[int] | torch.Tensor | None = None,
+        mask_ratio: float | None = None,
+        valid: torch.Tensor | None = None,
+        meta: Mapping[str, Any] | None = None,
+        target_images: torch.Tensor | None = None,
+    ) -> GridMAEOutput:
+        """Masked forward and loss. Each sample's mask comes from its seed in ``mask_seeds`` (independent of
+        batch composition) or, without seeds, from torch's global RNG."""
+        batch = as_grid_batch(images, valid=valid, meta=meta, target_images=target_images)
+        device = batch.images.device
+        layout = self.embedding.layout(batch)
+        token_valid = self.embedding.token_validity(batch, layout)
+        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        masking = self.masker(layout, ratio, batch.batch_size, seeds=mask_seeds, valid=token_valid, device=device)
+        latent = self.encoder.forward_visible(batch, masking.ids_keep)
+        query_ids = self.query_ids(masking, layout.num_tokens)
+        pred = self.head(self.decoder(latent, query_ids), query_ids, layout)
+        target, weight = self.target(batch, self.embedding, layout)
+        target, weight = gather_tokens(target, query_ids), gather_tokens(weight, query_ids)
+        token_weight = torch.ones_like(query_ids, dtype=torch.float32)
+        if self.loss_on == "masked":
+            token_weight = torch.gather(masking.mask, 1, query_ids)
+        if token_valid is not None:
+            token_weight = token_weight * torch.gather(token_valid, 1, query_ids)
+        loss = weighted_patch_loss(pred, target, weight, token_weight, self.loss_kind)
+        return GridMAEOutput(loss, pred, masking.mask, query_ids, target, weight, token_weight, masking, layout)
+
+    def reconstruct(self, batch: torch.Tensor | GridBatch, output: GridMAEOutput) -> torch.Tensor:
+        """Image with queried positions replaced by predictions and the rest taken from the target
+        (in target space: normalized patches when ``norm_pix`` is on)."""
+        batch = as_grid_batch(batch)
+        target, _ = self.target(batch, self.embedding, output.layout)
+        merged = scatter_tokens(output.pred.to(target.dtype), output.query_ids, target)
+        return self.embedding.unpatchify(merged, output.layout)
+
+
+@dataclass
+class GridMAEConfig:
+    """Sizes and choices for :func:`build_grid_mae`; ``preset`` sets encoder depth and heads (its width
+    must equal the embedding's)."""
+
+    preset: str = "base"
+    decoder: str = "self"  # "self" (MAE) or "cross" (CrossMAE)
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mask_ratio: float = 0.75
+    query: str | float = "masked"
+    norm_pix_loss: bool = False
+    loss: str = "mse"
+    loss_on: str = "masked"
+    drop_path_rate: float = 0.0
+    depth: int | None = None  # override the preset's depth (tests, smoke runs)
+
+
+def build_grid_mae(embedding: GridEmbedding, config: GridMAEConfig | None = None, masker: TokenMasker | None = None,
+                   target: TargetFn | None = None, **overrides) -> GridMAE:
+    """A GridMAE around ``embedding``: ``build_grid_mae(PatchEmbed2D(3, 384), preset="small",
+    decoder="cross", query=0.25)``. A routed head (one per index) is used when the embedding sets
+    ``route_axis`` (band groups)."""
+    config = config or GridMAEConfig()
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise TypeError(f"unknown GridMAE setting {key!r}")
+        setattr(config, key, value)
+    preset = get_preset(config.preset)
+    if embedding.embed_dim != preset.embed_dim:
+        raise ValueError(f"embedding width {embedding.embed_dim} differs from preset {config.preset!r} "
+                         f"width {preset.embed_dim}")
+    encoder = GridEncoder(embedding, config.depth or preset.depth, preset.num_heads, preset.mlp_ratio,
+                          config.drop_path_rate)
+    decoders = {"self": SelfAttentionDecoder, "cross": CrossAttentionDecoder}
+    if config.decoder not in decoders:
+        raise ValueError(f"unknown decoder {config.decoder!r}; use 'self' or 'cross'")
+    decoder = decoders[config.decoder](preset.embed_dim, config.decoder_embed_dim, config.decoder_depth,
+                                       config.decoder_num_heads, preset.mlp_ratio)
+    if embedding.route_axis is not None:
+        head: nn.Module = RoutedHead(config.decoder_embed_dim, embedding.target_dim, embedding.route_axis,
+                                     embedding.num_routes)
+    else:
+        head = LinearHead(config.decoder_embed_dim, embedding.target_dim)
+    return GridMAE(encoder, decoder, head, masker=masker, target=target or PixelTarget(config.norm_pix_loss),
+                   mask_ratio=config.mask_ratio, query=config.query, loss=config.loss, loss_on=config.loss_on)
