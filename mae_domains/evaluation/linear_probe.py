@@ -1,0 +1,228 @@
+"""Linear probe on frozen, precomputed features (MAE recipe).
+
+The head is ``BatchNorm1d(affine=False, eps=1e-6)`` followed by ``nn.Linear``: the parameter-free
+BatchNorm standardizes the features (MAE features are not normalized the way contrastive ones are)
+without changing what a linear classifier can express. Training uses SGD with momentum, LARS (MAE's
+choice for large batches) or AdamW, a linear warmup and half-cycle cosine schedule, cross-entropy for
+single-label and binary cross-entropy for multi-hot targets. Initialization and shuffling draw from a
+generator seeded by ``config.seed``; the global RNG is never touched.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mae_domains.device import select_device
+
+OPTIMIZERS = ("sgd", "lars", "adamw")
+DEFAULT_BASE_LR = {"sgd": 0.1, "lars": 0.1, "adamw": 1e-3}
+
+
+@dataclass
+class LinearProbeConfig:
+    """Training settings; ``lr = base_lr * batch_size / 256`` (``base_lr=None``: per-optimizer default).
+
+    LARS follows MAE (base lr 0.1 at batch 16384 for 90 ImageNet epochs); its trust ratio shrinks every
+    update to ~0.001 of the weight norm, so on small archives with small batches use SGD, AdamW or a much
+    larger LARS base lr (about 10).
+    """
+
+    epochs: int = 100
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    base_lr: float | None = None
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    warmup_epochs: int = 10
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be positive")
+
+    def learning_rate(self, batch_size: int) -> float:
+        base = DEFAULT_BASE_LR[self.optimizer] if self.base_lr is None else self.base_lr
+        return base * batch_size / 256
+
+    def settings(self) -> dict:
+        """The settings that define a result (device excluded)."""
+        out = asdict(self)
+        out.pop("device")
+        return out
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and a layer-wise trust ratio on weight matrices (MAE's ``util/lars.py``).
+
+    Parameters with one dimension (biases) get plain momentum SGD without weight decay.
+    """
+
+    def __init__(self, params, lr: float = 0.0, weight_decay: float = 0.0, momentum: float = 0.9, trust_coefficient: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                update = p.grad
+                if p.ndim > 1:
+                    update = update.add(p, alpha=group["weight_decay"])
+                    param_norm, update_norm = torch.norm(p), torch.norm(update)
+                    one = torch.ones_like(param_norm)
+                    trust = torch.where(
+                        (param_norm > 0) & (update_norm > 0), group["trust_coefficient"] * param_norm / update_norm, one
+                    )
+                    update = update.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buffer = state["momentum_buffer"]
+                buffer.mul_(group["momentum"]).add_(update)
+                p.add_(buffer, alpha=-group["lr"])
+        return None
+
+
+class LinearProbeHead(nn.Module):
+    """``BatchNorm1d(affine=False)`` then ``Linear``; weights ~ truncated normal (std 0.01), bias 0."""
+
+    def __init__(self, in_features: int, num_classes: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(in_features, affine=False, eps=1e-6)
+        self.linear = nn.Linear(in_features, num_classes)
+        nn.init.trunc_normal_(self.linear.weight, std=0.01, generator=generator)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.norm(features))
+
+
+@dataclass
+class LinearProbeResult:
+    """The trained head (on CPU), mean training loss per epoch and, if test features were given, test
+    scores (softmax probabilities, or sigmoid for multi-label)."""
+
+    head: LinearProbeHead
+    loss_per_epoch: list[float] = field(default_factory=list)
+    test_scores: torch.Tensor | None = None
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_lr: float = 0.0) -> float:
+    """Linear warmup to ``peak_lr``, then half-cycle cosine down to ``min_lr`` (MAE's schedule)."""
+    if step < warmup_steps:
+        return peak_lr * step / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _as_tensor(values: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values))
+
+
+def _make_optimizer(head: nn.Module, config: LinearProbeConfig, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in head.parameters() if p.requires_grad]
+    if config.optimizer == "lars":
+        return LARS(params, lr=lr, weight_decay=config.weight_decay, momentum=config.momentum)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def train_linear_probe(
+    train_features: np.ndarray | torch.Tensor,
+    train_labels: np.ndarray | torch.Tensor,
+    config: LinearProbeConfig | None = None,
+    num_classes: int | None = None,
+) -> LinearProbeResult:
+    """Fit a :class:`LinearProbeHead` on ``(N, D)`` features; labels ``(N,)`` int or ``(N, K)`` multi-hot."""
+    config = config or LinearProbeConfig()
+    device = select_device(config.device)
+    features = _as_tensor(train_features).float().to(device)
+    labels = _as_tensor(train_labels).to(device)
+    multilabel = labels.ndim == 2
+    if multilabel:
+        labels = labels.float()
+        num_classes = labels.shape[1]
+    else:
+        labels = labels.long()
+        num_classes = num_classes or int(labels.max().item()) + 1
+    n = features.shape[0]
+    generator = torch.Generator().manual_seed(config.seed)
+    head = LinearProbeHead(features.shape[1], num_classes, generator).to(device)
+    batch_size = min(config.batch_size, n)
+    if n > batch_size and n % batch_size == 1:
+        batch_size += 1  # never leave a last batch of one: BatchNorm cannot normalize it
+    peak_lr = config.learning_rate(batch_size)
+    optimizer = _make_optimizer(head, config, peak_lr)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
+    result = LinearProbeResult(head=head)
+    head.train()
+    step = 0
+    for _ in range(config.epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        epoch_loss = 0.0
+        for start in range(0, n, batch_size):
+            rows = order[start : start + batch_size]
+            for group in optimizer.param_groups:
+                group["lr"] = warmup_cosine(step, total_steps, warmup_steps, peak_lr)
+            logits = head(features[rows])
+            if multilabel:
+                loss = F.binary_cross_entropy_with_logits(logits, labels[rows])
+            else:
+                loss = F.cross_entropy(logits, labels[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            epoch_loss += loss.item() * rows.numel()
+            step += 1
+        result.loss_per_epoch.append(epoch_loss / n)
+    result.head = head.cpu().eval()
+    return result
+
+
+@torch.no_grad()
+def probe_scores(head: LinearProbeHead, features: np.ndarray | torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Probabilities from a trained head in eval mode (BatchNorm uses its running statistics)."""
+    head.eval()
+    logits = head(_as_tensor(features).float().to(next(head.parameters()).device)).cpu()
+    return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+
+
+def linear_probe(
+    train_features: np.ndarray | torch.Tensor,
+    train_labels: np.ndarray | torch.Tensor,
+    test_features: np.ndarray | torch.Tensor,
+    config: LinearProbeConfig | None = None,
+    num_classes: int | None = None,
+) -> LinearProbeResult:
+    """Train on the train features and score the test features (``result.test_scores``, ``(N_test, C)``)."""
+    result = train_linear_probe(train_features, train_labels, config, num_classes)
+    result.test_scores = probe_scores(result.head, test_features, multilabel=_as_tensor(train_labels).ndim == 2)
+    return result
+
+
+def linear_probe_accuracy(
+    train_features: np.ndarray | torch.Tensor,
+    train_labels: np.ndarray | torch.Tensor,
+    test_features: np.ndarray | torch.Tensor,
+    test_labels: np.ndarray | torch.Tensor,
+    config: LinearProbeConfig | None = None,
+) -> float:
+    """Top-1 test accuracy of a single-label linear probe."""
+    test_labels = _as_tensor(test_labels).long()
+    num_classes = int(max(_as_tensor(train_labels).max().item(), test_labels.max().item())) + 1
+    result = linear_probe(train_features, train_labels, test_features, config, num_classes)
+    assert result.test_scores is not None
+    return float((result.test_scores.argmax(dim=1) == test_labels).float().mean().item())

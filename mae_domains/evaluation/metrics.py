@@ -1,0 +1,251 @@
+"""Classification metrics on plain arrays: top-k accuracy, macro-F1, ROC-AUC, mAP, bootstrap intervals.
+
+Scores are ``(N, C)`` arrays (higher = more likely). Single-label targets are integer labels ``(N,)``;
+multi-label targets are multi-hot ``(N, C)``. Each function follows scikit-learn's definition (the tests
+compare against it) but needs nothing beyond numpy and scipy, so it also runs on bootstrap resamples
+where a class may be missing: such classes are skipped and reported, never silently counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+log = logging.getLogger(__name__)
+
+ArrayLike = np.ndarray | torch.Tensor | Sequence
+
+
+def as_numpy(values: ArrayLike) -> np.ndarray:
+    """A numpy view of a tensor (moved to CPU, float32 upcast kept) or any array-like."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        if values.dtype in (torch.bfloat16, torch.float16):
+            values = values.float()
+        return values.numpy()
+    return np.asarray(values)
+
+
+def is_multilabel(labels: ArrayLike) -> bool:
+    """Multi-hot targets are 2D; integer class labels are 1D."""
+    return as_numpy(labels).ndim == 2
+
+
+def top_k_accuracy(scores: ArrayLike, labels: ArrayLike, k: int = 1) -> float:
+    """Share of samples whose true label is among the ``k`` highest scores."""
+    scores, labels = as_numpy(scores), as_numpy(labels).astype(np.int64)
+    if scores.ndim != 2 or labels.shape != (scores.shape[0],):
+        raise ValueError(f"expected scores (N, C) and labels (N,), got {scores.shape} and {labels.shape}")
+    k = min(k, scores.shape[1])
+    # Stable sort of the negated scores: on ties the lower class index ranks first.
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
+    """Share of exact matches between predicted and true labels."""
+    predictions, labels = as_numpy(predictions), as_numpy(labels)
+    return float((predictions == labels).mean())
+
+
+def per_class_f1(predictions: ArrayLike, labels: ArrayLike, classes: Sequence[int] | None = None) -> dict[int, float]:
+    """F1 per class (0 where precision and recall are both undefined, like scikit-learn)."""
+    predictions, labels = as_numpy(predictions).astype(np.int64), as_numpy(labels).astype(np.int64)
+    if classes is None:
+        classes = np.union1d(np.unique(labels), np.unique(predictions)).tolist()
+    out: dict[int, float] = {}
+    for c in classes:
+        tp = float(np.sum((predictions == c) & (labels == c)))
+        fp = float(np.sum((predictions == c) & (labels != c)))
+        fn = float(np.sum((predictions != c) & (labels == c)))
+        denominator = 2 * tp + fp + fn
+        out[int(c)] = 2 * tp / denominator if denominator > 0 else 0.0
+    return out
+
+
+def macro_f1(predictions: ArrayLike, labels: ArrayLike, classes: Sequence[int] | None = None) -> float:
+    """Unweighted mean of per-class F1; by default over the classes seen in labels or predictions
+    (scikit-learn's ``f1_score(average="macro")``)."""
+    scores = per_class_f1(predictions, labels, classes)
+    return float(np.mean(list(scores.values()))) if scores else float("nan")
+
+
+def binary_roc_auc(scores: ArrayLike, targets: ArrayLike) -> float:
+    """ROC-AUC of one binary problem (Mann-Whitney U with average ranks for ties); NaN if only one
+    target value is present."""
+    scores, targets = as_numpy(scores).astype(np.float64), as_numpy(targets).astype(bool)
+    n_pos = int(targets.sum())
+    n_neg = targets.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[targets].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def binary_average_precision(scores: ArrayLike, targets: ArrayLike) -> float:
+    """Average precision, ``sum_n (R_n - R_{n-1}) P_n`` over distinct score thresholds (scikit-learn's
+    definition, no interpolation); NaN if there are no positives."""
+    scores, targets = as_numpy(scores).astype(np.float64), as_numpy(targets).astype(bool)
+    n_pos = int(targets.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_targets = scores[order], targets[order]
+    # The last index of each run of tied scores is one threshold.
+    threshold_ends = np.r_[np.nonzero(np.diff(sorted_scores))[0], sorted_scores.size - 1]
+    true_pos = np.cumsum(sorted_targets)[threshold_ends]
+    predicted_pos = threshold_ends + 1
+    precision = true_pos / predicted_pos
+    recall = true_pos / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def one_hot(labels: ArrayLike, num_classes: int) -> np.ndarray:
+    labels = as_numpy(labels).astype(np.int64)
+    out = np.zeros((labels.size, num_classes), dtype=np.float32)
+    out[np.arange(labels.size), labels] = 1.0
+    return out
+
+
+def _per_class(binary_metric: Callable[[np.ndarray, np.ndarray], float], scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
+    scores = as_numpy(scores)
+    targets = as_numpy(targets)
+    if targets.ndim == 1:  # single-label: one-vs-rest
+        targets = one_hot(targets, scores.shape[1])
+    if targets.shape != scores.shape:
+        raise ValueError(f"scores {scores.shape} and targets {targets.shape} differ in shape")
+    return np.array([binary_metric(scores[:, c], targets[:, c]) for c in range(scores.shape[1])])
+
+
+def per_class_roc_auc(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
+    """ROC-AUC per class (one-vs-rest for integer labels); NaN where a class has one target value only."""
+    return _per_class(binary_roc_auc, scores, targets)
+
+
+def per_class_average_precision(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
+    """Average precision per class; NaN where a class has no positive sample."""
+    return _per_class(binary_average_precision, scores, targets)
+
+
+def _mean_skipping_nan(values: np.ndarray, what: str, quiet: bool) -> float:
+    skipped = np.nonzero(np.isnan(values))[0]
+    if skipped.size == values.size:
+        return float("nan")
+    if skipped.size and not quiet:
+        log.warning("%s: skipped classes %s (only one target value in this set)", what, skipped.tolist())
+    return float(np.nanmean(values))
+
+
+def mean_roc_auc(scores: ArrayLike, targets: ArrayLike, quiet: bool = False) -> float:
+    """Mean per-class ROC-AUC over the classes where it is defined (skipped classes are logged)."""
+    return _mean_skipping_nan(per_class_roc_auc(scores, targets), "mean ROC-AUC", quiet)
+
+
+def mean_average_precision(scores: ArrayLike, targets: ArrayLike, quiet: bool = False) -> float:
+    """mAP: mean per-class average precision over the classes with at least one positive."""
+    return _mean_skipping_nan(per_class_average_precision(scores, targets), "mAP", quiet)
+
+
+def bootstrap_ci(
+    metric: Callable[..., float],
+    arrays: Sequence[ArrayLike],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(*arrays)``, resampling rows with replacement.
+
+    Resamples where the metric is undefined (NaN, e.g. a class without positives) are dropped; if fewer
+    than half remain, the interval is ``(nan, nan)``.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    arrays = [as_numpy(a) for a in arrays]
+    n = arrays[0].shape[0]
+    if n == 0 or n_resamples <= 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        rows = rng.integers(0, n, size=n)
+        value = metric(*(a[rows] for a in arrays))
+        if not math.isnan(value):
+            values.append(value)
+    if len(values) < n_resamples / 2:
+        return (float("nan"), float("nan"))
+    alpha = (1 - confidence) / 2
+    low, high = np.percentile(values, [100 * alpha, 100 * (1 - alpha)])
+    return (float(low), float(high))
+
+
+def _metric_functions(multilabel: bool, num_classes: int) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """Summary metrics for a task: name -> f(scores, targets)."""
+    if multilabel:
+        return {
+            "mean_roc_auc": lambda s, t: mean_roc_auc(s, t, quiet=True),
+            "mAP": lambda s, t: mean_average_precision(s, t, quiet=True),
+        }
+    metrics: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "top1": lambda s, t: top_k_accuracy(s, t, 1),
+    }
+    if num_classes > 5:  # top-5 is always 1 with five classes or fewer
+        metrics["top5"] = lambda s, t: top_k_accuracy(s, t, 5)
+    metrics["macro_f1"] = lambda s, t: macro_f1(np.argmax(s, axis=1), t, classes=range(num_classes))
+    metrics["mean_roc_auc"] = lambda s, t: mean_roc_auc(s, t, quiet=True)
+    return metrics
+
+
+@dataclass
+class MetricReport:
+    """Summary metrics, optional bootstrap intervals, per-class values and the classes skipped."""
+
+    summary: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    skipped_classes: dict[str, list[str]] = field(default_factory=dict)
+
+
+def classification_report(
+    scores: ArrayLike,
+    targets: ArrayLike,
+    class_names: Sequence[str] | None = None,
+    bootstrap_resamples: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> MetricReport:
+    """All metrics for a single-label (integer targets) or multi-label (multi-hot) task.
+
+    Single-label: top-1, top-5 (more than five classes), macro-F1 over all classes, mean one-vs-rest
+    ROC-AUC; per class: F1 and ROC-AUC. Multi-label: mean ROC-AUC and mAP; per class: ROC-AUC and AP.
+    """
+    scores, targets = as_numpy(scores).astype(np.float64), as_numpy(targets)
+    num_classes = scores.shape[1]
+    names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} score columns")
+    multilabel = targets.ndim == 2
+    functions = _metric_functions(multilabel, num_classes)
+    report = MetricReport(summary={name: fn(scores, targets) for name, fn in functions.items()})
+    if bootstrap_resamples > 0:
+        for name, fn in functions.items():
+            report.intervals[name] = bootstrap_ci(fn, [scores, targets], bootstrap_resamples, confidence, seed)
+
+    per_class: dict[str, np.ndarray] = {"roc_auc": per_class_roc_auc(scores, targets)}
+    if multilabel:
+        per_class["average_precision"] = per_class_average_precision(scores, targets)
+    else:
+        f1 = per_class_f1(np.argmax(scores, axis=1), targets, classes=range(num_classes))
+        per_class["f1"] = np.array([f1[c] for c in range(num_classes)])
+    for metric_name, values in per_class.items():
+        report.per_class[metric_name] = {names[c]: float(v) for c, v in enumerate(values) if not np.isnan(v)}
+        skipped = [names[c] for c, v in enumerate(values) if np.isnan(v)]
+        if skipped:
+            report.skipped_classes[metric_name] = skipped
+            log.warning("%s: skipped classes %s (only one target value in the test set)", metric_name, skipped)
+    return report

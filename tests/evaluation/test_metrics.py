@@ -1,0 +1,116 @@
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+
+from mae_domains.evaluation.metrics import (
+    accuracy, binary_average_precision, binary_roc_auc, bootstrap_ci, classification_report, macro_f1,
+    mean_average_precision, mean_roc_auc, per_class_roc_auc, top_k_accuracy,
+)
+
+
+@pytest.fixture
+def single_label():
+    rng = np.random.default_rng(42)
+    scores = rng.random((60, 7))
+    scores[:, 3] += 0.3
+    scores /= scores.sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 7, 60)
+    return scores, labels
+
+
+@pytest.fixture
+def multi_label():
+    rng = np.random.default_rng(7)
+    targets = (rng.random((80, 5)) > 0.65).astype(np.float32)
+    scores = 0.6 * targets + rng.random((80, 5))
+    scores = np.round(scores, 1)  # many ties: checks tie handling
+    return scores, targets
+
+
+def test_accuracy_and_f1_match_sklearn(single_label):
+    scores, labels = single_label
+    predictions = scores.argmax(axis=1)
+    assert accuracy(predictions, labels) == pytest.approx(accuracy_score(labels, predictions))
+    assert top_k_accuracy(scores, labels, 1) == pytest.approx(accuracy_score(labels, predictions))
+    assert macro_f1(predictions, labels) == pytest.approx(f1_score(labels, predictions, average="macro"))
+    assert macro_f1(predictions, labels, classes=range(7)) == pytest.approx(
+        f1_score(labels, predictions, average="macro", labels=list(range(7)), zero_division=0))
+
+
+def test_roc_auc_matches_sklearn(single_label, multi_label):
+    scores, labels = single_label
+    assert mean_roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores, multi_class="ovr", average="macro"))
+    scores, targets = multi_label
+    expected = [roc_auc_score(targets[:, c], scores[:, c]) for c in range(5)]
+    np.testing.assert_allclose(per_class_roc_auc(scores, targets), expected)
+    assert mean_roc_auc(scores, targets) == pytest.approx(roc_auc_score(targets, scores, average="macro"))
+
+
+def test_average_precision_matches_sklearn_with_ties(multi_label):
+    scores, targets = multi_label
+    for c in range(5):
+        assert binary_average_precision(scores[:, c], targets[:, c]) == pytest.approx(
+            average_precision_score(targets[:, c], scores[:, c]))
+    assert mean_average_precision(scores, targets) == pytest.approx(average_precision_score(targets, scores, average="macro"))
+
+
+def test_top5_hand_computed():
+    scores = np.array([
+        [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],  # label 4 is 5th -> hit
+        [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],  # label 5 is 6th -> miss
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],  # label 6 is 1st -> hit
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],  # label 0 is last -> miss
+    ])
+    labels = np.array([4, 5, 6, 0])
+    assert top_k_accuracy(scores, labels, 5) == 0.5
+    assert top_k_accuracy(scores, labels, 1) == 0.25
+    assert top_k_accuracy(scores, labels, 7) == 1.0
+
+
+def test_hand_computed_auc_and_ap():
+    # Positives at scores 0.8 and 0.4, negatives 0.6 and 0.2: 3 of 4 pairs ordered -> AUC 0.75.
+    scores, targets = np.array([0.8, 0.6, 0.4, 0.2]), np.array([1, 0, 1, 0])
+    assert binary_roc_auc(scores, targets) == 0.75
+    # AP: recall 0.5 at precision 1, recall 1 at precision 2/3.
+    assert binary_average_precision(scores, targets) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+
+
+def test_classes_with_one_label_value_are_skipped(caplog):
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+    targets = np.array([[1, 0], [0, 0], [1, 0]], dtype=np.float32)  # class 1 has no positive sample
+    assert math.isnan(binary_roc_auc(scores[:, 1], targets[:, 1]))
+    with caplog.at_level("WARNING"):
+        value = mean_roc_auc(scores, targets)
+    assert value == pytest.approx(roc_auc_score(targets[:, 0], scores[:, 0]))
+    assert "skipped classes [1]" in caplog.text
+    report = classification_report(scores, targets, class_names=["cat", "dog"])
+    assert report.skipped_classes["roc_auc"] == ["dog"]
+    assert set(report.per_class["roc_auc"]) == {"cat"}
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_value(single_label):
+    scores, labels = single_label
+    metric = lambda s, t: top_k_accuracy(s, t, 1)  # noqa: E731
+    first = bootstrap_ci(metric, [scores, labels], n_resamples=300, seed=3)
+    assert first == bootstrap_ci(metric, [scores, labels], n_resamples=300, seed=3)
+    assert first != bootstrap_ci(metric, [scores, labels], n_resamples=300, seed=4)
+    value = metric(scores, labels)
+    assert first[0] <= value <= first[1]
+    # Percentile interval by hand with the same resamples.
+    rng = np.random.default_rng(3)
+    values = [metric(scores[r], labels[r]) for r in (rng.integers(0, 60, 60) for _ in range(300))]
+    assert first == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
+
+
+def test_classification_report_single_label(single_label):
+    scores, labels = single_label
+    report = classification_report(scores, labels, bootstrap_resamples=50)
+    assert set(report.summary) == {"top1", "top5", "macro_f1", "mean_roc_auc"}
+    assert set(report.intervals) == set(report.summary)
+    assert report.summary["macro_f1"] == pytest.approx(
+        f1_score(labels, scores.argmax(1), average="macro", labels=list(range(7)), zero_division=0))
+    assert set(report.per_class) == {"roc_auc", "f1"}
+    few = classification_report(scores[:, :3], np.minimum(labels, 2))
+    assert "top5" not in few.summary
