@@ -1,0 +1,292 @@
+"""Shared behaviour of the remote-sensing adapters: discovery, chip reading, augmentation, inputs.
+
+Options common to both adapters (``data.options``):
+
+- bands: ``bands`` (names, selects and orders), ``file_bands`` (names of a file's bands when it carries
+  none; a different band count is rejected);
+- files: ``layout`` (auto | multiband | band_files), ``band_pattern``, ``require_crs``, ``gsd`` (for files
+  without georeferencing), ``mask_band`` + ``mask_invalid_values`` (e.g. SCL and [0, 1, 3, 8, 9, 10]);
+- grid: ``target_gsd`` (metres; None = finest selected band), ``upsampling`` / ``downsampling`` (rasterio
+  resampling names);
+- chips (size = ``model.img_size``): ``sampling`` (random | grid), ``chips_per_scene`` (an int, or "auto"
+  = the scene's area in chips), ``stride`` (grid), ``min_valid_fraction``, ``window_attempts``,
+  ``jitter`` (extra read margin as a fraction of the chip, for a random crop per epoch), ``flips``;
+- labels: ``label_from_folder`` (EuroSAT's ``class_name/*.tif``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from affine import Affine
+
+from mae_domains.adapter_api import Adapter
+from mae_domains.data.sample import BadSampleError, NormStats, Sample
+from mae_remote_sensing.band_files import DEFAULT_BAND_PATTERN
+from mae_remote_sensing.bands import normalize_band_names, wavelength_of
+from mae_remote_sensing.chips import ChipRef, chips_for_scene, grid_windows, random_window, window_rng
+from mae_remote_sensing.geotiff import ReadSettings
+from mae_remote_sensing.manifest import date_features
+from mae_remote_sensing.scene import ChipWindow, Scene, TargetGrid
+from mae_remote_sensing.sources import SceneEntry, discover_scenes
+
+log = logging.getLogger(__name__)
+
+COMMON_OPTIONS: dict[str, Any] = {
+    "bands": None,
+    "file_bands": None,
+    "layout": "auto",
+    "band_pattern": DEFAULT_BAND_PATTERN,
+    "require_crs": True,
+    "gsd": None,
+    "mask_band": None,
+    "mask_invalid_values": [],
+    "target_gsd": None,
+    "upsampling": "bilinear",
+    "downsampling": "average",
+    "sampling": "random",
+    "chips_per_scene": "auto",
+    "stride": None,
+    "min_valid_fraction": 0.5,
+    "window_attempts": 4,
+    "jitter": 0.125,
+    "flips": True,
+    "label_from_folder": True,
+}
+
+
+class RemoteSensingAdapter(Adapter):
+    """Base of ``remote_sensing.multispectral`` and ``remote_sensing.temporal``."""
+
+    file_patterns = ("*.tif", "*.tiff", "*.TIF", "*.jp2", "*.csv")
+    evaluation_protocols = ("knn", "linear_probe", "multilabel_map")
+    default_bands: tuple[str, ...] = ()
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        o = self.options
+        if o["sampling"] not in ("random", "grid"):
+            raise ValueError(f"adapter {self.name}: sampling must be 'random' or 'grid', got {o['sampling']!r}")
+        if not (o["chips_per_scene"] == "auto" or (isinstance(o["chips_per_scene"], int) and o["chips_per_scene"] > 0)):
+            raise ValueError(f"adapter {self.name}: chips_per_scene must be 'auto' or a positive integer")
+        if not 0.0 <= float(o["min_valid_fraction"]) <= 1.0:
+            raise ValueError(f"adapter {self.name}: min_valid_fraction must be in [0, 1]")
+        self.bands: tuple[str, ...] = normalize_band_names(o["bands"] or self.default_bands)
+        gsd = o["gsd"]
+        self.settings = ReadSettings(
+            file_bands=tuple(o["file_bands"]) if o["file_bands"] else None,
+            require_crs=bool(o["require_crs"]),
+            gsd=None if gsd is None else ((float(gsd), float(gsd)) if np.isscalar(gsd) else (float(gsd[0]), float(gsd[1]))),
+            upsampling=str(o["upsampling"]), downsampling=str(o["downsampling"]),
+            mask_band=o["mask_band"], mask_invalid_values=tuple(float(v) for v in o["mask_invalid_values"]),
+        )
+        self.settings.resampling_for(1.0, 1.0)  # unknown resampling names fail here, not in a worker
+        self.classes: list[str] = []
+
+    # ----- sizes ---------------------------------------------------------------------------------
+    @property
+    def chip_size(self) -> int:
+        return int(self.config.model.img_size)
+
+    @property
+    def target_gsd(self) -> float | None:
+        value = self.options["target_gsd"]
+        return None if value is None else float(value)
+
+    @property
+    def read_size(self) -> int:
+        """Pixels read for a random training chip: the chip plus the jitter margin."""
+        return self.chip_size + 2 * int(round(self.chip_size * float(self.options["jitter"]) / 2))
+
+    # ----- discovery -----------------------------------------------------------------------------
+    def scene_entries(self, sources: Sequence[str | Path]) -> list[SceneEntry]:
+        o = self.options
+        return discover_scenes(sources, self.settings, o["layout"], o["band_pattern"], bool(o["label_from_folder"]))
+
+    def set_classes(self, labels: Sequence[Any]) -> None:
+        names: set[str] = set()
+        for label in labels:
+            if label is None:
+                continue
+            names.update([label] if isinstance(label, str) else label)
+        self.classes = sorted(names)
+
+    def refs_for(self, frames: tuple[Scene, ...], label: Any) -> list[ChipRef]:
+        """Random-chip refs (training) or grid-window refs (embedding) of one scene or series."""
+        o = self.options
+        needs_grid = o["sampling"] == "grid" or o["chips_per_scene"] == "auto"
+        grid = None
+        if needs_grid:
+            try:
+                grid = frames[0].grid(self.bands, self.target_gsd)
+            except BadSampleError as err:  # surfaces again at read time, where the engine logs and replaces it
+                log.warning("cannot size %s: %s", frames[0].source, err)
+        if o["sampling"] == "grid" and grid is not None:
+            windows = grid_windows(grid.height, grid.width, self.chip_size, o["stride"])
+            return [ChipRef(frames, w.as_tuple(), 0, label) for w in windows]
+        count = o["chips_per_scene"] if isinstance(o["chips_per_scene"], int) else (
+            chips_for_scene(grid, self.chip_size) if grid is not None else 1)
+        return [ChipRef(frames, None, k, label) for k in range(count)]
+
+    def label_of(self, ref: Any) -> Any:
+        return ref.label if isinstance(ref, ChipRef) else super().label_of(ref)
+
+    def label_value(self, label: Any) -> Any:
+        """Class index (single label) or multi-hot float32 vector (several labels) for the dataset."""
+        if label is None or not self.classes:
+            return None
+        if isinstance(label, str):
+            return self.classes.index(label)
+        hot = np.zeros(len(self.classes), np.float32)
+        hot[[self.classes.index(name) for name in label]] = 1.0
+        return hot
+
+    # ----- reading -------------------------------------------------------------------------------
+    def read_frames(self, ref: ChipRef, frames: Sequence[Scene], grid: TargetGrid, window: ChipWindow):
+        chips = [frame.read(window, self.bands, grid) for frame in frames]
+        return np.stack([c.image for c in chips]), np.stack([c.valid for c in chips])
+
+    def choose_frames(self, ref: ChipRef, rng: np.random.Generator) -> tuple[Scene, ...]:
+        return ref.frames
+
+    def read(self, ref: Any) -> Sample:
+        """The chip's pixels ``(T, C, h, w)`` and validity ``(T, h, w)`` (T = 1 for one scene), retried at
+        other random windows while it is mostly nodata."""
+        if not isinstance(ref, ChipRef):
+            raise TypeError(f"{self.name} reads ChipRef objects from discover(), got {type(ref).__name__}")
+        grid = ref.frames[0].grid(self.bands, self.target_gsd)
+        seed = int(self.config.engine.seed)
+        attempts = 1 if ref.window is not None else max(1, int(self.options["window_attempts"]))
+        min_valid = float(self.options["min_valid_fraction"])
+        fraction = 0.0
+        for attempt in range(attempts):
+            rng = window_rng(ref, seed, attempt)
+            window = ChipWindow(*ref.window) if ref.window is not None else random_window(rng, grid, (self.read_size,) * 2)
+            frames = self.choose_frames(ref, rng)
+            image, valid = self.read_frames(ref, frames, grid, window)
+            fraction = float(valid.mean())
+            if fraction >= min_valid and fraction > 0:
+                break
+        else:
+            what = "all nodata" if fraction == 0 else f"only {fraction:.0%} valid pixels"
+            raise BadSampleError(str(ref), f"chip is {what} (min_valid_fraction={min_valid}; "
+                                           f"{attempts} window(s) tried)")
+        image = np.where(valid[:, None], image, 0.0).astype(np.float32)
+        bounds = grid.bounds(window)
+        meta = {
+            "source": ref.source, "sample_id": ref.sample_id, "channel_names": list(self.bands),
+            "band_names": list(self.bands), "wavelengths": [wavelength_of(b) for b in self.bands],
+            "crs": grid.crs, "bounds": list(bounds) if bounds else None, "window": list(window.as_tuple()),
+            "gsd": list(grid.gsd) if grid.gsd else None, "dates": [f.date for f in frames],
+            "valid_fraction": fraction,
+        }
+        if grid.transform is not None:
+            meta["chip_transform"] = list(grid.transform * Affine.translation(window.col, window.row))[:6]
+        # validity as (T, 1, h, w) so it broadcasts over the band axis of (T, C, h, w)
+        return Sample(image, meta, valid[:, None], self.label_value(ref.label))
+
+    def stats_view(self, sample: Sample) -> np.ndarray:
+        """Bands first over all frames: ``(C, T, H, W)`` (matches ``valid`` ``(T, 1, H, W)`` flattened)."""
+        image = sample.image if sample.image.ndim == 4 else sample.image[None]
+        return np.ascontiguousarray(image.transpose(1, 0, 2, 3))
+
+    # ----- augmentation --------------------------------------------------------------------------
+    def transform(self, sample: Sample, seed: int, train: bool, stats: NormStats | None) -> Sample:
+        """Random (train) or centre crop to the chip size, padding small scenes as nodata; seeded flips
+        and 90-degree turns when training; invalid pixels set to the band mean; per-band normalization."""
+        image = sample.image if sample.image.ndim == 4 else sample.image[None]
+        valid = sample.valid.reshape(image.shape[0], *image.shape[-2:])
+        rng = np.random.default_rng(seed)
+        size = self.chip_size
+        image, valid, offset = crop_or_pad(image, valid, size, rng if train else None)
+        if train and self.options["flips"]:
+            turns = int(rng.integers(4))
+            image, valid = np.rot90(image, turns, axes=(-2, -1)), np.rot90(valid, turns, axes=(-2, -1))
+            if rng.random() < 0.5:
+                image, valid = image[..., ::-1], valid[..., ::-1]
+        fraction = float(valid.mean())
+        min_valid = float(self.options["min_valid_fraction"])
+        if fraction < min_valid or fraction == 0:
+            raise BadSampleError(sample.source, f"cropped chip has only {fraction:.0%} valid pixels "
+                                                f"(min_valid_fraction={min_valid})")
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        valid = np.ascontiguousarray(valid)
+        if stats is not None:
+            mean = np.asarray(stats.mean, np.float32).reshape(1, -1, 1, 1)
+            std = np.maximum(np.asarray(stats.std, np.float32), 1e-6).reshape(1, -1, 1, 1)
+            image = np.where(valid[:, None], image, mean)
+            image = (image - mean) / std
+        meta = dict(sample.meta)
+        if meta.get("window"):
+            row, col = meta["window"][0] + offset[0], meta["window"][1] + offset[1]
+            meta["window"] = [row, col, size, size]
+            if meta.get("chip_transform"):
+                t = Affine(*meta["chip_transform"]) * Affine.translation(offset[1], offset[0])
+                meta["chip_transform"] = list(t)[:6]
+                xs, ys = zip(t * (0, 0), t * (size, size))
+                meta["bounds"] = [min(xs), min(ys), max(xs), max(ys)]
+        return self.pack(image.astype(np.float32), valid, meta, sample.label)
+
+    def pack(self, image: np.ndarray, valid: np.ndarray, meta: dict[str, Any], label: Any) -> Sample:
+        """The model's sample layout from ``(T, C, H, W)`` pixels and ``(T, H, W)`` validity."""
+        return Sample(image, meta, valid, label)
+
+    # ----- model inputs --------------------------------------------------------------------------
+    def batch_meta(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+        """Per-batch metadata tensors the embedding reads: ``spacing`` ``(B, 2)`` metres (y, x), ``dates``."""
+        metas = batch.get("meta") or []
+        out: dict[str, Any] = {}
+        gsds = [m.get("gsd") for m in metas]
+        if metas and all(g is not None for g in gsds):
+            out["spacing"] = torch.tensor([[g[1], g[0]] for g in gsds], dtype=torch.float64, device=device)
+        return out
+
+    def model_inputs(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+        inputs = {"images": batch["image"].to(device, non_blocking=True), "mask_seeds": batch["mask_seed"],
+                  "meta": self.batch_meta(batch, device)}
+        if "valid" in batch:
+            inputs["valid"] = batch["valid"].to(device, non_blocking=True)
+        return inputs
+
+    def embed(self, model: torch.nn.Module, batch: dict[str, Any], device: torch.device, pool: str = "cls") -> torch.Tensor:
+        """One embedding per chip from the encoder without masking: the CLS token (``cls``) or the mean of
+        the valid grid tokens (``avg``)."""
+        from mae_domains.models.embeddings.base import GridBatch
+
+        inputs = self.model_inputs(batch, device)
+        grid = model.encoder.forward_grid(GridBatch(inputs["images"], inputs.get("valid"), inputs["meta"]))
+        if pool == "cls":
+            return grid.prefix[:, 0]
+        if pool == "avg":
+            return grid.pool(grid.layout.names).tokens[:, 0]
+        raise ValueError(f"unknown pooling {pool!r}; use 'cls' or 'avg'")
+
+
+def crop_or_pad(image: np.ndarray, valid: np.ndarray, size: int, rng: np.random.Generator | None):
+    """``(T, C, h, w)`` -> ``(T, C, size, size)``: a random (``rng``) or centred crop; smaller sides are
+    padded with zeros marked invalid. Returns the pixels, validity and the crop's (row, col) offset."""
+    h, w = image.shape[-2:]
+    if h < size or w < size:
+        ph, pw = max(size - h, 0), max(size - w, 0)
+        pad = ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
+        image = np.pad(image, pad)
+        valid = np.pad(valid, pad[1:], constant_values=False)
+        h, w = image.shape[-2:]
+        base = (-(ph // 2), -(pw // 2))
+    else:
+        base = (0, 0)
+    if rng is not None:
+        r, c = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    else:
+        r, c = (h - size) // 2, (w - size) // 2
+    return image[..., r:r + size, c:c + size], valid[..., r:r + size, c:c + size], (base[0] + r, base[1] + c)
+
+
+def series_dates(meta: dict[str, Any]) -> np.ndarray:
+    """``(T, 2)`` (year, day of year) of a chip's frames, zeros where a frame has no date."""
+    return np.asarray([date_features(d)[:2] for d in meta.get("dates") or [None]], np.float32)
