@@ -13,21 +13,30 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def to_display(image: np.ndarray, rgb_channels: Sequence[int] | None = None, stretch: tuple[float, float] = (2, 98)) -> np.ndarray:
-    """``(C, H, W)`` -> ``(H, W[, 3])`` in [0, 1]: a 2-98 % percentile stretch per channel; three chosen
-    channels make a (false) colour composite, one channel a grayscale image."""
-    if rgb_channels is None:
-        rgb_channels = [0, 1, 2] if image.shape[0] >= 3 else [0]
+def stretch_limits(image: np.ndarray, rgb_channels: Sequence[int], stretch: tuple[float, float] = (2, 98)) -> np.ndarray:
+    """Per displayed channel ``(low, high)`` percentiles of the finite values: shape ``(k, 2)``."""
+    limits = np.zeros((len(rgb_channels), 2), np.float32)
+    for i, c in enumerate(rgb_channels):
+        vals = image[c][np.isfinite(image[c])]
+        if vals.size:
+            limits[i] = np.percentile(vals, stretch)
+    return limits
+
+
+def default_rgb(image: np.ndarray) -> list[int]:
+    return [0, 1, 2] if image.shape[0] >= 3 else [0]
+
+
+def to_display(image: np.ndarray, rgb_channels: Sequence[int] | None = None, limits: np.ndarray | None = None) -> np.ndarray:
+    """``(C, H, W)`` -> ``(H, W[, 3])`` in [0, 1]: three chosen channels make a (false) colour
+    composite, one channel a grayscale image; ``limits`` (default: this image's 2-98 % stretch) lets
+    several panels share one stretch."""
+    rgb_channels = list(rgb_channels) if rgb_channels is not None else default_rgb(image)
+    limits = stretch_limits(image, rgb_channels) if limits is None else limits
     chosen = np.stack([image[c] for c in rgb_channels], axis=-1).astype(np.float32)
-    finite = np.isfinite(chosen)
-    out = np.zeros_like(chosen)
-    for c in range(chosen.shape[-1]):
-        vals = chosen[..., c][finite[..., c]]
-        if vals.size == 0:
-            continue
-        lo, hi = np.percentile(vals, stretch)
-        out[..., c] = np.clip((chosen[..., c] - lo) / max(hi - lo, 1e-8), 0, 1)
-    out[~finite] = 0
+    lo, hi = limits[:, 0], limits[:, 1]
+    out = np.clip((chosen - lo) / np.maximum(hi - lo, 1e-8), 0, 1)
+    out[~np.isfinite(chosen)] = 0
     return out[..., 0] if out.shape[-1] == 1 else out
 
 
@@ -56,8 +65,10 @@ def save_reconstruction_grid(
         pasted = np.where(pixel_masks[i][None] > 0.5, reconstructions[i], images[i])
         panels = [images[i], masked, reconstructions[i], pasted]
         names = ["input", "masked", "reconstruction", "reconstruction + visible"]
+        channels = list(rgb_channels) if rgb_channels is not None else default_rgb(images[i])
+        limits = stretch_limits(images[i], channels)
         for ax, panel, name in zip(axes[i], panels, names):
-            shown = to_display(panel, rgb_channels)
+            shown = to_display(panel, channels, limits)
             ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
             ax.set_axis_off()
             if i == 0:

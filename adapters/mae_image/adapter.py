@@ -84,9 +84,10 @@ class ImageAdapter(Adapter):
 
     def render_reconstruction(self, model, batch: dict[str, Any], output, path: Path) -> Path:
         n = min(4, batch["image"].shape[0])
-        images = batch["image"][:n].float().cpu()
+        images = batch["image"].float()
         with torch.no_grad():
             recon = model.reconstruct(images.to(output.pred.device), output).cpu()[:n]
+        images = images[:n].cpu()
         p = model.patch_size
         masks = np.stack([mask_to_pixels(output.mask[i], output.grid_hw, p) for i in range(n)])
         return save_reconstruction_grid(images.numpy(), recon.numpy(), masks, path)
