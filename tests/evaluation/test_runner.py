@@ -1,0 +1,206 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from mae_domains.evaluation.features import FeatureCache
+from mae_domains.evaluation.loading import DownstreamData, LoadedCheckpoint
+from mae_domains.evaluation.model_card import ModelCardInfo, model_card_from_checkpoint, render_model_card
+from mae_domains.evaluation.records import read_jsonl, regenerate_reports
+from mae_domains.evaluation.runner import (
+    expand_runs, protocol_defaults, resolve_settings, run_benchmark, run_benchmark_file, run_protocol,
+)
+from tests.evaluation.helpers import dict_loader, micro_encoder, pattern_images
+
+FAST_PROBE = {"epochs": 10, "batch_size": 16, "warmup_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    train_images, train_labels = pattern_images(16, seed=0)
+    test_images, test_labels = pattern_images(8, seed=1)
+    return dict_loader(train_images, train_labels, 8, prefix="tr"), dict_loader(test_images, test_labels, 8, prefix="te")
+
+
+def test_settings_defaults_and_unknown_keys():
+    assert protocol_defaults("knn")["k"] == 20 and protocol_defaults("knn")["temperature"] == 0.07
+    assert protocol_defaults("finetune")["pool"] == "avg" and protocol_defaults("finetune")["layer_decay"] == 0.75
+    assert "seed" not in protocol_defaults("linear_probe")
+    with pytest.raises(ValueError, match="did you mean 'temperature'"):
+        resolve_settings("knn", {"temprature": 0.1})
+    with pytest.raises(ValueError, match="unknown protocol"):
+        resolve_settings("svm", {})
+
+
+def test_run_protocol_knn_and_probe(loaders, tmp_path):
+    train, test = loaders
+    common = dict(encoder=micro_encoder(), class_names=["horizontal", "vertical"], adapter="image",
+                  checkpoint="micro", dataset="stripes", feature_cache=tmp_path, device="cpu")
+    knn = run_protocol("knn", train, test, settings={"k": 5, "bootstrap_resamples": 50}, **common)
+    summary = {r.metric: r for r in knn if r.class_name is None}
+    assert set(summary) == {"top1", "macro_f1", "mean_roc_auc"}
+    top1 = summary["top1"]
+    assert top1.n_train == 32 and top1.n_test == 16 and top1.settings["k"] == 5 and top1.settings["pool"] == "cls"
+    assert top1.ci_low <= top1.value <= top1.ci_high
+    assert {r.class_name for r in knn if r.class_name} == {"horizontal", "vertical"}
+    assert len(list(Path(tmp_path).glob("*.json"))) == 2  # train and test features cached
+    probe = run_protocol("linear_probe", train, test, settings=FAST_PROBE, seed=1, **common)
+    assert len(list(Path(tmp_path).glob("*.json"))) == 2  # reused the cached features
+    assert all(r.seed == 1 and r.protocol == "linear_probe" for r in probe)
+    with pytest.raises(ValueError, match="ids"):
+        run_protocol("knn", train, test, encoder=micro_encoder(), feature_cache=tmp_path)
+
+
+def test_run_protocol_finetune(loaders):
+    train, test = loaders
+    records = run_protocol("finetune", train, test, encoder=micro_encoder(), class_names=["h", "v"], device="cpu",
+                           settings={"epochs": 1, "warmup_epochs": 0, "bootstrap_resamples": 0})
+    top1 = next(r for r in records if r.metric == "top1")
+    assert top1.n_train == 32 and top1.ci_low is None and top1.settings["layer_decay"] == 0.75
+
+
+def _callback_spec() -> dict:
+    return {
+        "name": "callbacks",
+        "seeds": [0, 1],
+        "checkpoints": [{"name": "micro", "step": 10}, {"name": "micro-later", "step": 20}, {"name": "pixels"}],
+        "datasets": [{"name": "stripes"}],
+        "protocols": [{"name": "knn", "k": 5}, {"name": "probe", "protocol": "linear_probe", **FAST_PROBE}],
+    }
+
+
+def _load_checkpoint(spec, root, loaded):
+    if spec["name"] == "pixels":
+        return LoadedCheckpoint(name="pixels", checkpoint_id="pixels", kind="pixels")
+    seed = 0 if spec["name"] == "micro" else 1
+    return LoadedCheckpoint(name=spec["name"], checkpoint_id=f"micro-{seed}", model=micro_encoder(seed),
+                            adapter_name="synthetic", step=spec["step"])
+
+
+def _build_loaders(spec, checkpoint, options, root):
+    train_images, train_labels = pattern_images(12, seed=0)
+    test_images, test_labels = pattern_images(6, seed=1)
+    return DownstreamData(train=dict_loader(train_images, train_labels, options["batch_size"]),
+                          test=dict_loader(test_images, test_labels, options["batch_size"]),
+                          class_names=["h", "v"], dataset_id="stripes-v1")
+
+
+def test_benchmark_with_callbacks_and_regeneration(tmp_path):
+    spec = _callback_spec()
+    assert len(expand_runs(spec)) == 6
+    records = run_benchmark(spec, tmp_path / "out", build_loaders=_build_loaders, load_checkpoint_fn=_load_checkpoint,
+                            device="cpu", progress=False)
+    out = tmp_path / "out"
+    for name in ("results.jsonl", "results.csv", "results.md", "summary.md", "plots/top1_vs_step.png"):
+        assert (out / name).is_file(), name
+    top1 = [r for r in records if r.metric == "top1"]
+    # kNN once, the probe once per seed, for each of three checkpoints.
+    assert sorted((r.checkpoint, r.protocol, r.seed) for r in top1) == sorted(
+        [(c, "knn", 0) for c in ("micro", "micro-later", "pixels")]
+        + [(c, "linear_probe", s) for c in ("micro", "micro-later", "pixels") for s in (0, 1)])
+    assert {r.step for r in top1 if r.checkpoint == "micro-later"} == {20}
+    pixel_probe = [r.value for r in top1 if r.checkpoint == "pixels" and r.protocol == "linear_probe"]
+    assert len(pixel_probe) == 2
+    # Re-render from the JSON records: byte-identical tables.
+    before = {name: (out / name).read_bytes() for name in ("results.csv", "results.md", "summary.md")}
+    assert [r.to_dict() for r in read_jsonl(out / "results.jsonl")] == [r.to_dict() for r in records]
+    regenerate_reports(out / "results.jsonl", tmp_path / "again", title="callbacks")
+    for name, content in before.items():
+        assert (tmp_path / "again" / name).read_bytes() == content, name
+
+
+def test_benchmark_spec_errors(tmp_path):
+    spec = _callback_spec()
+    spec["protocol"] = []
+    with pytest.raises(ValueError, match="did you mean 'protocols'"):
+        run_benchmark(spec, tmp_path, _build_loaders, _load_checkpoint)
+    spec = _callback_spec()
+    spec["runs"] = [{"datasets": ["nope"]}]
+    with pytest.raises(ValueError, match="unknown datasets"):
+        run_benchmark(spec, tmp_path, _build_loaders, _load_checkpoint)
+
+
+def _write_archive(root: Path, split: str, n_per_class: int, seed: int) -> None:
+    images, labels = pattern_images(n_per_class, seed=seed)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = root / split / ("horizontal" if label == 0 else "vertical")
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = np.clip((image.permute(1, 2, 0).numpy() + 2) / 4 * 255, 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i:03d}.png")
+
+
+def _write_engine_checkpoint(path: Path, archive: Path) -> None:
+    """What the engine saves: model, config, statistics, adapter name, step."""
+    from mae_domains.config import config_from_dict
+    from mae_domains.registry import get_adapter
+
+    config = config_from_dict({"adapter": "image", "model": {
+        "preset": "micro", "img_size": 32, "patch_size": 8, "in_chans": 3,
+        "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 4}, "data": {"sources": [str(archive)]}})
+    adapter = get_adapter("image").bind(config)
+    torch.manual_seed(0)
+    model = adapter.build_model(config.model, config.mask)
+    stats = adapter.compute_stats(adapter.discover([str(archive / "train")]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "config": config.to_dict(), "stats": stats.as_dict(),
+                "adapter": "image", "step": 123, "version": "0.1.0"}, path)
+
+
+def test_benchmark_file_with_the_image_adapter(tmp_path):
+    archive = tmp_path / "stripes"
+    _write_archive(archive, "train", 10, seed=0)
+    _write_archive(archive, "test", 5, seed=1)
+    _write_engine_checkpoint(tmp_path / "run" / "checkpoint.pt", archive)
+    benchmark = {
+        "name": "image adapter", "root": ".", "seeds": [0], "batch_size": 8, "device": "cpu", "progress": False,
+        "checkpoints": [
+            {"name": "mae", "path": "run"},
+            {"name": "random", "init": "random", "like": "mae", "seed": 1},
+            {"name": "pixels", "init": "pixels", "like": "mae"},
+        ],
+        "datasets": [{"name": "stripes", "train": "stripes/train", "test": "stripes/test"}],
+        "protocols": [{"name": "knn", "k": 5}, {"name": "linear_probe", **FAST_PROBE},
+                      {"name": "finetune", "epochs": 1, "warmup_epochs": 0}],
+    }
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(benchmark))
+    records = run_benchmark_file(path, tmp_path / "results")
+    top1 = {(r.checkpoint, r.protocol): r for r in records if r.metric == "top1"}
+    assert set(top1) == {(c, p) for c in ("mae", "random", "pixels") for p in ("knn", "linear_probe", "finetune")} - {
+        ("pixels", "finetune")}
+    assert top1[("mae", "knn")].adapter == "image" and top1[("mae", "knn")].step == 123
+    assert top1[("mae", "knn")].n_train == 20 and top1[("mae", "knn")].n_test == 10
+    assert top1[("pixels", "knn")].value >= 0.5
+    per_class = {r.class_name for r in records if r.class_name}
+    assert per_class == {"horizontal", "vertical"}
+    # Features were computed once per checkpoint and split, then reused across protocols.
+    assert len(list((tmp_path / "results" / "feature_cache").glob("*.json"))) == 6
+    # A model card for the checkpoint, with its results table.
+    info = model_card_from_checkpoint(tmp_path / "run", name="mae")
+    assert info.preset == "micro" and info.patch_size == 8 and info.step == 123 and len(info.normalization_mean) == 3
+    card = render_model_card(info, records)
+    assert "Patch size: 8" in card and "| stripes | knn | mae |" in card and "random" not in card.split("## Results")[1]
+
+
+def test_model_card_from_run_config():
+    info = ModelCardInfo.from_run(
+        "s2-tiny", {"adapter": "remote_sensing.multispectral", "model": {"preset": "tiny", "patch_size": 16},
+                    "mask": {"ratio": 0.75, "strategy": "independent"}, "data": {"sources": ["/data/s2"],
+                    "options": {"bands": ["B2", "B3", "B4", "B8"], "gsd": 10}}},
+        stats={"mean": [0.1, 0.2, 0.3, 0.4], "std": [1, 1, 1, 2], "count": 256},
+    )
+    card = render_model_card(info)
+    assert "| 3 | B8 | 0.4 | 2 |" in card and "gsd = 10" in card and "independent masking" in card
+    assert "No evaluation results recorded yet." in card
+
+
+def test_example_benchmark_file_is_valid():
+    from mae_domains.evaluation.runner import load_benchmark_file
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "downstream.yaml"
+    spec = load_benchmark_file(path)
+    runs = expand_runs(spec)
+    assert ("raw-pixels", "shapes", "knn") in runs and ("raw-pixels", "shapes", "finetune") not in runs
