@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -257,9 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OVERRIDE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=")
+
+
+def split_overrides(args: argparse.Namespace) -> None:
+    """``--data a b key=value``: argparse hands the overrides to --data; move them back."""
+    data = getattr(args, "data", None)
+    if data:
+        args.data = [d for d in data if not OVERRIDE_PATTERN.match(d)]
+        moved = [d for d in data if OVERRIDE_PATTERN.match(d)]
+        args.overrides = moved + list(getattr(args, "overrides", []) or [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    split_overrides(args)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.debug:

@@ -1,0 +1,59 @@
+"""Typed YAML recipes: defaults, overrides, unknown keys with suggestions, type errors naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from mae_domains.config import ConfigError, RunConfig, dump_config, load_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_defaults_follow_the_mae_recipe():
+    cfg = RunConfig()
+    assert cfg.mask.ratio == 0.75 and cfg.optim.betas == [0.9, 0.95] and cfg.optim.weight_decay == 0.05
+    assert cfg.optim.base_lr == 1.5e-4 and cfg.model.decoder_embed_dim == 512 and cfg.model.decoder_depth == 8
+
+
+def test_yaml_and_dotted_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("adapter: image\nmodel:\n  preset: small\nengine:\n  batch_size: 8\n")
+    cfg = load_config(path, ["model.preset=tiny", "engine.max_steps=3", "data.sources=[a, b]", "optim.clip_grad=1"])
+    assert cfg.model.preset == "tiny" and cfg.engine.batch_size == 8 and cfg.engine.max_steps == 3
+    assert cfg.data.sources == ["a", "b"] and cfg.optim.clip_grad == 1.0
+
+
+def test_unknown_key_did_you_mean(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  presett: tiny\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*'model.presett'.*did you mean 'preset'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="did you mean 'engine'"):
+        load_config(None, ["engin.batch_size=2"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match="engine.batch_size: expected an integer"):
+        load_config(None, ["engine.batch_size=big"])
+    with pytest.raises(ConfigError, match="mask.ratio must be in"):
+        load_config(None, ["mask.ratio=1.5"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="nowhere.yaml: config file not found"):
+        load_config(tmp_path / "nowhere.yaml")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["model.preset=small", "data.options={crop_scale: [0.5, 1.0]}"])
+    dump_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_validate(recipe):
+    load_config(recipe)

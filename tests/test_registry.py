@@ -1,0 +1,58 @@
+"""Plugin discovery: broken, incompatible and duplicate plugins warn and are skipped."""
+
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from mae_domains import registry
+from mae_domains.adapter_api import Adapter
+from mae_image.adapter import ImageAdapter
+
+
+class FutureAdapter(ImageAdapter):
+    name = "future.kind"
+    api_version = "2.0"
+
+
+class CloneAdapter(ImageAdapter):
+    name = "image"
+
+
+def fake_entry_points(monkeypatch, points):
+    eps = [EntryPoint(name, value, registry.ENTRY_POINT_GROUP) for name, value in points]
+    monkeypatch.setattr(registry, "entry_points", lambda group: [e for e in eps if e.group == group])
+
+
+def test_builtin_image_adapter_is_registered_by_entry_point():
+    assert registry.discover_adapters()["image"] is ImageAdapter
+
+
+def test_broken_incompatible_and_duplicate_plugins(monkeypatch):
+    fake_entry_points(monkeypatch, [
+        ("image", "mae_image.adapter:ImageAdapter"),
+        ("broken.plugin", "no_such_module_xyz:Adapter"),
+        ("future.kind", "tests.test_registry:FutureAdapter"),
+        ("image-clone", "tests.test_registry:CloneAdapter"),
+    ])
+    with pytest.warns(UserWarning) as caught:
+        found = registry.discover_adapters()
+    messages = "\n".join(str(w.message) for w in caught)
+    assert "broken.plugin" in messages and "failed to import" in messages
+    assert "future.kind" in messages and "incompatible" in messages
+    assert "duplicate adapter name 'image'" in messages
+    assert list(found) == ["image"] and found["image"] is ImageAdapter
+
+
+def test_unknown_adapter_suggests_a_name():
+    with pytest.raises(registry.AdapterNotFound, match="did you mean 'image'"):
+        registry.get_adapter("imag")
+
+
+def test_unknown_adapter_option_is_an_error():
+    with pytest.raises(ValueError, match="crop_scale"):
+        ImageAdapter({"crop_scal": [0.5, 1.0]})
+
+
+def test_adapter_base_is_abstract():
+    with pytest.raises(TypeError):
+        Adapter()
