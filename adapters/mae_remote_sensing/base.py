@@ -186,7 +186,7 @@ class RemoteSensingAdapter(Adapter):
             "valid_fraction": fraction,
         }
         if grid.transform is not None:
-            meta["chip_transform"] = list(grid.transform * Affine.translation(window.col, window.row))[:6]
+            meta["chip_transform"] = list(grid.transform @ Affine.translation(window.col, window.row))[:6]
         # validity as (T, 1, h, w) so it broadcasts over the band axis of (T, C, h, w)
         return Sample(image, meta, valid[:, None], self.label_value(ref.label))
 
@@ -226,9 +226,9 @@ class RemoteSensingAdapter(Adapter):
             row, col = meta["window"][0] + offset[0], meta["window"][1] + offset[1]
             meta["window"] = [row, col, size, size]
             if meta.get("chip_transform"):
-                t = Affine(*meta["chip_transform"]) * Affine.translation(offset[1], offset[0])
+                t = Affine(*meta["chip_transform"]) @ Affine.translation(offset[1], offset[0])
                 meta["chip_transform"] = list(t)[:6]
-                xs, ys = zip(t * (0, 0), t * (size, size))
+                xs, ys = zip(t @ (0, 0), t @ (size, size))
                 meta["bounds"] = [min(xs), min(ys), max(xs), max(ys)]
         return self.pack(image.astype(np.float32), valid, meta, sample.label)
 

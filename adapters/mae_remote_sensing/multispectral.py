@@ -78,11 +78,15 @@ class MultispectralAdapter(RemoteSensingAdapter):
     def group_indices(self) -> list[list[int]]:
         return [[self.bands.index(b) for b in g] for g in self.groups]
 
+    def build_embedding(self, model) -> BandGroupPatchEmbed:
+        """One patch projection per band group at the preset's width."""
+        o = self.options
+        return BandGroupPatchEmbed(self.group_indices(), get_preset(model.preset).embed_dim, model.patch_size,
+                                   self.group_names, code_mode=o["group_code"], group_fraction=float(o["group_fraction"]))
+
     def build_model(self, model, mask) -> GridMAE:
         o = self.options
-        width = get_preset(model.preset).embed_dim
-        embedding = BandGroupPatchEmbed(self.group_indices(), width, model.patch_size, self.group_names,
-                                        code_mode=o["group_code"], group_fraction=float(o["group_fraction"]))
+        embedding = self.build_embedding(model)
         config = GridMAEConfig(preset=model.preset, decoder=o["decoder"], decoder_embed_dim=model.decoder_embed_dim,
                                decoder_depth=model.decoder_depth, decoder_num_heads=model.decoder_num_heads,
                                mask_ratio=mask.ratio, norm_pix_loss=model.norm_pix_loss,

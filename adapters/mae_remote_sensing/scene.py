@@ -54,7 +54,7 @@ class TargetGrid:
             return None
         xs, ys = [], []
         for r, c in ((window.row, window.col), (window.row + window.height, window.col + window.width)):
-            x, y = self.transform * (c, r)
+            x, y = self.transform @ (c, r)
             xs.append(x)
             ys.append(y)
         return (min(xs), min(ys), max(xs), max(ys))
@@ -108,7 +108,7 @@ def gsd_metres(transform: Affine, crs, height: int, width: int, source: str) -> 
     converted at the scene's centre latitude, feet and other linear units through the CRS's factor."""
     size_x, size_y = pixel_size_in_crs(transform)
     if crs.is_geographic:
-        _, centre_lat = transform * (width / 2.0, height / 2.0)
+        _, centre_lat = transform @ (width / 2.0, height / 2.0)
         if not -90.0 <= centre_lat <= 90.0:
             raise BadSampleError(source, f"geographic CRS but centre latitude {centre_lat:.3f} is outside [-90, 90]")
         lon_m, lat_m = metres_per_degree(centre_lat)
@@ -144,4 +144,4 @@ def target_grid_from_reference(
         return TargetGrid(height, width, transform, crs_text(crs), native_gsd, band_names)
     fx, fy = target_gsd / native_gsd[0], target_gsd / native_gsd[1]
     out_h, out_w = max(1, int(math.floor(height / fy + 1e-6))), max(1, int(math.floor(width / fx + 1e-6)))
-    return TargetGrid(out_h, out_w, transform * Affine.scale(fx, fy), crs_text(crs), (float(target_gsd),) * 2, band_names)
+    return TargetGrid(out_h, out_w, transform @ Affine.scale(fx, fy), crs_text(crs), (float(target_gsd),) * 2, band_names)

@@ -91,11 +91,15 @@ class TemporalAdapter(RemoteSensingAdapter):
             out["dates"] = torch.from_numpy(np.stack([series_dates(m) for m in metas])).to(device, torch.float64)
         return out
 
+    def build_embedding(self, model) -> TemporalPatchEmbed:
+        """One patch projection shared by all frames, at the preset's width."""
+        o = self.options
+        return TemporalPatchEmbed(len(self.bands), get_preset(model.preset).embed_dim, model.patch_size,
+                                  date_mode=o["date_code"], date_fraction=float(o["date_fraction"]))
+
     def build_model(self, model, mask) -> GridMAE:
         o = self.options
-        width = get_preset(model.preset).embed_dim
-        embedding = TemporalPatchEmbed(len(self.bands), width, model.patch_size, date_mode=o["date_code"],
-                                       date_fraction=float(o["date_fraction"]))
+        embedding = self.build_embedding(model)
         config = GridMAEConfig(preset=model.preset, decoder=o["decoder"], decoder_embed_dim=model.decoder_embed_dim,
                                decoder_depth=model.decoder_depth, decoder_num_heads=model.decoder_num_heads,
                                mask_ratio=mask.ratio, norm_pix_loss=model.norm_pix_loss,

@@ -128,7 +128,7 @@ class ZarrScene(Scene):
             return TargetGrid(height, width, transform, crs, gsd, names)
         fx, fy = target_gsd / gsd[0], target_gsd / gsd[1]
         out_h, out_w = max(1, int(height / fy + 1e-6)), max(1, int(width / fx + 1e-6))
-        scaled = transform * Affine.scale(fx, fy) if transform is not None else None
+        scaled = transform @ Affine.scale(fx, fy) if transform is not None else None
         return TargetGrid(out_h, out_w, scaled, crs, (float(target_gsd),) * 2, names)
 
     def read(self, window: ChipWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:

@@ -1,0 +1,47 @@
+"""Both remote-sensing adapters pass the plugin conformance kit, at several model presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mae_domains.testing.conformance import check_adapter
+from tests.remote_sensing.conftest import make_adapter
+
+
+@pytest.mark.parametrize("name", ["remote_sensing.multispectral", "remote_sensing.temporal"])
+def test_conformance(name):
+    report = check_adapter(name)
+    assert report.passed, report.render()
+
+
+@pytest.mark.parametrize("preset", ["micro", "tiny", "small", "base", "large", "huge"])
+@pytest.mark.parametrize("kind", ["multispectral", "temporal"])
+def test_every_preset_builds_codes(kind, preset):
+    """Code widths are fractions of the width: the group/date code fits every preset (ViT-Ti 192 ... 1280)."""
+    from mae_domains.config import ModelConfig, MaskConfig
+    from mae_domains.models.presets import get_preset
+
+    adapter = make_adapter(kind, img_size=32)
+    width = get_preset(preset).embed_dim
+    model = ModelConfig(preset=preset, img_size=32, patch_size=16, decoder_embed_dim=64, decoder_depth=1,
+                        decoder_num_heads=4)
+    embedding = adapter.build_embedding(model)
+    sample = adapter.transform(adapter.synthetic_sample(0), 0, False, None)
+    batch = {"image": torch.from_numpy(sample.image[None]), "mask_seed": [0], "meta": [sample.meta],
+             "valid": torch.from_numpy(sample.valid[None])}
+    inputs = adapter.model_inputs(batch, torch.device("cpu"))
+    from mae_domains.models.embeddings.base import GridBatch
+
+    grid_batch = GridBatch(inputs["images"], inputs["valid"], inputs["meta"])
+    codes = embedding.codes(grid_batch, embedding.layout(grid_batch), width)
+    assert codes.shape[-1] == width and torch.isfinite(codes).all()
+
+
+def test_independent_masking_across_groups_and_time():
+    for kind, axis in (("multispectral", "group"), ("temporal", "time")):
+        adapter = make_adapter(kind)
+        model = adapter.build_model(adapter.config.model, adapter.config.mask)
+        assert model.masker.mode == "independent" and model.masker.axes == (axis,)
+        consistent = make_adapter(kind, masking="consistent")
+        assert consistent.build_model(consistent.config.model, consistent.config.mask).masker.mode == "consistent"
