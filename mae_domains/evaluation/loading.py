@@ -2,14 +2,16 @@
 
 A checkpoint entry of a benchmark file is one of
 - ``path:`` a run's ``checkpoint.pt`` (or the run folder): config, normalization statistics, adapter name
-  and step are read from it; an exported ``.safetensors`` with that information in its metadata, in a
-  ``<stem>.json`` beside it, or in the run folder's ``config.yaml`` / ``stats.json``; or a foreign MAE/timm
-  checkpoint with ``adapter:`` and ``config:`` given in the entry;
+  and step are read from it; an exported ``encoder.safetensors`` (``mae-domains export``) with that
+  information in its metadata, in a ``<stem>.json`` or ``config.json`` beside it, or in the run folder's
+  ``config.yaml`` / ``stats.json``; or a foreign MAE/timm checkpoint with ``adapter:`` and ``config:``
+  given in the entry;
 - ``init: random`` with ``like: <other checkpoint>``: the same architecture with fresh weights (baseline);
 - ``init: pixels`` with ``like: <other checkpoint>``: the normalized input pixels as features (baseline).
 
-A dataset entry is either ``train:`` / ``test:`` folders laid out ``class_name/*.ext`` (single-label, the
-class is the adapter's ``label_of``, by default the parent folder), or ``manifest:`` a CSV with columns
+A dataset entry is either ``train:`` / ``test:`` folders (or lists of paths and globs) laid out
+``class_name/*.ext`` (single-label, the class is the adapter's ``label_of``, by default the parent
+folder), or ``manifest:`` a CSV with columns
 ``path,labels,split`` (labels separated by ``|``; ``split`` is train or test; multi-label when any row
 has several labels or ``multilabel: true``).
 """
@@ -98,16 +100,41 @@ def _json_or_value(value: Any) -> Any:
     return value
 
 
+def run_config_from_export(info: Mapping[str, Any]) -> dict[str, Any]:
+    """A run config dict from the flat ``config.json`` that ``mae_domains.export`` writes."""
+    model = {k: info[k] for k in ("preset", "patch_size", "img_size", "in_chans", "norm_pix_loss") if k in info}
+    config: dict[str, Any] = {"adapter": info.get("adapter", "image"), "model": model,
+                              "data": {"sources": list(info.get("data_sources", [])),
+                                       "options": dict(info.get("adapter_options", {}))}}
+    if "mask_ratio" in info:
+        config["mask"] = {"ratio": info["mask_ratio"]}
+    return config
+
+
 def _export_info(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
-    """config / stats / adapter / step of an exported file: metadata, then ``<stem>.json``, then run files."""
+    """config / stats / adapter / step of an exported weights file, from (first found) its safetensors
+    metadata, ``<stem>.json`` or ``config.json`` beside it, or the run folder's ``config.yaml`` /
+    ``stats.json``. The flat export format (``preset``, ``normalization``, ``pretrain_steps``...) is
+    converted to a run config."""
     info = {k: _json_or_value(v) for k, v in metadata.items() if k in ("config", "stats", "adapter", "step")}
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        for key, value in json.loads(sidecar.read_text()).items():
-            info.setdefault(key, value)
+    if "config" not in info:
+        for sidecar in (path.with_suffix(".json"), path.parent / "config.json"):
+            if sidecar.is_file():
+                loaded = json.loads(sidecar.read_text())
+                info["config"] = loaded.get("config", loaded)
+                for key in ("stats", "adapter", "step"):
+                    if key in loaded:
+                        info.setdefault(key, loaded[key])
+                break
     if "config" not in info and (path.parent / "config.yaml").is_file():
         info["config"] = yaml.safe_load((path.parent / "config.yaml").read_text())
-    if "stats" not in info and (path.parent / "stats.json").is_file():
+    config = info.get("config")
+    if isinstance(config, Mapping) and "model" not in config and "preset" in config:  # flat export info
+        info.setdefault("stats", config.get("normalization"))
+        info.setdefault("step", config.get("pretrain_steps"))
+        info.setdefault("adapter", config.get("adapter"))
+        info["config"] = run_config_from_export(config)
+    if not info.get("stats") and (path.parent / "stats.json").is_file():
         info["stats"] = json.loads((path.parent / "stats.json").read_text())
     return info
 
@@ -262,6 +289,12 @@ def _manifest_split(path: Path, multilabel: bool | None) -> tuple[dict[str, tupl
     return splits, class_names, multilabel
 
 
+def _sources(value: str | Sequence[str], root: Path) -> list[str]:
+    """One path/glob or a list of them, resolved against ``root``."""
+    values = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+    return [str(_resolve(v, root)) for v in values]
+
+
 def _fingerprint(refs: Sequence[Any]) -> list[tuple[str, int, int]]:
     out = []
     for ref in refs:
@@ -284,8 +317,8 @@ def build_archive_loaders(spec: Mapping[str, Any], checkpoint: LoadedCheckpoint,
         train_refs, train_labels = splits["train"]
         test_refs, test_labels = splits["test"]
     else:
-        train_refs = adapter.discover([str(_resolve(spec["train"], root))])
-        test_refs = adapter.discover([str(_resolve(spec["test"], root))])
+        train_refs = adapter.discover(_sources(spec["train"], root))
+        test_refs = adapter.discover(_sources(spec["test"], root))
         train_labels, class_names = _folder_labels(adapter, train_refs, spec.get("classes"), f"{name}/train")
         test_labels, _ = _folder_labels(adapter, test_refs, class_names, f"{name}/test")
         multilabel = False

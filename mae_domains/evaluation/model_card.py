@@ -83,6 +83,25 @@ class ModelCardInfo:
         )
 
 
+    @classmethod
+    def from_export(cls, info: Mapping[str, Any], name: str | None = None, weights_file: str = "encoder.safetensors") -> "ModelCardInfo":
+        """Fill the card from the flat export info (``config.json`` written by ``mae_domains.export``)."""
+        stats = dict(info.get("normalization") or {})
+        options = dict(info.get("adapter_options") or {})
+        config = {
+            "adapter": info.get("adapter", ""),
+            "model": {k: info.get(k) for k in ("preset", "patch_size", "img_size", "in_chans", "norm_pix_loss")},
+            "mask": {"ratio": info.get("mask_ratio")},
+            "data": {"sources": list(info.get("data_sources") or []), "options": options},
+        }
+        extra = {"timm model": info.get("timm_model"), "embedding width": info.get("embed_dim"), "depth": info.get("depth")}
+        card = cls.from_run(name or str(info.get("name") or info.get("adapter") or "encoder"), config, stats,
+                            step=info.get("pretrain_steps"), weights_file=weights_file,
+                            extra_data={k: v for k, v in extra.items() if v is not None})
+        card.version = str(info.get("mae_domains_version", card.version))
+        return card
+
+
 def _value(value: Any) -> str:
     if value is None or value == "":
         return "not recorded"
@@ -145,9 +164,18 @@ def render_model_card(info: ModelCardInfo, records: Iterable[ResultRecord] = ())
     return "\n".join(lines) + "\n"
 
 
-def write_model_card(path: str | os.PathLike, info: ModelCardInfo, records: Iterable[ResultRecord] = ()) -> Path:
-    """Write the card (UTF-8 Markdown) and return its path."""
+MODEL_CARD_NAME = "MODEL_CARD.md"
+
+
+def write_model_card(path: str | os.PathLike, info: ModelCardInfo | Mapping[str, Any],
+                     records: Iterable[ResultRecord] = ()) -> Path:
+    """Write the card (UTF-8 Markdown) and return its path. ``path`` may be a folder (an export folder:
+    the card goes to ``MODEL_CARD.md`` in it); ``info`` may be the flat export info dict."""
     path = Path(path)
+    if path.is_dir() or not path.suffix:
+        path = path / MODEL_CARD_NAME
+    if not isinstance(info, ModelCardInfo):
+        info = ModelCardInfo.from_export(info, name=path.parent.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_model_card(info, records), encoding="utf-8")
     return path

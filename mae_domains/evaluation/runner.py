@@ -336,8 +336,8 @@ def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     protocol: str,
     out_dir: str | os.PathLike,
-    train: str | os.PathLike | None = None,
-    test: str | os.PathLike | None = None,
+    train: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    test: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     manifest: str | os.PathLike | None = None,
     settings: Mapping[str, Any] | None = None,
     seeds: Sequence[int] = (0,),
@@ -347,12 +347,17 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool | None = None,
 ) -> list[ResultRecord]:
-    """One checkpoint, one dataset (``train``/``test`` class folders or a ``manifest`` CSV), one protocol;
-    writes the same files as a benchmark run. This is what ``mae-domains evaluate`` calls."""
-    if manifest is None and (train is None or test is None):
+    """One checkpoint (run folder, ``checkpoint.pt`` or exported ``.safetensors``), one dataset (``train`` /
+    ``test`` class folders, each a path or a list of paths, or a ``manifest`` CSV), one protocol; writes the
+    same files as a benchmark run. This is what ``mae-domains evaluate`` calls."""
+    if manifest is None and (not train or not test):
         raise ValueError("give train= and test= folders (class_name/*.ext) or manifest=")
+
+    def as_list(value: Any) -> list[str]:
+        return [str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
+
     dataset: dict[str, Any] = {"name": dataset_name}
-    dataset.update({"manifest": str(manifest)} if manifest is not None else {"train": str(train), "test": str(test)})
+    dataset.update({"manifest": str(manifest)} if manifest is not None else {"train": as_list(train), "test": as_list(test)})
     spec = {
         "name": f"{protocol} on {dataset_name}",
         "seeds": list(seeds), "batch_size": batch_size, "num_workers": num_workers,

@@ -6,7 +6,7 @@ import torch
 import yaml
 from PIL import Image
 
-from mae_domains.evaluation.features import FeatureCache
+from mae_domains.config import dump_config
 from mae_domains.evaluation.loading import DownstreamData, LoadedCheckpoint
 from mae_domains.evaluation.model_card import ModelCardInfo, model_card_from_checkpoint, render_model_card
 from mae_domains.evaluation.records import read_jsonl, regenerate_reports
@@ -147,6 +147,7 @@ def _write_engine_checkpoint(path: Path, archive: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "config": config.to_dict(), "stats": stats.as_dict(),
                 "adapter": "image", "step": 123, "version": "0.1.0"}, path)
+    dump_config(config, path.parent / "config.yaml")
 
 
 def test_benchmark_file_with_the_image_adapter(tmp_path):
@@ -204,3 +205,56 @@ def test_example_benchmark_file_is_valid():
     spec = load_benchmark_file(path)
     runs = expand_runs(spec)
     assert ("raw-pixels", "shapes", "knn") in runs and ("raw-pixels", "shapes", "finetune") not in runs
+
+
+@pytest.fixture
+def image_run(tmp_path):
+    archive = tmp_path / "stripes"
+    _write_archive(archive, "train", 6, seed=0)
+    _write_archive(archive, "test", 4, seed=1)
+    _write_engine_checkpoint(tmp_path / "run" / "checkpoint.pt", archive)
+    return tmp_path, archive
+
+
+def test_cli_evaluate_and_export_round_trip(image_run, capsys):
+    from mae_domains.cli import main
+    from mae_domains.export import export_run
+
+    tmp_path, archive = image_run
+    out = tmp_path / "cli"
+    code = main(["-q", "evaluate", "--run", str(tmp_path / "run"), "--train", str(archive / "train"),
+                 "--test", str(archive / "test"), "--protocol", "knn", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| stripes | knn | run |" in printed and (out / "results.md").is_file()
+    run_top1 = next(r for r in read_jsonl(out / "results.jsonl") if r.metric == "top1")
+
+    # The exported encoder (timm keys, flat config.json) evaluates to the same numbers.
+    paths = export_run(tmp_path / "run", tmp_path / "export")
+    card = paths["model_card"].read_text()
+    assert paths["model_card"].name == "MODEL_CARD.md" and "Patch size: 8" in card and "| 2 | channel 2 |" in card
+    spec = {"checkpoints": [{"name": "exported", "path": str(tmp_path / "export" / "encoder.safetensors")}],
+            "datasets": [{"name": "stripes", "train": str(archive / "train"), "test": str(archive / "test")}],
+            "protocols": [{"name": "knn"}], "device": "cpu"}
+    records = run_benchmark(spec, tmp_path / "exported", plots=False)
+    exported_top1 = next(r for r in records if r.metric == "top1")
+    assert exported_top1.value == pytest.approx(run_top1.value) and exported_top1.step == 123
+    assert main(["-q", "evaluate", "--run", str(tmp_path / "run"), "--protocol", "knn"]) == 2  # no --train/--test
+
+
+def test_multilabel_manifest(image_run):
+    tmp_path, archive = image_run
+    rows = ["path,labels,split"]
+    for split in ("train", "test"):
+        for i, image in enumerate(sorted((archive / split).rglob("*.png"))):
+            labels = [image.parent.name] + (["odd"] if i % 2 else [])
+            rows.append(f"{image.relative_to(tmp_path)},{'|'.join(labels)},{split}")
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    spec = {"checkpoints": [{"name": "mae", "path": str(tmp_path / "run")}],
+            "datasets": [{"name": "tags", "manifest": str(tmp_path / "manifest.csv")}],
+            "protocols": [{"name": "knn", "k": 3}, {"name": "linear_probe", **FAST_PROBE}], "device": "cpu"}
+    records = run_benchmark(spec, tmp_path / "ml", plots=False)
+    summary = {(r.protocol, r.metric) for r in records if r.class_name is None}
+    assert summary == {(p, m) for p in ("knn", "linear_probe") for m in ("mean_roc_auc", "mAP")}
+    assert {r.class_name for r in records if r.class_name} == {"horizontal", "vertical", "odd"}
+    assert all(r.n_train == 12 and r.n_test == 8 for r in records)
