@@ -214,6 +214,7 @@ def build_grid_mae(embedding: GridEmbedding, config: GridMAEConfig | None = None
     if embedding.embed_dim != preset.embed_dim:
         raise ValueError(f"embedding width {embedding.embed_dim} differs from preset {config.preset!r} "
                          f"width {preset.embed_dim}")
+    embedding.prepare_code_width(config.decoder_embed_dim)
     encoder = GridEncoder(embedding, config.depth or preset.depth, preset.num_heads, preset.mlp_ratio,
                           config.drop_path_rate)
     decoders = {"self": SelfAttentionDecoder, "cross": CrossAttentionDecoder}

@@ -151,6 +151,9 @@ class GridEmbedding(nn.Module, ABC):
         return 1
 
     # ----- shared behaviour ------------------------------------------------------------------------
+    def prepare_code_width(self, width: int) -> None:
+        """Make codes available at ``width`` (e.g. the decoder's); only learned code tables need this."""
+
     def token_validity(self, batch: GridBatch, layout: GridLayout) -> torch.Tensor | None:
         """``(B, N)`` bool from the per-pixel mask, or None when the batch has none."""
         if batch.valid is None:

@@ -56,6 +56,11 @@ class ChannelSharedPatchEmbed(SlicedPatchEmbed2D):
         widths = sorted({embed_dim, *code_widths}) if channel_code else []
         self.channel_tables = nn.ModuleDict({str(w): NamedCodeTable(self.vocabulary, w) for w in widths})
 
+    def prepare_code_width(self, width: int) -> None:
+        """Add a learned channel-code table of ``width`` (the decoder's) if there is none yet."""
+        if self.channel_code and str(width) not in self.channel_tables:
+            self.channel_tables[str(width)] = NamedCodeTable(self.vocabulary, width).to(self.proj.weight.device)
+
     def as_slices(self, images: torch.Tensor) -> torch.Tensor:
         return images.unsqueeze(2)  # (B, C, 1, H, W): each channel is a 1-channel slice
 
