@@ -87,6 +87,7 @@ class RemoteSensingAdapter(Adapter):
         )
         self.settings.resampling_for(1.0, 1.0)  # unknown resampling names fail here, not in a worker
         self.classes: list[str] = []
+        self.multilabel = False
 
     # ----- sizes ---------------------------------------------------------------------------------
     @property
@@ -109,12 +110,14 @@ class RemoteSensingAdapter(Adapter):
         return discover_scenes(sources, self.settings, o["layout"], o["band_pattern"], bool(o["label_from_folder"]))
 
     def set_classes(self, labels: Sequence[Any]) -> None:
+        """The sorted class names of an archive; it is multi-label when any item has several labels."""
         names: set[str] = set()
         for label in labels:
             if label is None:
                 continue
             names.update([label] if isinstance(label, str) else label)
         self.classes = sorted(names)
+        self.multilabel = any(not isinstance(label, str) and label is not None and len(label) > 1 for label in labels)
 
     def refs_for(self, frames: tuple[Scene, ...], label: Any) -> list[ChipRef]:
         """Random-chip refs (training) or grid-window refs (embedding) of one scene or series."""
@@ -140,10 +143,11 @@ class RemoteSensingAdapter(Adapter):
         """Class index (single label) or multi-hot float32 vector (several labels) for the dataset."""
         if label is None or not self.classes:
             return None
-        if isinstance(label, str):
-            return self.classes.index(label)
+        names = [label] if isinstance(label, str) else list(label)
+        if not self.multilabel:
+            return self.classes.index(names[0])
         hot = np.zeros(len(self.classes), np.float32)
-        hot[[self.classes.index(name) for name in label]] = 1.0
+        hot[[self.classes.index(name) for name in names]] = 1.0
         return hot
 
     # ----- reading -------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def discover_scenes(sources: Sequence[str | Path], settings: ReadSettings, layou
             if path.suffix.lower() == ".csv":
                 for row in read_manifest(path):
                     file = Path(row.path)
-                    label = row.labels if row.labels is None or len(row.labels) != 1 else row.labels[0]
+                    label = row.labels
                     if _is_zarr(file):
                         entries.extend(_zarr_entries(file, settings, label, row.date))
                     else:

@@ -219,7 +219,7 @@ def test_manifest_with_dates_and_multi_labels(tmp_path):
     assert adapter.classes == ["forest", "urban", "water"]
     first = adapter.read(refs[0])
     assert list(first.label) == [1.0, 0.0, 1.0] and first.meta["dates"] == ["2020-01-02"]
-    assert adapter.read(refs[1]).label == 1
+    assert list(adapter.read(refs[1]).label) == [0.0, 1.0, 0.0]  # one label in a multi-label archive
 
 
 def test_handles_are_opened_once_per_process(tmp_path):
