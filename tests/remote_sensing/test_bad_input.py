@@ -71,7 +71,7 @@ def test_bad_file_message_names_file_and_cause(tmp_path, kind):
 def test_mostly_invalid_chip_is_retried_then_rejected(tmp_path):
     data, _ = synthetic_scene(3, BANDS, 64, 64, nodata_corner=False)
     data = data.astype(np.uint16)
-    data[:, :, :48] = 0  # three quarters nodata
+    data[:, :, :24] = 0  # the left three eighths are nodata
     path = write_raster(tmp_path / "edge.tif", data, nodata=0, descriptions=BANDS)
     adapter = make_adapter("multispectral", groups=[BANDS], chips_per_scene=8, jitter=0.0, min_valid_fraction=0.5)
     kept = 0
