@@ -78,6 +78,9 @@ class ViTClassifier(nn.Module):
         super().__init__()
         if pool not in POOL_MODES:
             raise ValueError(f"unknown pooling {pool!r}; use 'avg' or 'cls'")
+        missing = [a for a in ("embed", "cls_tokens", "blocks", "norm", "embed_dim", "num_prefix_tokens") if not hasattr(encoder, a)]
+        if missing:
+            raise TypeError(f"fine-tuning needs a ViTEncoder-like encoder; {type(encoder).__name__} lacks {', '.join(missing)}")
         self.encoder = encoder
         self.pool_mode = pool
         self.head = nn.Linear(encoder.embed_dim, num_classes)

@@ -142,13 +142,13 @@ def run_protocol(
         fields = {k: resolved[k] for k in FinetuneConfig().settings() if k != "seed"}
         config = FinetuneConfig(**fields, seed=seed, device=device)
         train_source = finetune_train_loader if finetune_train_loader is not None else train_loader
-        first_labels = np.asarray(next(iter(train_source))["label"])
         if class_names is not None:
             num_classes = len(class_names)
-        elif first_labels.ndim == 2:
+        else:  # multi-hot labels carry the class count; integer labels need class_names
+            first_labels = np.asarray(next(iter(train_source))["label"])
+            if first_labels.ndim != 2:
+                raise ValueError("finetune needs class_names= to know the number of classes")
             num_classes = first_labels.shape[1]
-        else:
-            raise ValueError("finetune needs class_names= to know the number of classes")
         result = finetune(encoder, train_source, test_loader, num_classes, config, progress)
         scores, labels = result.test_scores, result.test_labels.numpy()  # type: ignore[union-attr]
         n_train = _dataset_size(train_source)
