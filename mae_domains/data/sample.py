@@ -77,8 +77,11 @@ class RunningStats:
 
     def update(self, image: np.ndarray, valid: np.ndarray | None = None) -> None:
         flat = image.reshape(image.shape[0], -1).astype(np.float64)
+        keep = np.isfinite(flat).all(axis=0)  # a NaN/Inf pixel must not poison the statistics
         if valid is not None:
-            flat = flat[:, valid.reshape(-1)]
+            keep &= valid.reshape(-1)
+        if not keep.all():
+            flat = flat[:, keep]
         n_b = flat.shape[1]
         if n_b == 0:
             return

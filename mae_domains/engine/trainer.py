@@ -47,16 +47,25 @@ class PretrainResult:
 
 
 def _worker_init(_: int) -> None:
+    """Loader workers compute on one thread each (torch, and OpenCV if an adapter imported it), so
+    workers plus the main process do not oversubscribe the cores."""
     torch.set_num_threads(1)
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and hasattr(cv2, "setNumThreads"):
+        cv2.setNumThreads(1)
 
 
-def configure_threads(config: RunConfig) -> None:
-    """Leave one core per loader worker; the main process takes the rest (or ``engine.threads``)."""
+def configure_threads(config: RunConfig) -> int:
+    """``engine.threads`` if set; else this process's share of the cores (``torchrun`` starts
+    ``LOCAL_WORLD_SIZE`` of them per machine) minus one core per loader worker, at least 1."""
     if config.engine.threads:
-        torch.set_num_threads(config.engine.threads)
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores - config.data.num_workers))
+        threads = config.engine.threads
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        local_procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        threads = max(1, cores // local_procs - config.data.num_workers)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -108,12 +117,13 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.peak_lr, cfg.optim.weight_decay, tuple(cfg.optim.betas))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_grad_scaler)
         self.step = 0
+        self.last_checkpoint_step: int | None = None
         self.bad_sources: set[str] = set()
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
-            self.step = int(state["step"])
+            self.step = self.last_checkpoint_step = int(state["step"])
             self.bad_sources = set(state.get("bad_sources", []))
             restore_rng(state["rng"])
         steps_per_epoch = len(self.refs) // (cfg.engine.batch_size * self.dist.world_size)
@@ -128,7 +138,11 @@ class Trainer:
                                      start_step=self.step * accum, max_steps=self.total_steps * accum)
         dataset = ArchiveDataset(self.adapter, self.refs, self.stats, train=True, seed=cfg.engine.seed)
         workers = cfg.data.num_workers
+        # Each DataLoader iterator draws a base seed; from a private generator it leaves torch's global
+        # RNG (drop path, checkpointed for resume) untouched. Samples are seeded per key anyway.
+        loader_rng = torch.Generator().manual_seed(cfg.engine.seed)
         self.loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_items,
+                                 generator=loader_rng,
                                  pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
                                  worker_init_fn=_worker_init if workers else None,
                                  persistent_workers=False, prefetch_factor=2 if workers else None)
@@ -160,7 +174,14 @@ class Trainer:
                 "stats": self.stats.as_dict(), "bad_sources": sorted(self.bad_sources),
                 "config": self.config.to_dict(), "adapter": self.adapter.name, "version": __version__,
             }, path)
+        self.last_checkpoint_step = self.step
         return path
+
+    def checkpoint_note(self) -> str:
+        """Where the last good checkpoint is, for the messages of a stopped run."""
+        if self.last_checkpoint_step is None:
+            return (f"no checkpoint was written yet (engine.checkpoint_every={self.config.engine.checkpoint_every})")
+        return f"the last good checkpoint (step {self.last_checkpoint_step}) is kept in {self.run_dir / CHECKPOINT_NAME}"
 
     # ----- bookkeeping -----------------------------------------------------------------------
     def record_skips(self, batch: dict[str, Any]) -> None:
@@ -174,8 +195,7 @@ class Trainer:
         if len(self.bad_sources) > limit:
             raise TrainingStopped(
                 f"{len(self.bad_sources)} of {len(self.refs)} files are bad, more than data.max_bad_fraction="
-                f"{self.config.data.max_bad_fraction}; see {self.run_dir / 'skipped.csv'}. The last good "
-                f"checkpoint is kept in {self.run_dir / CHECKPOINT_NAME}")
+                f"{self.config.data.max_bad_fraction}; see {self.run_dir / 'skipped.csv'}; {self.checkpoint_note()}")
 
     def set_lr(self) -> float:
         o = self.config.optim
@@ -217,24 +237,38 @@ class Trainer:
                     # gradient of the global mean: DDP averages over ranks, so scale by world / global_den
                     loss = output.loss.float() * den * self.dist.world_size / global_den / accum
                     self.scaler.scale(loss).backward()
-                loss_sum += output.loss.detach().float() / accum
+                # this rank's share of the global mean: summed over ranks (below) it is the loss over
+                # all masked patches, weighted by denominator as the gradient is
+                loss_sum += loss.detach() / self.dist.world_size
                 micro += 1
                 if not sync:
                     data_start = time.perf_counter()
                     continue
-                finite = all_reduce_sum(torch.isfinite(loss_sum).float(), self.dist)
-                if finite.item() < self.dist.world_size:
-                    raise TrainingStopped(
-                        f"non-finite loss at step {self.step}; the last good checkpoint is kept in "
-                        f"{self.run_dir / CHECKPOINT_NAME} (lower optim.base_lr or check the data)")
+                # Without a GradScaler an inf/NaN gradient would reach the weights (and the next
+                # checkpoint) even when the loss is finite, so it stops the run too; with fp16 the
+                # scaler skips such steps itself. Both flags are all-reduced so every rank stops.
+                check_grads = not self.precision.use_grad_scaler
                 if cfg.optim.clip_grad:
                     self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad)
+                grad_norm = None
+                if cfg.optim.clip_grad or check_grads:
+                    grad_norm = torch.nn.utils.get_total_norm(
+                        [p.grad for p in self.model.parameters() if p.grad is not None])
+                grads_ok = torch.isfinite(grad_norm).to(self.device) if check_grads else torch.isfinite(loss_sum)
+                flags = torch.stack([torch.isfinite(loss_sum), grads_ok])
+                finite = all_reduce_sum(flags.float(), self.dist)
+                if (finite < self.dist.world_size).any():
+                    what = "loss" if finite[0] < self.dist.world_size else "gradients (with a finite loss)"
+                    raise TrainingStopped(
+                        f"non-finite {what} at step {self.step + 1}; stopped before the weights were updated; "
+                        f"{self.checkpoint_note()}. Lower optim.base_lr, set optim.clip_grad or check the data")
+                if cfg.optim.clip_grad:
+                    torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), cfg.optim.clip_grad, grad_norm)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
-                last_loss = (all_reduce_sum(loss_sum, self.dist) / self.dist.world_size).item()
+                last_loss = all_reduce_sum(loss_sum, self.dist).item()
                 loss_sum.zero_()
                 now = time.perf_counter()
                 step_time = now - step_start
@@ -261,6 +295,8 @@ class Trainer:
                     self.save_checkpoint()
                 if self.on_step is not None:
                     self.on_step(self.step, row)
+                if self.step >= self.total_steps:
+                    break
                 data_time = 0.0
                 data_start = step_start = time.perf_counter()
         finally:
