@@ -82,15 +82,23 @@ def chips_per_second(path: Path, options: dict, chip: int, seconds: float, worke
             count += 1
         return count / (time.perf_counter() - start), count
     loader = DataLoader(dataset, batch_size=8, sampler=order.tolist(), num_workers=workers, collate_fn=collate_items,
-                        persistent_workers=False, prefetch_factor=4)
+                        persistent_workers=False, prefetch_factor=4, worker_init_fn=one_thread)
     iterator = iter(loader)
-    next(iterator)  # worker start-up excluded
+    for _ in range(2 * workers):  # worker start-up and first file opens excluded
+        next(iterator)
     start, count = time.perf_counter(), 0
     for batch in iterator:
         count += batch["image"].shape[0]
         if time.perf_counter() - start >= seconds:
             break
     return count / (time.perf_counter() - start), count
+
+
+def one_thread(_: int) -> None:
+    """As the engine does: one torch thread per loader worker (2 cores are shared with the main process)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 class InMemoryAdapter(MultispectralAdapter):
