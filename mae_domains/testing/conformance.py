@@ -176,13 +176,23 @@ def check_seeded_masks(ctx: Context) -> str:
 
 
 def check_patchify_round_trip(ctx: Context) -> str:
+    """Targets laid out per token go back to the exact image: the 2D MAE's ``patchify``/``unpatchify``
+    or a grid embedding's ``target_patches``/``unpatchify``."""
     model = ctx.model()
-    if not (hasattr(model, "patchify") and hasattr(model, "unpatchify")):
-        return "model has no patchify/unpatchify (skipped)"
     images = ctx.batch()["image"]
-    patches = model.patchify(images)
-    grid = model.encoder.grid_for(images.shape[-2], images.shape[-1]) if hasattr(model.encoder, "grid_for") else None
-    back = model.unpatchify(patches, grid)
+    embedding = getattr(model, "embedding", None)
+    if embedding is not None and hasattr(embedding, "target_patches"):
+        from mae_domains.models.embeddings.base import as_grid_batch
+
+        layout = embedding.layout(as_grid_batch(ctx.adapter.model_inputs(ctx.batch(), torch.device("cpu"))["images"]))
+        patches = embedding.target_patches(images, layout)
+        back = embedding.unpatchify(patches, layout)
+    elif hasattr(model, "patchify") and hasattr(model, "unpatchify"):
+        patches = model.patchify(images)
+        back = model.unpatchify(patches, model.encoder.grid_for(images.shape[-2], images.shape[-1]))
+    else:
+        raise AssertionError("the model exposes neither patchify/unpatchify nor embedding.target_patches/unpatchify")
+    assert back.shape == images.shape, f"round trip changed the shape {tuple(images.shape)} -> {tuple(back.shape)}"
     assert torch.equal(back, images), "unpatchify(patchify(x)) != x"
     return f"{patches.shape[1]} patches"
 
