@@ -6,7 +6,8 @@ as facebookresearch/mae). Each case runs reference and candidate in interleaved 
 ...), reports the median and spread (min-max) of images/s for each and of the per-pair speed ratio,
 the same ratio in images per CPU-second of this process (robust to other
 processes sharing the machine), model FLOPs per step from ``torch.utils.flop_counter.FlopCounterMode`` (with the CPU SDPA kernels
-counted), MFU against an fp32 GEMM measured in the same run, and the held-out reconstruction loss of
+counted), MFU against an fp32 GEMM measured before every A/B pair (other processes
+on a shared machine move the peak), and the held-out reconstruction loss of
 both models after the same short training on the same data and masks.
 
     python benchmarks/bench_pretrain_step.py                          # the three issue cases
@@ -31,6 +32,7 @@ from mae_domains.models.grid_mae import GridMAE, build_grid_mae
 from mae_domains.models.presets import get_preset
 
 aten = torch.ops.aten
+REFERENCE_LOSS: dict[str, float] = {}  # held-out loss of the reference per preset, computed once
 
 
 def register_cpu_sdpa_flops() -> None:
@@ -95,12 +97,16 @@ def make_optimizer(model: torch.nn.Module, batch: int) -> torch.optim.Optimizer:
                              lr=1.5e-4 * batch / 256, betas=(0.9, 0.95), foreach=True)
 
 
-def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, seeds: list[int]) -> float:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, seeds: list[int]) -> None:
     opt.zero_grad(set_to_none=True)
     loss = model(images, mask_seeds=seeds).loss
     loss.backward()
     opt.step()
-    return float(loss.detach())
 
 
 def step_flops(model: torch.nn.Module, images: torch.Tensor, seeds: list[int]) -> int:
@@ -111,14 +117,16 @@ def step_flops(model: torch.nn.Module, images: torch.Tensor, seeds: list[int]) -
     return counter.get_total_flops()
 
 
-def gemm_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
+def gemm_flops_per_second(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """Median fp32 matmul throughput on this machine, the MFU denominator."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times)
 
@@ -142,11 +150,11 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):7.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
-def run_case(case: Case, args: argparse.Namespace, gemm: float) -> dict:
+def run_case(case: Case, args: argparse.Namespace) -> dict:
     reference, candidate = build_pair(case, args)
-    models = {"reference": reference, "candidate": candidate}
+    models = {"reference": reference.to(args.device), "candidate": candidate.to(args.device)}
     opts = {k: make_optimizer(m, args.batch) for k, m in models.items()}
-    images = synthetic_images(args.batch, args.img, seed=1)
+    images = synthetic_images(args.batch, args.img, seed=1).to(args.device)
     seeds = list(range(args.batch))
     flops = {k: step_flops(m, images, seeds) for k, m in models.items()}
     for k, m in models.items():  # warm-up (allocator, oneDNN kernels)
@@ -154,18 +162,24 @@ def run_case(case: Case, args: argparse.Namespace, gemm: float) -> dict:
             train_step(m, opts[k], images, seeds)
     throughput: dict[str, list[float]] = {k: [] for k in models}
     cpu_throughput: dict[str, list[float]] = {k: [] for k in models}
-    ratios, cpu_ratios = [], []
+    ratios, cpu_ratios, mfu = [], [], {k: [] for k in models}
+    gemms = []
     for r in range(args.repeats):
         order = ("reference", "candidate") if r % 2 == 0 else ("candidate", "reference")
+        gemms.append(gemm_flops_per_second(args.device, repeats=3))  # the machine's peak right now
         for k in order:
+            synchronize(args.device)
             start, start_cpu = time.perf_counter(), time.process_time()
             for s in range(args.steps_per_run):
                 train_step(models[k], opts[k], images, [x + 1000 * (r * args.steps_per_run + s) for x in seeds])
+            synchronize(args.device)
             throughput[k].append(args.batch * args.steps_per_run / (time.perf_counter() - start))
             cpu_throughput[k].append(args.batch * args.steps_per_run / (time.process_time() - start_cpu))
+            mfu[k].append(throughput[k][-1] / args.batch * flops[k] / gemms[-1])
         ratios.append(throughput["candidate"][-1] / throughput["reference"][-1])
         cpu_ratios.append(cpu_throughput["candidate"][-1] / cpu_throughput["reference"][-1])
-    result = dict(case=case, flops=flops, throughput=throughput, ratios=ratios, cpu_ratios=cpu_ratios)
+    result = dict(case=case, flops=flops, throughput=throughput, ratios=ratios, cpu_ratios=cpu_ratios, mfu=mfu,
+                  gemm=gemms)
     if args.train_steps > 0:
         result["held_out"] = quality(case, args)
     return result
@@ -174,11 +188,14 @@ def run_case(case: Case, args: argparse.Namespace, gemm: float) -> dict:
 def quality(case: Case, args: argparse.Namespace) -> dict[str, float]:
     """Train fresh copies of both models on the same data and masks, then score held-out images."""
     reference, candidate = build_pair(case, args)
-    train = synthetic_images(args.batch * 4, args.img, seed=100)
-    held = synthetic_images(args.held_out, args.img, seed=999)
+    train = synthetic_images(args.batch * 4, args.img, seed=100).to(args.device)
+    held = synthetic_images(args.held_out, args.img, seed=999).to(args.device)
     held_seeds = [10**6 + i for i in range(args.held_out)]
     out = {}
-    for name, model in (("reference", reference), ("candidate", candidate)):
+    for name, model in (("reference", reference.to(args.device)), ("candidate", candidate.to(args.device))):
+        if name == "reference" and case.preset in REFERENCE_LOSS:  # same model, data and masks as before
+            out[name] = REFERENCE_LOSS[case.preset]
+            continue
         opt = make_optimizer(model, args.batch)
         for g in opt.param_groups:
             g["lr"] = args.train_lr
@@ -186,6 +203,8 @@ def quality(case: Case, args: argparse.Namespace) -> dict[str, float]:
             start = (step * args.batch) % len(train)
             train_step(model, opt, train[start:start + args.batch], [step * args.batch + i for i in range(args.batch)])
         out[name] = held_out_loss(model, held, held_seeds, args.batch)
+        if name == "reference":
+            REFERENCE_LOSS[case.preset] = out[name]
     return out
 
 
@@ -200,28 +219,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model (interleaved)")
     parser.add_argument("--steps-per-run", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--train-steps", type=int, default=20, help="training steps before the held-out loss (0: skip)")
+    parser.add_argument("--train-steps", type=int, default=6, help="training steps before the held-out loss (0: skip)")
     parser.add_argument("--train-lr", type=float, default=5e-4)
-    parser.add_argument("--held-out", type=int, default=32, help="held-out images")
+    parser.add_argument("--held-out", type=int, default=16, help="held-out images")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (timings synchronize on CUDA)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.device = torch.device(args.device)
     register_cpu_sdpa_flops()
     cases = [Case(*c.split(":")) for c in args.cases.split(",")]
-    gemm = gemm_flops_per_second()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.img} px, "
+    gemm = gemm_flops_per_second(args.device)  # shown in the header; MFU uses the per-pair GEMM
+    print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, batch {args.batch}, {args.img} px, "
           f"mask {args.mask_ratio}, {args.repeats} interleaved runs x {args.steps_per_run} step(s); "
           f"fp32 GEMM {gemm / 1e9:.1f} GFLOP/s")
     rows = []
     for case in cases:
-        res = run_case(case, args, gemm)
+        res = run_case(case, args)
         tp, fl = res["throughput"], res["flops"]
-        mfu = {k: statistics.median(tp[k]) / args.batch * fl[k] / gemm for k in tp}
+        mfu = {k: statistics.median(v) for k, v in res["mfu"].items()}
         line = (f"{case.name:34s} ref {spread(tp['reference'])} img/s, ours {spread(tp['candidate'])} img/s, "
                 f"speed-up {spread(res['ratios'])}x | GFLOP/step ref {fl['reference'] / 1e9:.0f} ours "
                 f"{fl['candidate'] / 1e9:.0f} (bound {fl['reference'] / fl['candidate']:.2f}x) | MFU ref "
-                f"{100 * mfu['reference']:.0f}% ours {100 * mfu['candidate']:.0f}%")
+                f"{100 * mfu['reference']:.0f}% ours {100 * mfu['candidate']:.0f}% (GEMM "
+                f"{spread([g / 1e9 for g in res['gemm']])} GFLOP/s)")
         line += f" | per CPU-second speed-up {spread(res['cpu_ratios'])}x"
         if "held_out" in res:
             h = res["held_out"]

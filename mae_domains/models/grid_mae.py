@@ -6,7 +6,19 @@
 
 The mask is drawn before embedding (masks are data-independent), so only visible patches are
 projected. Adapters pick the embedding, masker, decoder, head and target; the model never asks which
-domain it is in.
+domain it is in. For example (``w`` = the preset's width)::
+
+    # CT: 16^3 cubes, voxel spacing (z, y, x) in meta["spacing"] scales the 3D code
+    build_grid_mae(CubePatchEmbed3D(1, w, 16, reference_spacing=(2.0, 1.5, 1.5)), preset="base")
+    # Sentinel-2 band groups, one projection and one head per group, independent masking
+    groups = groups_from_band_names(band_names, SENTINEL2_GROUPS)
+    build_grid_mae(BandGroupPatchEmbed(groups, w, 8, group_names=list(SENTINEL2_GROUPS)),
+                   masker=build_masker("independent", "group"), preset="large")
+    # time series: dates in meta["dates"] (B, T, K), tube masking, CrossMAE decoding 25% of tokens
+    build_grid_mae(TemporalPatchEmbed(6, w, 16), masker=build_masker("consistent", "time"),
+                   decoder="cross", query=0.25)
+    # channel-agnostic microscopy: names in meta["channel_names"]; random over all C x L tokens
+    build_grid_mae(ChannelSharedPatchEmbed(w, 16, ["DNA", "RNA", "ER", "AGP", "Mito"]))
 """
 
 from __future__ import annotations
@@ -73,6 +85,21 @@ class GridEncoder(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"cls_token"}
+
+    def timm_state_dict(self, grid_hw: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Weights under timm ``VisionTransformer`` keys for a 2D patch embedding, with the fixed sin-cos
+        table of a ``grid_hw`` grid as ``pos_embed`` (CLS row zero; unscaled positions)."""
+        from mae_domains.models.embeddings.patch2d import PatchEmbed2D
+        from mae_domains.models.pos_embed import sincos_2d_with_prefix
+
+        if not isinstance(self.embedding, PatchEmbed2D):
+            raise TypeError(f"timm export needs a PatchEmbed2D, not {type(self.embedding).__name__}")
+        state = {f"patch_embed.proj.{k}": v for k, v in self.embedding.proj.state_dict().items()}
+        state["cls_token"] = self.cls_token.detach()
+        state["pos_embed"] = sincos_2d_with_prefix(self.embed_dim, grid_hw).to(self.cls_token.device)
+        state.update({f"blocks.{k}": v for k, v in self.blocks.state_dict().items()})
+        state.update({f"norm.{k}": v for k, v in self.norm.state_dict().items()})
+        return state
 
 
 @dataclass

@@ -53,6 +53,18 @@ def test_encoder_state_dict_keys_follow_timm():
     assert {"cls_token", "blocks.0.attn.qkv.weight", "norm.weight", "embedding.proj.weight"} <= keys
 
 
+def test_timm_export_of_a_2d_grid_encoder():
+    import timm
+
+    model = build_grid_mae(PatchEmbed2D(3, 64, 8), **MICRO).eval()
+    vit = timm.models.vision_transformer.VisionTransformer(
+        img_size=(16, 24), patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=0).eval()
+    vit.load_state_dict(model.encoder.timm_state_dict((2, 3)), strict=True)
+    x = torch.randn(2, 3, 16, 24)
+    with torch.no_grad():
+        assert torch.allclose(vit.forward_features(x), model.encoder.forward_features(x), atol=1e-5)
+
+
 def test_band_groups_prediction_and_target_never_mix_band_order():
     """Every band holds a distinct constant; heads that output each group's bands in group order give a
     zero loss, and swapping two groups' heads does not."""

@@ -56,7 +56,8 @@ def as_grid_batch(
         img = d.pop("images", None)
         img = d.pop("image") if img is None else img
         nested = d.pop("meta", None) or {}
-        batch = GridBatch(img, d.pop("valid", None), {**nested, **d}, d.pop("target", None))
+        pixel_valid, target = d.pop("valid", None), d.pop("target", None)
+        batch = GridBatch(img, pixel_valid, {**nested, **d}, target)
     else:
         batch = GridBatch(images)
     if valid is not None:
