@@ -56,4 +56,8 @@ def test_resolved_config_round_trips(tmp_path):
 
 @pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(recipe):
-    load_config(recipe)
+    from mae_domains.registry import get_adapter
+
+    cfg = load_config(recipe)
+    adapter = get_adapter(cfg.adapter, cfg.data.options).bind(cfg)  # adapter options are checked too
+    assert adapter.name == cfg.adapter
