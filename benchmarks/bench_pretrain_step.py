@@ -17,7 +17,6 @@ both models after the same short training on the same data and masks.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
