@@ -161,6 +161,7 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) ->
     return F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing)
 
 
+@torch.enable_grad()
 def train_classifier(
     model: ViTClassifier,
     train_loader: Iterable[Mapping[str, Any]],

@@ -140,6 +140,7 @@ def _make_optimizer(head: nn.Module, config: LinearProbeConfig, lr: float) -> to
     return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
+@torch.enable_grad()  # callers often hold features under no_grad
 def train_linear_probe(
     train_features: np.ndarray | torch.Tensor,
     train_labels: np.ndarray | torch.Tensor,

@@ -114,6 +114,13 @@ class GridMAEOutput:
     masking: MaskIndices
     layout: GridLayout
 
+    @property
+    def loss_denominator(self) -> torch.Tensor:
+        """What the loss is averaged over: the summed weight of tokens with any valid value (the
+        engine all-reduces it so distributed gradients equal those of one big batch)."""
+        counted = self.token_weight.float() * (self.weight.sum(-1) > 0)
+        return counted.sum().clamp_min(1.0).detach()
+
     def full_pred(self, fill: float = 0.0) -> torch.Tensor:
         """Predictions scattered to all N positions ``(B, N, P)``; positions not queried hold ``fill``."""
         b, _, p = self.pred.shape

@@ -107,6 +107,9 @@ def test_invalid_tokens_masked_and_zero_weighted():
     tw = torch.zeros_like(out.mask).scatter(1, out.query_ids, out.token_weight)
     assert (tw[~token_valid] == 0).all()
     assert torch.isfinite(out.loss)
+    # the engine all-reduces this denominator: masked tokens that hold valid pixels, nothing else
+    expected = ((out.mask == 1) & token_valid).sum()
+    assert out.loss_denominator.item() == expected.item() == 3 * 12 - 8 - 1
     out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
