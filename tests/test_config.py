@@ -21,6 +21,7 @@ def test_yaml_and_dotted_overrides(tmp_path):
     cfg = load_config(path, ["model.preset=tiny", "engine.max_steps=3", "data.sources=[a, b]", "optim.clip_grad=1"])
     assert cfg.model.preset == "tiny" and cfg.engine.batch_size == 8 and cfg.engine.max_steps == 3
     assert cfg.data.sources == ["a", "b"] and cfg.optim.clip_grad == 1.0
+    assert load_config(None, ["optim.base_lr=1e-4"]).optim.base_lr == 1e-4  # YAML 1.1 reads this as a string
 
 
 def test_unknown_key_did_you_mean(tmp_path):
