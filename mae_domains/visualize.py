@@ -75,9 +75,16 @@ def save_reconstruction_grid(
                 ax.set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 80) -> Path:
+    """Lay out, write atomically (temp file + rename) and close a matplotlib figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
+    fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     tmp.replace(path)
     return path

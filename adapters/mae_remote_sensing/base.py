@@ -17,6 +17,7 @@ Options common to both adapters (``data.options``):
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +28,9 @@ from affine import Affine
 
 from mae_domains.adapter_api import Adapter
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
+from mae_domains.masking import TokenMasker
+from mae_domains.models.embeddings.base import GridEmbedding
+from mae_domains.models.grid_mae import GridMAE, GridMAEConfig, build_grid_mae
 from mae_remote_sensing.band_files import DEFAULT_BAND_PATTERN
 from mae_remote_sensing.bands import normalize_band_names, wavelength_of
 from mae_remote_sensing.chips import ChipRef, chips_for_scene, grid_windows, random_window, window_rng
@@ -60,12 +64,19 @@ COMMON_OPTIONS: dict[str, Any] = {
 }
 
 
+def masker_for(mode: str, axis: str, strategy: str) -> TokenMasker:
+    """The adapter's masking mode, unless ``mask.strategy`` names another one explicitly."""
+    chosen = strategy if strategy in ("consistent", "independent") else mode
+    return TokenMasker(chosen, () if chosen == "random" else (axis,))
+
+
 class RemoteSensingAdapter(Adapter):
     """Base of ``remote_sensing.multispectral`` and ``remote_sensing.temporal``."""
 
     file_patterns = ("*.tif", "*.tiff", "*.TIF", "*.jp2", "*.csv")
     evaluation_protocols = ("knn", "linear_probe", "multilabel_map")
     default_bands: tuple[str, ...] = ()
+    mask_axis = "group"  # the axis that independent/consistent masking refers to
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -239,6 +250,21 @@ class RemoteSensingAdapter(Adapter):
     def pack(self, image: np.ndarray, valid: np.ndarray, meta: dict[str, Any], label: Any) -> Sample:
         """The model's sample layout from ``(T, C, H, W)`` pixels and ``(T, H, W)`` validity."""
         return Sample(image, meta, valid, label)
+
+    # ----- model -------------------------------------------------------------------------------
+    @abstractmethod
+    def build_embedding(self, model) -> GridEmbedding:
+        """The patch embedding (band groups, shared temporal frames ...) at the preset's width."""
+
+    def build_model(self, model, mask) -> GridMAE:
+        """A GridMAE around the adapter's embedding, masked along ``mask_axis``."""
+        o = self.options
+        config = GridMAEConfig(preset=model.preset, decoder=o["decoder"], decoder_embed_dim=model.decoder_embed_dim,
+                               decoder_depth=model.decoder_depth, decoder_num_heads=model.decoder_num_heads,
+                               mask_ratio=mask.ratio, norm_pix_loss=model.norm_pix_loss,
+                               drop_path_rate=model.drop_path_rate)
+        return build_grid_mae(self.build_embedding(model), config,
+                              masker=masker_for(o["masking"], self.mask_axis, mask.strategy))
 
     # ----- model inputs --------------------------------------------------------------------------
     def batch_meta(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

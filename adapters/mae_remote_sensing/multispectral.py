@@ -15,9 +15,7 @@ import numpy as np
 import torch
 
 from mae_domains.data.sample import Sample
-from mae_domains.masking import TokenMasker
 from mae_domains.models.embeddings.band_groups import BandGroupPatchEmbed
-from mae_domains.models.grid_mae import GridMAE, GridMAEConfig, build_grid_mae
 from mae_domains.models.presets import get_preset
 from mae_remote_sensing.bands import DEFAULT_GROUPS, validate_groups, wavelength_of
 from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter
@@ -35,17 +33,12 @@ GROUP_OPTIONS: dict[str, Any] = {
 }
 
 
-def masker_for(mode: str, axis: str, strategy: str) -> TokenMasker:
-    """The adapter's masking mode, unless ``mask.strategy`` names another one explicitly."""
-    chosen = strategy if strategy in ("consistent", "independent") else mode
-    return TokenMasker(chosen, () if chosen == "random" else (axis,))
-
-
 class MultispectralAdapter(RemoteSensingAdapter):
     name = "remote_sensing.multispectral"
     summary = ("Multispectral GeoTIFF/COG, band files or Zarr (Sentinel-2 by default): SatMAE band groups, "
                "one embedding and head per group, independent masking across groups.")
     option_defaults = {**COMMON_OPTIONS, **GROUP_OPTIONS}
+    mask_axis = "group"
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         opts = dict(options or {})
@@ -83,15 +76,6 @@ class MultispectralAdapter(RemoteSensingAdapter):
         o = self.options
         return BandGroupPatchEmbed(self.group_indices(), get_preset(model.preset).embed_dim, model.patch_size,
                                    self.group_names, code_mode=o["group_code"], group_fraction=float(o["group_fraction"]))
-
-    def build_model(self, model, mask) -> GridMAE:
-        o = self.options
-        embedding = self.build_embedding(model)
-        config = GridMAEConfig(preset=model.preset, decoder=o["decoder"], decoder_embed_dim=model.decoder_embed_dim,
-                               decoder_depth=model.decoder_depth, decoder_num_heads=model.decoder_num_heads,
-                               mask_ratio=mask.ratio, norm_pix_loss=model.norm_pix_loss,
-                               drop_path_rate=model.drop_path_rate)
-        return build_grid_mae(embedding, config, masker=masker_for(o["masking"], "group", mask.strategy))
 
     # ----- visualization -------------------------------------------------------------------------
     def render_reconstruction(self, model, batch: dict[str, Any], output, path: Path) -> Path:

@@ -16,12 +16,10 @@ import torch
 
 from mae_domains.data.sample import BadSampleError, Sample
 from mae_domains.models.embeddings.patch2d import TemporalPatchEmbed
-from mae_domains.models.grid_mae import GridMAE, GridMAEConfig, build_grid_mae
 from mae_domains.models.presets import get_preset
 from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter, series_dates
 from mae_remote_sensing.chips import ChipRef
 from mae_remote_sensing.manifest import date_features
-from mae_remote_sensing.multispectral import masker_for
 from mae_remote_sensing.rendering import reconstruction_figure
 from mae_remote_sensing.bands import wavelength_of
 from mae_remote_sensing.scene import Scene
@@ -45,6 +43,7 @@ class TemporalAdapter(RemoteSensingAdapter):
     summary = ("Time series of one place (Zarr (T, C, H, W), manifest series, or a folder of dated rasters): "
                "shared embedding, date code, independent masking across time.")
     option_defaults = {**COMMON_OPTIONS, **TEMPORAL_OPTIONS}
+    mask_axis = "time"
     default_bands = PRITHVI_BANDS
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
@@ -96,15 +95,6 @@ class TemporalAdapter(RemoteSensingAdapter):
         o = self.options
         return TemporalPatchEmbed(len(self.bands), get_preset(model.preset).embed_dim, model.patch_size,
                                   date_mode=o["date_code"], date_fraction=float(o["date_fraction"]))
-
-    def build_model(self, model, mask) -> GridMAE:
-        o = self.options
-        embedding = self.build_embedding(model)
-        config = GridMAEConfig(preset=model.preset, decoder=o["decoder"], decoder_embed_dim=model.decoder_embed_dim,
-                               decoder_depth=model.decoder_depth, decoder_num_heads=model.decoder_num_heads,
-                               mask_ratio=mask.ratio, norm_pix_loss=model.norm_pix_loss,
-                               drop_path_rate=model.drop_path_rate)
-        return build_grid_mae(embedding, config, masker=masker_for(o["masking"], "time", mask.strategy))
 
     # ----- visualization -------------------------------------------------------------------------
     def render_reconstruction(self, model, batch: dict[str, Any], output, path: Path) -> Path:

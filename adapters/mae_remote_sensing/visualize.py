@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mae_domains.visualize import to_display  # noqa: E402
+from mae_domains.visualize import save_figure, to_display  # noqa: E402
 from mae_remote_sensing.bands import FALSE_COLOUR, TRUE_COLOUR, normalize_band_name  # noqa: E402
 
 
@@ -54,12 +54,7 @@ def save_panels(rows: Sequence[Sequence[tuple[str, np.ndarray]]], path: str | Pa
                 ax.set_title(name, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def chip_panels(image: np.ndarray, recon: np.ndarray, hidden: np.ndarray, band_names: Sequence[str],

@@ -130,12 +130,7 @@ class ViTEncoder(nn.Module):
         return latent, masking, grid_hw
 
     def pool(self, features: torch.Tensor, mode: str = "cls") -> torch.Tensor:
-        """Image embedding from ``forward_features`` output: ``cls`` token or ``avg`` of patch tokens."""
-        if mode == "cls":
-            return features[:, 0]
-        if mode == "avg":
-            return features[:, self.num_prefix_tokens :].mean(dim=1)
-        raise ValueError(f"unknown pooling {mode!r}; use 'cls' or 'avg'")
+        return pool_tokens(features, mode, self.num_prefix_tokens)
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
@@ -146,6 +141,15 @@ class ViTEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"img_size={self.img_size}, patch_size={self.patch_size}, grid={self.grid_size}"
+
+
+def pool_tokens(features: torch.Tensor, mode: str, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Image embedding from ``(B, prefix + N, D)`` features: the ``cls`` token or the ``avg`` of the others."""
+    if mode == "cls":
+        return features[:, 0]
+    if mode == "avg":
+        return features[:, num_prefix_tokens:].mean(dim=1)
+    raise ValueError(f"unknown pooling {mode!r}; use 'cls' or 'avg'")
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -33,7 +33,7 @@ from mae_domains.grid import GridLayout, TokenGrid, gather_tokens, scatter_token
 from mae_domains.masking import TokenMasker
 from mae_domains.models.decoding import CrossAttentionDecoder, LinearHead, RoutedHead, SelfAttentionDecoder
 from mae_domains.models.embeddings.base import GridBatch, GridEmbedding, as_grid_batch
-from mae_domains.models.encoder import build_blocks, init_mae_weights
+from mae_domains.models.encoder import build_blocks, init_mae_weights, pool_tokens
 from mae_domains.models.masking import MaskIndices
 from mae_domains.models.presets import get_preset
 from mae_domains.models.targets import PixelTarget, weighted_patch_loss
@@ -77,11 +77,7 @@ class GridEncoder(nn.Module):
         return self.forward_grid(batch).sequence()
 
     def pool(self, features: torch.Tensor, mode: str = "cls") -> torch.Tensor:
-        if mode == "cls":
-            return features[:, 0]
-        if mode == "avg":
-            return features[:, self.num_prefix_tokens :].mean(dim=1)
-        raise ValueError(f"unknown pooling {mode!r}; use 'cls' or 'avg'")
+        return pool_tokens(features, mode, self.num_prefix_tokens)
 
     def no_weight_decay(self) -> set[str]:
         return {"cls_token"}
