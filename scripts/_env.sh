@@ -11,7 +11,7 @@ fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 export NO_ALBUMENTATIONS_UPDATE=1
-stamp="$VENV/.installed-$(cat pyproject.toml adapters/*/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)"
+stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   python -m pip install -q --upgrade pip
   # shellcheck disable=SC2086
