@@ -86,6 +86,12 @@ class Adapter(ABC):
     def read(self, ref: Any) -> Sample:
         """Read one reference into a Sample; raise ``BadSampleError(source, reason)`` for bad input."""
 
+    def read_training(self, ref: Any, seed: int) -> Sample:
+        """Read for training. ``seed`` differs per sample and epoch, so an adapter that samples while
+        reading (a random window of a large scene, a random frame) draws anew each epoch; default
+        ``read(ref)``."""
+        return self.read(ref)
+
     def label_of(self, ref: Any) -> Any:
         """Class label of a reference for labelled archives (default: parent folder name)."""
         return Path(str(ref)).parent.name

@@ -170,12 +170,19 @@ class RemoteSensingAdapter(Adapter):
         return ref.frames
 
     def read(self, ref: Any) -> Sample:
+        """The chip at the window the run seed picks (the same every time: embedding, statistics)."""
+        return self.read_chip(ref, int(self.config.engine.seed))
+
+    def read_training(self, ref: Any, seed: int) -> Sample:
+        """A random window drawn anew for every sample seed, i.e. every epoch."""
+        return self.read_chip(ref, seed)
+
+    def read_chip(self, ref: Any, seed: int) -> Sample:
         """The chip's pixels ``(T, C, h, w)`` and validity ``(T, h, w)`` (T = 1 for one scene), retried at
         other random windows while it is mostly nodata."""
         if not isinstance(ref, ChipRef):
             raise TypeError(f"{self.name} reads ChipRef objects from discover(), got {type(ref).__name__}")
         grid = ref.frames[0].grid(self.bands, self.target_gsd)
-        seed = int(self.config.engine.seed)
         attempts = 1 if ref.window is not None else max(1, int(self.options["window_attempts"]))
         min_valid = float(self.options["min_valid_fraction"])
         fraction = 0.0

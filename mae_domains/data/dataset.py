@@ -47,7 +47,7 @@ class ArchiveDataset(Dataset):
         """Read, validate and transform one sample; raises :class:`BadSampleError`."""
         ref = self.refs[index]
         try:
-            sample = self.adapter.read(ref)
+            sample = self.adapter.read_training(ref, augment_seed) if self.train else self.adapter.read(ref)
         except BadSampleError:
             raise
         except Exception as err:  # any reader failure becomes a named, skippable error

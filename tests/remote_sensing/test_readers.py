@@ -234,3 +234,15 @@ def test_handles_are_opened_once_per_process(tmp_path):
     import pickle
 
     assert isinstance(pickle.loads(pickle.dumps(adapter.discover([path])[0])), ChipRef)
+
+
+def test_training_windows_are_drawn_anew_per_seed_and_fixed_for_embedding(tmp_path):
+    rows, cols = np.mgrid[0:200, 0:200]
+    write_raster(tmp_path / "scene" / "big.tif", (rows * 200 + cols).astype(np.uint16)[None], descriptions=["B4"])
+    adapter = make_adapter("multispectral", bands=["B4"], groups=[["B4"]], chips_per_scene=1)
+    ref = adapter.discover([tmp_path / "scene"])[0]
+    windows = {tuple(adapter.read_training(ref, seed).meta["window"]) for seed in range(6)}
+    assert len(windows) > 3  # a new random window each epoch (seed), not one fixed chip per reference
+    again = {tuple(adapter.read_training(ref, seed).meta["window"]) for seed in range(6)}
+    assert again == windows  # and reproducible for the same seeds
+    assert adapter.read(ref).meta["window"] == adapter.read(ref).meta["window"]
