@@ -21,8 +21,18 @@ DEFAULT_K = 20
 DEFAULT_TEMPERATURE = 0.07
 
 
-def _as_tensor(values: np.ndarray | torch.Tensor) -> torch.Tensor:
+def as_tensor(values: np.ndarray | torch.Tensor) -> torch.Tensor:
     return values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values))
+
+
+def prepare_labels(labels: np.ndarray | torch.Tensor, num_classes: int | None, device) -> tuple[torch.Tensor, bool, int]:
+    """Labels on ``device``: ``(N,)`` class ids (long) or ``(N, K)`` multi-hot (float), whether they are
+    multi-label, and the class count (``num_classes`` or inferred)."""
+    labels = as_tensor(labels).to(device)
+    if labels.ndim == 2:
+        return labels.float(), True, labels.shape[1]
+    labels = labels.long()
+    return labels, False, num_classes or int(labels.max().item()) + 1
 
 
 def nearest_neighbours(
@@ -65,18 +75,11 @@ def knn_scores(
     if k < 1 or temperature <= 0:
         raise ValueError(f"k must be >= 1 and temperature > 0 (got k={k}, temperature={temperature})")
     device = select_device(device) if isinstance(device, str) else device
-    train = F.normalize(_as_tensor(train_features).float().to(device), dim=1)
-    test = F.normalize(_as_tensor(test_features).float().to(device), dim=1)
-    labels = _as_tensor(train_labels).to(device)
+    train = F.normalize(as_tensor(train_features).float().to(device), dim=1)
+    test = F.normalize(as_tensor(test_features).float().to(device), dim=1)
+    labels, multilabel, num_classes = prepare_labels(train_labels, num_classes, device)
     if train.shape[0] != labels.shape[0]:
         raise ValueError(f"{train.shape[0]} train features but {labels.shape[0]} labels")
-    multilabel = labels.ndim == 2
-    if multilabel:
-        labels = labels.float()
-        num_classes = labels.shape[1]
-    else:
-        labels = labels.long()
-        num_classes = num_classes or int(labels.max().item()) + 1
     out = []
     for start in range(0, test.shape[0], test_chunk):
         sims, ids = nearest_neighbours(train, test[start : start + test_chunk], k, train_chunk)
@@ -114,7 +117,7 @@ def knn_accuracy(
     device: str | torch.device = "auto",
 ) -> float:
     """Top-1 accuracy of the weighted kNN classifier (single-label)."""
-    test_labels = _as_tensor(test_labels).long().cpu()
-    num_classes = int(max(_as_tensor(train_labels).max().item(), test_labels.max().item())) + 1
+    test_labels = as_tensor(test_labels).long().cpu()
+    num_classes = int(max(as_tensor(train_labels).max().item(), test_labels.max().item())) + 1
     predictions = knn_predict(train_features, train_labels, test_features, k, temperature, num_classes, device)
     return float((predictions == test_labels).float().mean().item())

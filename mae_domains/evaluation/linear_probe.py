@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mae_domains.device import select_device
+from mae_domains.evaluation.knn import as_tensor, prepare_labels
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
 DEFAULT_BASE_LR = {"sgd": 0.1, "lars": 0.1, "adamw": 1e-3}
@@ -127,10 +128,6 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak_lr: float
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _as_tensor(values: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values))
-
-
 def _make_optimizer(head: nn.Module, config: LinearProbeConfig, lr: float) -> torch.optim.Optimizer:
     params = [p for p in head.parameters() if p.requires_grad]
     if config.optimizer == "lars":
@@ -150,15 +147,8 @@ def train_linear_probe(
     """Fit a :class:`LinearProbeHead` on ``(N, D)`` features; labels ``(N,)`` int or ``(N, K)`` multi-hot."""
     config = config or LinearProbeConfig()
     device = select_device(config.device)
-    features = _as_tensor(train_features).float().to(device)
-    labels = _as_tensor(train_labels).to(device)
-    multilabel = labels.ndim == 2
-    if multilabel:
-        labels = labels.float()
-        num_classes = labels.shape[1]
-    else:
-        labels = labels.long()
-        num_classes = num_classes or int(labels.max().item()) + 1
+    features = as_tensor(train_features).float().to(device)
+    labels, multilabel, num_classes = prepare_labels(train_labels, num_classes, device)
     n = features.shape[0]
     generator = torch.Generator().manual_seed(config.seed)
     head = LinearProbeHead(features.shape[1], num_classes, generator).to(device)
@@ -199,7 +189,7 @@ def train_linear_probe(
 def probe_scores(head: LinearProbeHead, features: np.ndarray | torch.Tensor, multilabel: bool) -> torch.Tensor:
     """Probabilities from a trained head in eval mode (BatchNorm uses its running statistics)."""
     head.eval()
-    logits = head(_as_tensor(features).float().to(next(head.parameters()).device)).cpu()
+    logits = head(as_tensor(features).float().to(next(head.parameters()).device)).cpu()
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
 
@@ -212,7 +202,7 @@ def linear_probe(
 ) -> LinearProbeResult:
     """Train on the train features and score the test features (``result.test_scores``, ``(N_test, C)``)."""
     result = train_linear_probe(train_features, train_labels, config, num_classes)
-    result.test_scores = probe_scores(result.head, test_features, multilabel=_as_tensor(train_labels).ndim == 2)
+    result.test_scores = probe_scores(result.head, test_features, multilabel=as_tensor(train_labels).ndim == 2)
     return result
 
 
@@ -224,8 +214,8 @@ def linear_probe_accuracy(
     config: LinearProbeConfig | None = None,
 ) -> float:
     """Top-1 test accuracy of a single-label linear probe."""
-    test_labels = _as_tensor(test_labels).long()
-    num_classes = int(max(_as_tensor(train_labels).max().item(), test_labels.max().item())) + 1
+    test_labels = as_tensor(test_labels).long()
+    num_classes = int(max(as_tensor(train_labels).max().item(), test_labels.max().item())) + 1
     result = linear_probe(train_features, train_labels, test_features, config, num_classes)
     assert result.test_scores is not None
     return float((result.test_scores.argmax(dim=1) == test_labels).float().mean().item())
