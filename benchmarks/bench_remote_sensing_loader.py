@@ -149,7 +149,7 @@ def main() -> None:
         t2 = time.perf_counter()
         print(f"generated {args.cog_size}^2 x 10-band COG in {t1 - t0:.1f}s, {args.striped_size}^2 striped "
               f"B04 in {t2 - t1:.1f}s ({striped.stat().st_size / 2**20:.0f} MiB)\n")
-        print(f"| file | chip | loader | chips/s | chips |\n|---|---|---|---|---|")
+        print("| file | chip | loader | chips/s | chips |\n|---|---|---|---|---|")
         cases = [("tiled COG, 10 bands", cog, {}), ("striped GeoTIFF, 1 band", striped,
                                                     {"bands": ["B4"], "groups": [["B4"]], "layout": "multiband"})]
         for name, path, options in cases:

@@ -2,7 +2,6 @@
 export (loadable by timm), and clear errors without tracebacks."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

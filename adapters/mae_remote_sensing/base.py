@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-import math
 from pathlib import Path
 from typing import Any, Sequence
 

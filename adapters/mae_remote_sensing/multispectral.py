@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from mae_domains.data.sample import Sample
 from mae_domains.models.embeddings.band_groups import BandGroupPatchEmbed

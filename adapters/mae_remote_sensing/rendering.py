@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mae_domains.grid import scatter_tokens
 from mae_domains.models.embeddings.base import GridBatch, pixel_weights
-from mae_domains.models.targets import normalize_valid_patches
 from mae_remote_sensing.visualize import chip_panels, save_panels
 
 

@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +43,6 @@ class PretrainResult:
     final_loss: float
     checkpoint: Path
     skipped: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _worker_init(_: int) -> None:
@@ -209,7 +208,6 @@ class Trainer:
         self.prepare()
         cfg = self.config
         accum = cfg.optim.accum_steps
-        history: list[dict[str, Any]] = []
         progress = None
         if self.dist.is_main and sys.stderr.isatty():
             from tqdm import tqdm
@@ -276,7 +274,6 @@ class Trainer:
                        "loss": f"{last_loss:.6f}", "lr": f"{lr:.6e}", "data_time": f"{data_time:.4f}",
                        "step_time": f"{step_time:.4f}",
                        "samples_per_s": f"{cfg.engine.batch_size * accum * self.dist.world_size / max(step_time, 1e-9):.2f}"}
-                history.append(row)
                 if self.dist.is_main:
                     if self.step % cfg.engine.log_every == 0 or self.step == self.total_steps or self.step == 1:
                         self.metrics_log.write(row)
@@ -305,7 +302,7 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
         path = self.run_dir / CHECKPOINT_NAME
-        return PretrainResult(self.run_dir, self.step, last_loss, path, len(self.bad_sources), history)
+        return PretrainResult(self.run_dir, self.step, last_loss, path, len(self.bad_sources))
 
 
 def pretrain(config: RunConfig, run_dir: str | Path, resume: bool = False, adapter=None,

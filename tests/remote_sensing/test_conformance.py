@@ -19,7 +19,7 @@ def test_conformance(name):
 @pytest.mark.parametrize("kind", ["multispectral", "temporal"])
 def test_every_preset_builds_codes(kind, preset):
     """Code widths are fractions of the width: the group/date code fits every preset (ViT-Ti 192 ... 1280)."""
-    from mae_domains.config import ModelConfig, MaskConfig
+    from mae_domains.config import ModelConfig
     from mae_domains.models.presets import get_preset
 
     adapter = make_adapter(kind, img_size=32)
