@@ -49,27 +49,26 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
         self.steps_per_epoch = num_samples // self.global_batch
         self.start_step = start_step
         self.max_steps = max_steps
+        self._cached: tuple[int, np.ndarray | None] = (-1, None)
 
     def permutation(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(self.num_samples)
-        return np.random.default_rng(derive_seed(self.seed, epoch, PERMUTATION_STREAM)).permutation(self.num_samples)
+        """The epoch's sample order (the last one is kept: consecutive steps share it)."""
+        if self._cached[0] != epoch:
+            order = (np.random.default_rng(derive_seed(self.seed, epoch, PERMUTATION_STREAM)).permutation(self.num_samples)
+                     if self.shuffle else np.arange(self.num_samples))
+            self._cached = (epoch, order)
+        return self._cached[1]
 
     def batch_for_step(self, step: int) -> list[tuple[int, int]]:
+        """This rank's ``(index, epoch)`` keys at global step ``step``."""
         epoch, offset = divmod(step, self.steps_per_epoch)
         start = offset * self.global_batch + self.rank * self.batch_size
-        order = self.permutation(epoch)
-        return [(int(i), epoch) for i in order[start : start + self.batch_size]]
+        return [(int(i), epoch) for i in self.permutation(epoch)[start : start + self.batch_size]]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
-        cached_epoch, order = -1, None
         while self.max_steps is None or step < self.max_steps:
-            epoch, offset = divmod(step, self.steps_per_epoch)
-            if epoch != cached_epoch:
-                cached_epoch, order = epoch, self.permutation(epoch)
-            start = offset * self.global_batch + self.rank * self.batch_size
-            yield [(int(i), epoch) for i in order[start : start + self.batch_size]]
+            yield self.batch_for_step(step)
             step += 1
 
     def __len__(self) -> int:

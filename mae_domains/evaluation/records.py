@@ -265,11 +265,7 @@ def plot_metric_vs_step(records: Iterable[ResultRecord], metric: str, path: str 
     axes.set_ylabel(metric)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", metadata={"Software": None})
-    return path
+    return _save_plot(figure, path)
 
 
 def plot_per_class(records: Iterable[ResultRecord], dataset: str, metric: str, path: str | os.PathLike) -> Path | None:
@@ -295,11 +291,7 @@ def plot_per_class(records: Iterable[ResultRecord], dataset: str, metric: str, p
     axes.set_ylabel(metric)
     axes.set_title(f"{dataset}: {metric} per class")
     axes.legend(fontsize=7)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", metadata={"Software": None})
-    return path
+    return _save_plot(figure, path)
 
 
 def render_plots(records: Sequence[ResultRecord], out_dir: str | os.PathLike) -> list[Path]:
@@ -343,3 +335,12 @@ def regenerate_reports(jsonl_path: str | os.PathLike, out_dir: str | os.PathLike
     """Re-render CSV, Markdown and plots from a ``results.jsonl`` (into its folder by default)."""
     jsonl_path = Path(jsonl_path)
     return write_reports(read_jsonl(jsonl_path), out_dir or jsonl_path.parent, title, plots)
+
+
+def _save_plot(figure, path: str | os.PathLike) -> Path:
+    """Write a plot without the software stamp, so the same records give byte-identical PNGs."""
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", metadata={"Software": None})
+    return path

@@ -3,7 +3,7 @@ loss on masked patches. ``model.encoder`` is a drop-in timm ``VisionTransformer`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,7 +30,6 @@ class MAEConfig:
     norm_pix_loss: bool = False
     mask_ratio: float = 0.75
     drop_path_rate: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def encoder_kwargs(self) -> dict:
         p = get_preset(self.preset)

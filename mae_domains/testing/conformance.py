@@ -156,7 +156,8 @@ def check_shapes_and_mask(ctx: Context) -> str:
     b = ctx.batch()["image"].shape[0]
     assert mask.shape[0] == b, f"mask batch {mask.shape[0]} != {b}"
     n = mask.shape[1]
-    assert out.pred.shape[:2] == (b, n) or out.pred.shape[0] == b, "predictions do not match the token count"
+    rows = tuple(out.query_ids.shape) if hasattr(out, "query_ids") else (b, n)  # decoded subset, or every token
+    assert tuple(out.pred.shape[:2]) == rows, f"predictions {tuple(out.pred.shape)} do not match {rows} decoded tokens"
     masked = mask.sum(dim=1)
     ratio = ctx.config.mask.ratio
     expected = n - int(n * (1 - ratio))
