@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,21 +28,40 @@ def suggest(key: str, known: Mapping[str, Any] | list[str]) -> str:
 
 @dataclass
 class ModelConfig:
+    """The model builder's input (:func:`mae_domains.models.build_grid_mae_from_config`): encoder preset,
+    patch and input size, decoder kind and size, which tokens are decoded and how the loss is taken."""
+
     preset: str = "base"
     patch_size: int = 16
     img_size: int = 224
     in_chans: int = 3
-    decoder_embed_dim: int = 512
-    decoder_depth: int = 8
-    decoder_num_heads: int = 16
+    decoder: str = "self"  # "self" (MAE) or "cross" (CrossMAE: queries attend to visible tokens only)
+    decoder_embed_dim: int | None = None  # None: the preset's decoder (see mae_domains.models.presets)
+    decoder_depth: int | None = None
+    decoder_num_heads: int | None = None
+    query: str | float = "masked"  # "masked", "all", or a fraction of all tokens taken from the masked ones
     norm_pix_loss: bool = True
+    loss: str = "mse"  # "mse" or "l1"
     drop_path_rate: float = 0.0
+    depth: int | None = None  # overrides the preset's encoder depth (smoke runs, tests)
+
+
+MASK_STRATEGIES = ("random", "consistent", "independent")
+MASK_NOISES = ("uniform", "red", "blue", "green", "purple")
 
 
 @dataclass
 class MaskConfig:
-    ratio: float = 0.75
-    strategy: str = "random"
+    """Masking: ``ratio`` and ``strategy`` default to the adapter's recipe (None = the recipe's value).
+    ``strategy``: ``random`` over all tokens, or ``consistent`` / ``independent`` along ``axis`` (None =
+    the adapter's axis, e.g. ``group`` or ``time``). ``noise``: ``uniform`` (MAE) or a ColorMAE filtered
+    noise colour; ColorMAE noise banks are cached under ``noise_cache`` (default: a user cache folder)."""
+
+    ratio: float | None = None
+    strategy: str | None = None
+    axis: str | None = None
+    noise: str = "uniform"
+    noise_cache: str | None = None
 
 
 @dataclass
@@ -52,6 +72,7 @@ class DataConfig:
     stats_samples: int = 256
     max_bad_fraction: float = 0.05
     pin_memory: bool = True
+    max_pixels: int = 2**28  # a file whose decoded pixel count (H x W x planes) exceeds this is skipped
 
 
 @dataclass
@@ -73,7 +94,7 @@ class EngineConfig:
     epochs: int | None = None
     checkpoint_every: int = 500
     log_every: int = 20
-    figure_every: int = 0
+    figure_every: int | None = None  # None: a reconstruction figure every tenth of the run; 0: none
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
@@ -174,10 +195,50 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def validate(config: RunConfig) -> RunConfig:
     """Range checks that types alone cannot express."""
-    if not 0.0 <= config.mask.ratio < 1.0:
-        raise ConfigError(f"mask.ratio must be in [0, 1), got {config.mask.ratio}")
-    if config.engine.batch_size < 1:
-        raise ConfigError("engine.batch_size must be at least 1")
+    mask, model = config.mask, config.model
+    if mask.ratio is not None and not 0.0 < mask.ratio < 1.0:
+        raise ConfigError(f"mask.ratio must be in (0, 1), got {mask.ratio}")
+    if mask.strategy is not None and mask.strategy not in MASK_STRATEGIES:
+        raise ConfigError(f"mask.strategy must be one of {', '.join(MASK_STRATEGIES)}, got {mask.strategy!r}"
+                          f"{suggest(str(mask.strategy), list(MASK_STRATEGIES))}")
+    if mask.noise not in MASK_NOISES:
+        raise ConfigError(f"mask.noise must be one of {', '.join(MASK_NOISES)}, got {mask.noise!r}")
+    if model.decoder not in ("self", "cross"):
+        raise ConfigError(f"model.decoder must be 'self' or 'cross', got {model.decoder!r}")
+    if model.loss not in ("mse", "l1"):
+        raise ConfigError(f"model.loss must be 'mse' or 'l1', got {model.loss!r}")
+    if isinstance(model.query, str) and model.query not in ("masked", "all"):
+        raise ConfigError(f"model.query must be 'masked', 'all' or a fraction in (0, 1], got {model.query!r}")
+    if not isinstance(model.query, str) and not 0.0 < model.query <= 1.0:
+        raise ConfigError(f"model.query must be a fraction in (0, 1], got {model.query}")
+    for key in ("patch_size", "img_size", "in_chans", "decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
+        if getattr(model, key) is not None and getattr(model, key) < 1:
+            raise ConfigError(f"model.{key} must be at least 1, got {getattr(model, key)}")
+    if model.depth is not None and model.depth < 1:
+        raise ConfigError(f"model.depth must be at least 1, got {model.depth}")
+    engine, optim = config.engine, config.optim
+    positive = {"engine.batch_size": engine.batch_size, "engine.checkpoint_every": engine.checkpoint_every,
+                "engine.log_every": engine.log_every, "engine.max_steps": engine.max_steps,
+                "engine.epochs": engine.epochs, "engine.threads": engine.threads,
+                "data.stats_samples": config.data.stats_samples, "data.max_pixels": config.data.max_pixels}
+    for key, value in positive.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    non_negative = {"engine.figure_every": engine.figure_every, "data.num_workers": config.data.num_workers,
+                    "optim.warmup_steps": optim.warmup_steps, "optim.weight_decay": optim.weight_decay,
+                    "optim.min_lr": optim.min_lr, "model.drop_path_rate": model.drop_path_rate}
+    for key, value in non_negative.items():
+        if value is not None and value < 0:
+            raise ConfigError(f"{key} must not be negative, got {value}")
+    for key, value in (("optim.base_lr", optim.base_lr), ("optim.lr", optim.lr), ("optim.clip_grad", optim.clip_grad)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    if len(optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in optim.betas):
+        raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {optim.betas}")
+    if not (engine.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", engine.device)):
+        raise ConfigError(f"engine.device must be auto, cpu, cuda, cuda:N or mps, got {engine.device!r}")
+    if engine.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"engine.precision must be auto, fp32, bf16 or fp16, got {engine.precision!r}")
     if config.model.img_size % config.model.patch_size:
         raise ConfigError(f"model.img_size {config.model.img_size} is not divisible by model.patch_size {config.model.patch_size}")
     if config.optim.accum_steps < 1:
@@ -201,7 +262,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key:
         raise ConfigError(f"override {text!r} has no key")
-    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(f"override {key}: not a plain YAML value ({reason})") from None
+    return key.split("."), value
 
 
 def merge_override(data: dict[str, Any], path: list[str], value: Any) -> None:

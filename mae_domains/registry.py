@@ -6,11 +6,15 @@ an incompatible major API version is skipped with a warning naming it; duplicate
 
 from __future__ import annotations
 
+import glob
+import os
 import warnings
 from importlib.metadata import entry_points
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from mae_domains import ADAPTER_API_VERSION
+from mae_domains.files import walk_files
 
 ENTRY_POINT_GROUP = "mae_domains.adapters"
 
@@ -23,17 +27,26 @@ def _major(version: str) -> int:
     return int(str(version).split(".")[0])
 
 
+BUILTIN_MODULES = ("mae_image", "mae_remote_sensing", "mae_medical", "mae_microscopy")
+
+
+def is_builtin(ep: Any) -> bool:
+    """True for the adapters that ship with mae-domains (by the module the entry point names)."""
+    return ep.value.split(":")[0].split(".")[0] in BUILTIN_MODULES
+
+
 def discover_adapters() -> dict[str, type]:
     """``name -> adapter class`` for every loadable, compatible plugin."""
     from mae_domains.adapter_api import Adapter
 
     found: dict[str, type] = {}
     origins: dict[str, str] = {}
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)):
+    # built-in adapters first, so a third-party plugin can never take a built-in name
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (not is_builtin(e), e.name, e.value)):
         origin = f"{ep.name} ({ep.value})"
         try:
             cls = ep.load()
-        except Exception as err:  # a broken plugin must not take the others down
+        except (Exception, SystemExit) as err:  # a broken plugin (even one calling sys.exit) must not stop us
             warnings.warn(f"adapter plugin {origin} failed to import and is skipped: {type(err).__name__}: {err}",
                           stacklevel=2)
             continue
@@ -50,10 +63,11 @@ def discover_adapters() -> dict[str, type]:
             continue
         name = cls.name or ep.name
         if name in found:
-            warnings.warn(f"duplicate adapter name {name!r}: {origin} ignored, keeping {origins[name]}", stacklevel=2)
+            warnings.warn(f"duplicate adapter name {name!r}: {origin} ignored, keeping {origins[name]}",
+                          stacklevel=2)
             continue
         found[name] = cls
-        origins[name] = origin
+        origins[name] = f"the built-in {origin}" if is_builtin(ep) else origin
     return found
 
 
@@ -70,3 +84,79 @@ def get_adapter_class(name: str) -> type:
 def get_adapter(name: str, options: dict[str, Any] | None = None):
     """Instantiate the adapter registered as ``name`` with its options."""
     return get_adapter_class(name)(options)
+
+
+# ----- which adapter reads a file that the chosen one does not --------------------------------------
+def adapters_reading(kind: str, adapters: dict[str, type] | None = None) -> list[str]:
+    """Names of installed adapters whose ``file_patterns`` name files of ``kind`` (``"DICOM"``, ``"NIfTI"``):
+    a pattern such as ``*.dcm`` / ``*.nii.gz``, or a description that mentions the kind."""
+    from mae_domains.data.file_kinds import KIND_PATTERNS
+
+    adapters = discover_adapters() if adapters is None else adapters
+    wanted = {p.lower() for p in KIND_PATTERNS.get(kind, ())}
+    return sorted(name for name, cls in adapters.items()
+                  if any(p.lower() in wanted or (not p.startswith("*") and kind.lower() in p.lower())
+                         for p in getattr(cls, "file_patterns", ())))
+
+
+def _candidate_files(sources: Sequence[str | os.PathLike], limit: int) -> list[Path]:
+    """Up to ``limit`` files named by ``sources`` (files, folders searched recursively, globs)."""
+    out: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        hits = [path] if path.exists() else [Path(p) for p in sorted(glob.glob(str(source), recursive=True))]
+        for hit in hits:
+            files = [hit] if hit.is_file() else (p for p in walk_files(hit) if p.is_file()) if hit.is_dir() else []
+            for file in files:
+                out.append(file)
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def foreign_files_hint(sources: Sequence[str | os.PathLike], adapter_name: str, limit: int = 2000) -> str:
+    """A sentence per kind of file in ``sources`` that adapter ``adapter_name`` does not read (DICOM,
+    NIfTI): how many, an example, and which installed adapter reads it, or that none does yet. Empty when
+    there is nothing to say."""
+    from mae_domains.data.file_kinds import sniff_file_kind
+
+    found: dict[str, list[Path]] = {}
+    for file in _candidate_files(sources, limit):
+        kind = sniff_file_kind(file)
+        if kind is not None:
+            found.setdefault(kind, []).append(file)
+    if not found:
+        return ""
+    adapters = discover_adapters()
+    sentences = []
+    for kind, files in found.items():
+        readers = [n for n in adapters_reading(kind, adapters) if n != adapter_name]
+        where = (f"read them with adapter {' or '.join(repr(n) for n in readers)}" if readers else
+                 f"no installed adapter reads {kind} yet (installed: {', '.join(sorted(adapters)) or 'none'})")
+        sentences.append(f"{len(files)} {kind} file(s) (e.g. {files[0]}) are not read by adapter "
+                         f"{adapter_name!r}: {where}")
+    return "; ".join(sentences)
+
+
+def discover_refs(adapter: Any, sources: Sequence[str | os.PathLike]) -> list[Any]:
+    """``adapter.discover(sources)``, telling the user which adapter reads the files when they are DICOM or
+    NIfTI and the adapter found none it reads, or when every file given is of such a kind."""
+    try:
+        refs = adapter.discover(sources)
+    except FileNotFoundError as err:
+        hint = foreign_files_hint(sources, adapter.name)
+        if hint:
+            raise FileNotFoundError(f"{err}; {hint}") from None
+        raise
+    paths = [r for r in refs if isinstance(r, (str, os.PathLike))]
+    if refs and len(paths) == len(refs):  # files given one by one are listed whatever their kind
+        from mae_domains.data.file_kinds import sniff_file_kind
+
+        kinds = {sniff_file_kind(p) for p in paths[:50]}
+        if None not in kinds:
+            adapters = discover_adapters()
+            readable = any(adapter.name in adapters_reading(k, adapters) for k in kinds)
+            if not readable and all(sniff_file_kind(p) is not None for p in paths[50:]):
+                raise FileNotFoundError(f"no input files for adapter {adapter.name!r} in "
+                                        f"{', '.join(map(str, sources))}; {foreign_files_hint(paths, adapter.name)}")
+    return refs

@@ -1,9 +1,17 @@
-"""Render input / masked / reconstruction panels for a person (2D images, any channel count)."""
+"""Render input / masked / reconstruction panels for a person (2D images, any channel count).
+
+Panel arrays are computed first (:func:`reconstruction_panels`, no matplotlib), then drawn
+(:func:`save_panel_rows`). Every panel of one sample uses the same :class:`Stretch`, so the input and its
+reconstruction can be compared pixel for pixel. The stretch is either the recorded range (an RGB photograph
+or an H&E slide is shown as it is: ``meta["display_range"]`` gives, per channel, the values that are black
+and white) or one 2-98 % percentile stretch of the sample's input, shared by its panels.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -12,32 +20,100 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+HIDDEN_GRAY = 0.5  # masked pixels in the "masked" panel
+PANEL_NAMES = ("input", "masked", "reconstruction", "reconstruction + visible")
 
-def stretch_limits(image: np.ndarray, rgb_channels: Sequence[int], stretch: tuple[float, float] = (2, 98)) -> np.ndarray:
-    """Per displayed channel ``(low, high)`` percentiles of the finite values: shape ``(k, 2)``."""
-    limits = np.zeros((len(rgb_channels), 2), np.float32)
-    for i, c in enumerate(rgb_channels):
-        vals = image[c][np.isfinite(image[c])]
-        if vals.size:
-            limits[i] = np.percentile(vals, stretch)
-    return limits
+
+@dataclass(frozen=True)
+class Stretch:
+    """How one sample's channels become a picture: the displayed ``channels`` and per channel the value
+    shown black (``low``) and white (``high``); ``label`` says what is shown."""
+
+    channels: tuple[int, ...]
+    low: np.ndarray
+    high: np.ndarray
+    label: str
 
 
 def default_rgb(image: np.ndarray) -> list[int]:
     return [0, 1, 2] if image.shape[0] >= 3 else [0]
 
 
-def to_display(image: np.ndarray, rgb_channels: Sequence[int] | None = None, limits: np.ndarray | None = None) -> np.ndarray:
-    """``(C, H, W)`` -> ``(H, W[, 3])`` in [0, 1]: three chosen channels make a (false) colour
-    composite, one channel a grayscale image; ``limits`` (default: this image's 2-98 % stretch) lets
-    several panels share one stretch."""
-    rgb_channels = list(rgb_channels) if rgb_channels is not None else default_rgb(image)
-    limits = stretch_limits(image, rgb_channels) if limits is None else limits
-    chosen = np.stack([image[c] for c in rgb_channels], axis=-1).astype(np.float32)
-    lo, hi = limits[:, 0], limits[:, 1]
+def stretch_limits(image: np.ndarray, rgb_channels: Sequence[int], stretch: tuple[float, float] = (2, 98),
+                   valid: np.ndarray | None = None) -> np.ndarray:
+    """Per displayed channel ``(low, high)`` percentiles of the finite (valid) values: shape ``(k, 2)``."""
+    limits = np.zeros((len(rgb_channels), 2), np.float32)
+    for i, c in enumerate(rgb_channels):
+        keep = np.isfinite(image[c]) & (valid if valid is not None else True)
+        vals = image[c][keep]
+        if vals.size:
+            limits[i] = np.percentile(vals, stretch)
+    return limits
+
+
+def _channel_text(channels: Sequence[int], names: Sequence[str] | None) -> str:
+    return ", ".join(str(names[c]) if names and c < len(names) else f"channel {c}" for c in channels)
+
+
+def percentile_stretch(image: np.ndarray, channels: Sequence[int] | None = None, valid: np.ndarray | None = None,
+                       names: Sequence[str] | None = None, percent: tuple[float, float] = (2, 98)) -> Stretch:
+    """A 2-98 % stretch per displayed channel of ``image`` (the sample's input), to share with its panels."""
+    channels = tuple(channels) if channels is not None else tuple(default_rgb(image))
+    limits = stretch_limits(image, channels, percent, valid)
+    kind = "gray" if len(channels) == 1 else "composite"
+    return Stretch(channels, limits[:, 0], limits[:, 1],
+                   f"{kind} ({_channel_text(channels, names)}), {percent[0]:g}-{percent[1]:g} % stretch shared by the row")
+
+
+def recorded_stretch(display_range: Sequence[Sequence[float]], channels: Sequence[int] | None = None,
+                     label: str = "RGB as recorded (no stretch)") -> Stretch:
+    """The recorded range: ``display_range`` = per channel ``(black, white)`` in the array's values (after
+    normalization: ``((0 - mean) / std, (1 - mean) / std)`` for a [0, 1] reading)."""
+    limits = np.asarray(display_range, np.float32).reshape(-1, 2)
+    channels = tuple(channels) if channels is not None else tuple(range(min(3, len(limits))))
+    return Stretch(channels, limits[list(channels), 0], limits[list(channels), 1], label)
+
+
+def sample_stretch(image: np.ndarray, meta: Mapping[str, Any] | None = None, valid: np.ndarray | None = None,
+                   channels: Sequence[int] | None = None) -> Stretch:
+    """The stretch of one sample: its recorded range when ``meta["display_range"]`` gives one (RGB
+    photographs, H&E), else a percentile stretch of its input."""
+    meta = meta or {}
+    names = meta.get("channel_names")
+    if meta.get("display_range") is not None and image.shape[0] == 3 and channels is None:
+        return recorded_stretch(meta["display_range"], (0, 1, 2))
+    return percentile_stretch(image, channels, valid, names)
+
+
+def to_display(image: np.ndarray, rgb_channels: Sequence[int] | None = None, limits: np.ndarray | None = None,
+               stretch: Stretch | None = None, hidden: np.ndarray | None = None) -> np.ndarray:
+    """``(C, H, W)`` -> ``(H, W[, 3])`` in [0, 1] with ``stretch`` (or ``rgb_channels`` and ``limits``,
+    default: this image's own 2-98 % stretch); ``hidden`` ``(H, W)`` and non-finite pixels are gray."""
+    if stretch is None:
+        channels = list(rgb_channels) if rgb_channels is not None else default_rgb(image)
+        limits = stretch_limits(image, channels) if limits is None else limits
+        stretch = Stretch(tuple(channels), limits[:, 0], limits[:, 1], "")
+    chosen = np.stack([image[c] for c in stretch.channels], axis=-1).astype(np.float32)
+    lo, hi = np.asarray(stretch.low, np.float32), np.asarray(stretch.high, np.float32)
     out = np.clip((chosen - lo) / np.maximum(hi - lo, 1e-8), 0, 1)
-    out[~np.isfinite(chosen)] = 0
+    gray = ~np.isfinite(chosen).all(axis=-1)
+    if hidden is not None:
+        gray |= hidden.astype(bool)
+    out[gray] = HIDDEN_GRAY
     return out[..., 0] if out.shape[-1] == 1 else out
+
+
+def reconstruction_panels(image: np.ndarray, recon: np.ndarray, hidden: np.ndarray,
+                          stretch: Stretch) -> list[tuple[str, np.ndarray]]:
+    """Input, masked input (hidden pixels gray), reconstruction and reconstruction with the visible pixels
+    pasted back, all with the same ``stretch``. ``hidden`` is ``(H, W)`` or per channel ``(C, H, W)``."""
+    hidden = hidden.astype(bool)
+    per_channel = hidden if hidden.ndim == 3 else np.broadcast_to(hidden, image.shape)
+    shown_hidden = per_channel[list(stretch.channels)].any(axis=0)
+    pasted = np.where(per_channel, recon, image)
+    pictures = [to_display(image, stretch=stretch), to_display(image, stretch=stretch, hidden=shown_hidden),
+                to_display(recon, stretch=stretch), to_display(pasted, stretch=stretch)]
+    return list(zip(PANEL_NAMES, pictures))
 
 
 def mask_to_pixels(mask: torch.Tensor, grid_hw: tuple[int, int], patch_size: int) -> np.ndarray:
@@ -46,36 +122,48 @@ def mask_to_pixels(mask: torch.Tensor, grid_hw: tuple[int, int], patch_size: int
     return np.kron(m, np.ones((patch_size, patch_size)))
 
 
-def save_reconstruction_grid(
-    images: np.ndarray,
-    reconstructions: np.ndarray,
-    pixel_masks: np.ndarray,
-    path: str | Path,
-    rgb_channels: Sequence[int] | None = None,
-    title: str = "",
-) -> Path:
-    """One row per sample: input, masked input, reconstruction, reconstruction with visible patches pasted."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = images.shape[0]
-    fig, axes = plt.subplots(n, 4, figsize=(10, 2.6 * n), squeeze=False)
-    for i in range(n):
-        masked = images[i].copy()
-        masked[:, pixel_masks[i] > 0.5] = np.nan
-        pasted = np.where(pixel_masks[i][None] > 0.5, reconstructions[i], images[i])
-        panels = [images[i], masked, reconstructions[i], pasted]
-        names = ["input", "masked", "reconstruction", "reconstruction + visible"]
-        channels = list(rgb_channels) if rgb_channels is not None else default_rgb(images[i])
-        limits = stretch_limits(images[i], channels)
-        for ax, panel, name in zip(axes[i], panels, names):
-            shown = to_display(panel, channels, limits)
-            ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+def reconstruction_rows(images: np.ndarray, reconstructions: np.ndarray, pixel_masks: np.ndarray,
+                        metas: Sequence[Mapping[str, Any]] | None = None, valid: np.ndarray | None = None,
+                        rgb_channels: Sequence[int] | None = None) -> list[list[tuple[str, np.ndarray]]]:
+    """One row of :func:`reconstruction_panels` per sample, each with its own shared stretch; the row's
+    first title says what is shown."""
+    rows = []
+    for i in range(images.shape[0]):
+        meta = metas[i] if metas is not None and i < len(metas) else {}
+        sample_valid = None if valid is None else np.asarray(valid[i]).reshape(images.shape[-2:])
+        stretch = sample_stretch(images[i], meta, sample_valid, rgb_channels)
+        row = reconstruction_panels(images[i], reconstructions[i], pixel_masks[i] > 0.5, stretch)
+        row[0] = (f"input: {stretch.label}", row[0][1])
+        rows.append(row)
+    return rows
+
+
+def save_panel_rows(rows: Sequence[Sequence[tuple[str, np.ndarray]]], path: str | Path, title: str = "",
+                    size: float = 2.6) -> Path:
+    """A grid of titled pictures (one list of ``(title, (H, W) or (H, W, 3))`` per row), as PNG."""
+    cols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(size * cols, size * len(rows) + 0.3), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(cols):
+            ax = axes[i][j]
             ax.set_axis_off()
-            if i == 0:
-                ax.set_title(name, fontsize=9)
+            if j < len(row):
+                name, picture = row[j]
+                ax.imshow(np.clip(picture, 0, 1), cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1,
+                          interpolation="nearest")
+                ax.set_title(name, fontsize=7, wrap=True)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
+
+
+def save_reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray, pixel_masks: np.ndarray,
+                             path: str | Path, rgb_channels: Sequence[int] | None = None, title: str = "",
+                             metas: Sequence[Mapping[str, Any]] | None = None, valid: np.ndarray | None = None) -> Path:
+    """One row per sample (:func:`reconstruction_rows`): input, masked input, reconstruction,
+    reconstruction with visible patches pasted."""
+    return save_panel_rows(reconstruction_rows(images, reconstructions, pixel_masks, metas, valid, rgb_channels),
+                           path, title)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 80) -> Path:

@@ -13,14 +13,14 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 from safetensors.torch import load_file, save_file
 from timm.layers import resample_abs_pos_embed
 from timm.models._manipulate import adapt_input_conv
 
-from mae_domains.models.pos_embed import sincos_2d_with_prefix
+from mae_domains.grid.pos_embed import sincos_2d_with_prefix
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,42 @@ def convert_original_mae_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[st
     return out
 
 
+# The plain MAE layout (``encoder.patch_embed``, ``decoder.pred``) -> the grid stack's (``GridMAE`` around a
+# ``PatchEmbed2D``). The fixed sin-cos tables are dropped: the grid stack computes its codes per batch.
+_PLAIN_TO_GRID = {"encoder.patch_embed.proj.": "encoder.embedding.proj.", "decoder.pred.": "head.pred."}
+_FIXED_TABLES = ("encoder.pos_embed", "decoder.pos_embed")
+
+
+def is_grid_model(model: torch.nn.Module) -> bool:
+    """True for a GridMAE (its encoder has a grid ``embedding``), False for the plain reference MAE."""
+    return hasattr(getattr(model, "encoder", None), "embedding")
+
+
+def plain_to_grid_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Plain-MAE keys (ours, or original ones after :func:`convert_original_mae_keys`) -> GridMAE keys."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key in _FIXED_TABLES:
+            continue
+        renamed = next((new + key[len(old):] for old, new in _PLAIN_TO_GRID.items() if key.startswith(old)), key)
+        out[renamed] = value
+    return out
+
+
+def adapt_grid_state_dict(state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Fit 2D MAE weights to a GridMAE: input channels of the patch projection and of the pixel head."""
+    out = plain_to_grid_keys(state_dict)
+    embedding = model.encoder.embedding
+    in_chans, patch_area = int(embedding.in_chans), int(embedding.patch_size) ** 2
+    target = model.state_dict()
+    if "encoder.embedding.proj.weight" in out:
+        out["encoder.embedding.proj.weight"] = adapt_patch_embed_weight(out["encoder.embedding.proj.weight"], in_chans)
+    for key in ("head.pred.weight", "head.pred.bias"):
+        if key in out and key in target and out[key].shape != target[key].shape:
+            out[key] = adapt_pixel_head(out[key], patch_area, in_chans)
+    return out
+
+
 def adapt_patch_embed_weight(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     """Conv weight (D, C_src, p, p) -> (D, in_chans, p, p): summed for 1 channel, tiled and rescaled
     by C_src / in_chans otherwise (timm's ``adapt_input_conv``)."""
@@ -162,7 +198,12 @@ def load_mae_checkpoint(
         state_dict = load_file(str(path))
     else:
         state_dict = extract_state_dict(safe_torch_load(path), path)
-    state_dict = adapt_state_dict(convert_original_mae_keys(state_dict), model, pos_resample)
+    check_finite_weights(state_dict, path)
+    state_dict = convert_original_mae_keys(state_dict)
+    if is_grid_model(model):  # position codes are computed per batch: nothing to resample
+        state_dict = adapt_grid_state_dict(state_dict, model)
+    else:
+        state_dict = adapt_state_dict(state_dict, model, pos_resample)
     target = model.state_dict()
     bad = [k for k, v in state_dict.items() if k in target and v.shape != target[k].shape]
     if bad:
@@ -172,9 +213,14 @@ def load_mae_checkpoint(
     return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
 
 
-def encoder_state_dict_for_timm(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Encoder weights under timm ``VisionTransformer`` keys (load with ``strict=False`` for the head)."""
+def encoder_state_dict_for_timm(model: torch.nn.Module, grid_hw: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """Encoder weights under timm ``VisionTransformer`` keys (load with ``strict=False`` for the head). A
+    grid encoder needs the patch grid ``grid_hw`` its fixed ``pos_embed`` table is written for."""
     encoder = getattr(model, "encoder", model)
+    if hasattr(encoder, "timm_state_dict"):
+        if grid_hw is None:
+            raise ValueError("a grid encoder's timm weights need grid_hw, the patch grid of the input size")
+        return {k: v.detach().clone() for k, v in encoder.timm_state_dict(grid_hw).items()}
     return {k: v.detach().clone() for k, v in encoder.state_dict().items()}
 
 
@@ -200,3 +246,37 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata() or {})
     return load_file(str(path)), metadata
+
+
+# Weights holding NaN or Inf are refused on load, naming the file and the tensors: a poisoned model
+# would otherwise embed, evaluate (at chance) and resume without a word.
+def tensors_in(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of a nested mapping/list (a state dict, an optimizer state), with a dotted name."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from tensors_in(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from tensors_in(value, f"{prefix}.{i}" if prefix else str(i))
+
+
+def non_finite_tensors(obj: Any) -> list[tuple[str, int, int]]:
+    """``(name, non-finite count, size)`` of the floating-point tensors that hold NaN or Inf."""
+    bad = []
+    for name, tensor in tensors_in(obj):
+        if tensor.is_floating_point() or tensor.is_complex():
+            count = int((~torch.isfinite(tensor)).sum())
+            if count:
+                bad.append((name, count, tensor.numel()))
+    return bad
+
+
+def check_finite_weights(obj: Any, path: str | Path, what: str = "weights") -> None:
+    """Raise :class:`CheckpointFormatError` naming ``path`` and the first tensors with NaN/Inf values."""
+    bad = non_finite_tensors(obj)
+    if bad:
+        named = ", ".join(f"{name} ({count} of {size})" for name, count, size in bad[:3])
+        more = f" and {len(bad) - 3} more tensors" if len(bad) > 3 else ""
+        raise CheckpointFormatError(f"{path}: refused to load: the {what} hold NaN/Inf values in {named}{more}")

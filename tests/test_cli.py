@@ -67,6 +67,16 @@ def test_pretrain_resume_reconstruct_embed_export(archive, tmp_path, capsys):
     vit.load_state_dict(load_file(tmp_path / "export" / "encoder.safetensors"), strict=True)
     assert torch.isfinite(vit(torch.randn(1, 3, 32, 32))).all()
 
+    # the export embeds like the run; it cannot reconstruct (its decoder was not exported)
+    assert main(["-q", "embed", "--run", str(tmp_path / "export"), "--data", str(archive),
+                 "--out", str(tmp_path / "emb_export.npz")]) == 0
+    exported = np.load(tmp_path / "emb_export.npz", allow_pickle=False)
+    assert np.array_equal(exported["embeddings"], emb["embeddings"])
+    assert np.array_equal(exported["sample_ids"], emb["sample_ids"])
+    capsys.readouterr()
+    assert main(["reconstruct", "--run", str(tmp_path / "export")]) == 2
+    assert "encoder only" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("argv,needle", [
     (["pretrain", "--adapter", "image", "--data", "/no/such/folder"], "/no/such/folder: no such file"),

@@ -11,8 +11,17 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 def test_defaults_follow_the_mae_recipe():
     cfg = RunConfig()
-    assert cfg.mask.ratio == 0.75 and cfg.optim.betas == [0.9, 0.95] and cfg.optim.weight_decay == 0.05
-    assert cfg.optim.base_lr == 1.5e-4 and cfg.model.decoder_embed_dim == 512 and cfg.model.decoder_depth == 8
+    assert cfg.mask.ratio is None and cfg.mask.strategy is None  # decided by the adapter's recipe
+    assert cfg.optim.betas == [0.9, 0.95] and cfg.optim.weight_decay == 0.05
+    assert cfg.optim.base_lr == 1.5e-4 and cfg.model.decoder_embed_dim is None  # the preset's decoder
+    from mae_domains.models.presets import with_preset_decoder
+
+    base = with_preset_decoder(cfg.model)  # ViT-B: the MAE paper's 512-wide, 8-block decoder
+    assert (base.decoder_embed_dim, base.decoder_depth, base.decoder_num_heads) == (512, 8, 16)
+    tiny = with_preset_decoder(type(cfg.model)(preset="tiny"))
+    assert (tiny.decoder_embed_dim, tiny.decoder_depth) == (128, 4)
+    explicit = with_preset_decoder(type(cfg.model)(preset="tiny", decoder_depth=2))
+    assert explicit.decoder_depth == 2 and explicit.decoder_embed_dim == 128
 
 
 def test_yaml_and_dotted_overrides(tmp_path):
@@ -62,3 +71,22 @@ def test_shipped_recipes_validate(recipe):
     cfg = load_config(recipe)
     adapter = get_adapter(cfg.adapter, cfg.data.options).bind(cfg)  # adapter options are checked too
     assert adapter.name == cfg.adapter
+
+
+@pytest.mark.parametrize("override, message", [
+    ("engine.max_steps=-5", "engine.max_steps must be at least 1"),
+    ("optim.warmup_steps=-1", "optim.warmup_steps must not be negative"),
+    ("engine.checkpoint_every=0", "engine.checkpoint_every must be at least 1"),
+    ("engine.log_every=0", "engine.log_every must be at least 1"),
+    ("engine.device=tpu", "engine.device must be"),
+    ("engine.threads=-2", "engine.threads must be at least 1"),
+    ("model.patch_size=0", "model.patch_size must be at least 1"),
+    ("model.img_size=-3", "model.img_size must be at least 1"),
+    ("mask.ratio=0", "mask.ratio must be in"),
+    ("data.num_workers=-1", "data.num_workers must not be negative"),
+    ("optim.base_lr=0", "optim.base_lr must be positive"),
+    ("model.preset=!!python/object/apply:os.system [echo]", "override model.preset: not a plain YAML value"),
+])
+def test_meaningless_settings_are_refused_with_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])

@@ -56,3 +56,31 @@ def test_unknown_adapter_option_is_an_error():
 def test_adapter_base_is_abstract():
     with pytest.raises(TypeError):
         Adapter()
+
+
+def test_builtins_win_name_clashes_whatever_the_order(monkeypatch):
+    """A third-party class registered as 'image' (sorting before the built-in) never replaces it."""
+    fake_entry_points(monkeypatch, [
+        ("aaa-image", "tests.test_registry:CloneAdapter"),
+        ("image", "mae_image.adapter:ImageAdapter"),
+    ])
+    with pytest.warns(UserWarning, match="keeping the built-in image"):
+        found = registry.discover_adapters()
+    assert found["image"] is ImageAdapter
+
+
+def exit_at_import():
+    raise SystemExit(3)
+
+
+def test_a_plugin_calling_sys_exit_at_import_cannot_end_the_process(monkeypatch):
+    import sys
+    import types
+
+    module = types.ModuleType("plugin_that_exits")
+    module.__getattr__ = lambda name: exit_at_import()  # loading the attribute runs "import-time" code
+    monkeypatch.setitem(sys.modules, "plugin_that_exits", module)
+    fake_entry_points(monkeypatch, [("image", "mae_image.adapter:ImageAdapter"), ("bad.exit", "plugin_that_exits:Adapter")])
+    with pytest.warns(UserWarning, match="bad.exit.*failed to import.*SystemExit"):
+        found = registry.discover_adapters()
+    assert list(found) == ["image"]

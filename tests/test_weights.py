@@ -149,3 +149,41 @@ def test_safetensors_round_trip(tmp_path):
     dst = small_mae()
     load_mae_checkpoint(dst, path, strict=False)
     assert torch.equal(dst.encoder.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
+
+
+@pytest.mark.parametrize("in_chans", [3, 1])
+def test_original_mae_checkpoint_into_the_grid_stack(tmp_path, in_chans):
+    """The image adapter's GridMAE takes an original MAE checkpoint: with 3 channels it then computes
+    exactly what the plain MAE with the same weights computes; with 1 channel (X-ray) the RGB projection
+    is summed, so a gray image embeds as the RGB model embeds its 3-channel copy."""
+    from mae_domains.config import ModelConfig
+    from mae_domains.models.embeddings import PatchEmbed2D
+    from mae_domains.models.grid_mae import build_grid_mae
+
+    torch.manual_seed(3)
+    src = small_mae()
+    path = tmp_path / "mae_pretrain_vit_small.pth"
+    write_original_checkpoint(src, path)
+    config = ModelConfig(preset="small", patch_size=16, in_chans=in_chans, decoder_embed_dim=64, decoder_depth=1,
+                         decoder_num_heads=4, norm_pix_loss=False)
+    dst = build_grid_mae(PatchEmbed2D(in_chans, 384, 16), config).eval()
+    assert load_mae_checkpoint(dst, path) == {"missing": [], "unexpected": []}
+    x = torch.randn(2, in_chans, 224, 224)
+    with torch.no_grad():
+        ref_in = x if in_chans == 3 else x.repeat(1, 3, 1, 1)
+        assert torch.allclose(dst.encoder.forward_features(x), src.encoder.forward_features(ref_in), atol=1e-4)
+        if in_chans == 3:
+            a, b = src.eval()(x, mask_seeds=[5, 6]), dst(x, mask_seeds=[5, 6])
+            assert torch.equal(a.mask, b.mask) and torch.allclose(a.loss, b.loss, rtol=1e-5)
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
+    from mae_domains.weights import CheckpointFormatError
+
+    src = small_mae()
+    with torch.no_grad():
+        src.encoder.blocks[0].attn.qkv.weight[0, 0] = float("nan")
+    path = tmp_path / "poisoned.pth"
+    write_original_checkpoint(src, path)
+    with pytest.raises(CheckpointFormatError, match="poisoned.pth: refused.*NaN/Inf.*blocks.0.attn.qkv.weight"):
+        load_mae_checkpoint(small_mae(), path)

@@ -1,4 +1,5 @@
-"""Vanilla MAE for ordinary images: RandomResizedCrop(0.2-1) + horizontal flip, per-patch pixel target."""
+"""Vanilla MAE for ordinary images on the token grid ``(y, x)``: RandomResizedCrop(0.2-1) + horizontal flip,
+per-patch pixel target."""
 
 from __future__ import annotations
 
@@ -7,20 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 
-from mae_domains.adapter_api import Adapter  # noqa: E402
+from mae_domains.grid_adapter import GridAdapter  # noqa: E402
 from mae_domains.data.sample import NormStats, Sample  # noqa: E402
-from mae_domains.models import MAEConfig, MaskedAutoencoder  # noqa: E402
-from mae_domains.visualize import mask_to_pixels, save_reconstruction_grid  # noqa: E402
+from mae_domains.models.embeddings import PatchEmbed2D  # noqa: E402
 from mae_image.reader import IMAGE_SUFFIXES, read_image  # noqa: E402
 
 
-class ImageAdapter(Adapter):
+class ImageAdapter(GridAdapter):
     name = "image"
     summary = "Folders of PNG/JPEG/TIFF images (gray or RGB, 8/16-bit): vanilla MAE."
     file_patterns = tuple(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + tuple(f"*{s.upper()}" for s in sorted(IMAGE_SUFFIXES))
@@ -44,7 +43,7 @@ class ImageAdapter(Adapter):
         return int(self.config.model.img_size)
 
     def read(self, ref: Any) -> Sample:
-        image = read_image(ref, self.channels)
+        image = read_image(ref, self.channels, self.config.data.max_pixels)
         path = Path(str(ref))
         return Sample(image, {"source": str(path), "sample_id": path.stem}, label=None)
 
@@ -68,29 +67,19 @@ class ImageAdapter(Adapter):
         out = np.moveaxis(pipe(image=hwc)["image"], -1, 0).astype(np.float32)
         if out.ndim == 2:
             out = out[None]
+        meta = sample.meta
+        if out.shape[0] == 3:  # a colour photograph (or H&E, IHC): figures show it as recorded, never stretched
+            black, white = np.zeros((3, 1, 1), np.float32), np.ones((3, 1, 1), np.float32)
+            if stats is not None:
+                black, white = stats.normalize(black), stats.normalize(white)
+            meta = {**meta, "display_range": np.stack([black.ravel(), white.ravel()], axis=1).tolist()}
         if stats is not None:
             out = stats.normalize(out)
-        return Sample(out, sample.meta, None, sample.label)
+        return Sample(out, meta, None, sample.label)
 
-    def build_model(self, model, mask) -> MaskedAutoencoder:
-        if mask.strategy != "random":
-            raise ValueError(f"adapter 'image' supports mask.strategy 'random' only, got {mask.strategy!r}")
-        return MaskedAutoencoder(MAEConfig(
-            preset=model.preset, img_size=model.img_size, patch_size=model.patch_size, in_chans=model.in_chans,
-            decoder_embed_dim=model.decoder_embed_dim, decoder_depth=model.decoder_depth,
-            decoder_num_heads=model.decoder_num_heads, norm_pix_loss=model.norm_pix_loss,
-            mask_ratio=mask.ratio, drop_path_rate=model.drop_path_rate,
-        ))
-
-    def render_reconstruction(self, model, batch: dict[str, Any], output, path: Path) -> Path:
-        n = min(4, batch["image"].shape[0])
-        images = batch["image"].float()
-        with torch.no_grad():
-            recon = model.reconstruct(images.to(output.pred.device), output).cpu()[:n]
-        images = images[:n].cpu()
-        p = model.patch_size
-        masks = np.stack([mask_to_pixels(output.mask[i], output.grid_hw, p) for i in range(n)])
-        return save_reconstruction_grid(images.numpy(), recon.numpy(), masks, path)
+    def build_embedding(self, model) -> PatchEmbed2D:
+        """MAE's 2D patch embedding with the fixed sin-cos position code (timm-compatible keys on export)."""
+        return PatchEmbed2D(int(model.in_chans), self.embed_dim(model), int(model.patch_size))
 
     def synthetic_sample(self, seed: int) -> Sample:
         """Smooth random shapes on a gradient background, in [0, 1]."""

@@ -1,9 +1,13 @@
 """Scenes stored as one file per band (Sentinel-2 SAFE/L2A folders, many public archives).
 
 Files are grouped into scenes by a regular expression on the file name with named groups ``scene`` and
-``band`` (the default matches ``T33UUP_20200601T101031_B02_10m.tif``, ``tile_B8A.tif``, ``tile_SCL_20m.tif``).
-Bands keep their native resolution on disk; each is read by window onto the target grid of the finest
-selected band (or ``target_gsd``).
+``band`` (the default matches ``T33UUP_20200601T101031_B02_10m.tif``, ``tile_B8A.tif``, ``tile_SCL_20m.tif``,
+Landsat Collection 2 ``LC08_L2SP_..._T1_SR_B5.TIF`` / ``..._ST_B10.TIF`` / ``..._QA_PIXEL.TIF`` and HLS
+``HLS.L30.T10SEG.2020245T183919.v2.0.B05.tif``). Quality and other auxiliary files (``QA_PIXEL``, ``SCL``,
+``Fmask``...) belong to their scene, never are a band or a scene of their own, and may serve as
+``mask_band``. The scene's sensor (:mod:`mae_remote_sensing.sensors`) maps its band numbers to the
+adapter's (Sentinel-2) band names by wavelength. Bands keep their native resolution on disk; each is read
+by window onto the target grid of the finest selected band (or ``target_gsd``).
 """
 
 from __future__ import annotations
@@ -17,15 +21,17 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from mae_domains.data.sample import BadSampleError
-from mae_remote_sensing.bands import normalize_band_name
+from mae_remote_sensing.bands import AUXILIARY_PATTERN, is_auxiliary_band, normalize_band_name
 from mae_remote_sensing.geotiff import (
     ReadSettings, file_gsd, open_raster, read_class_mask, read_file_window,
 )
 from mae_remote_sensing.scene import (
     ChipData, ChipWindow, Scene, TargetGrid, check_same_crs, crs_text, target_grid_from_reference,
 )
+from mae_remote_sensing.sensors import Sensor, canonical_name, describe_bands, resolve_sensor, sensor_from_name
 
-DEFAULT_BAND_PATTERN = r"^(?P<scene>.+?)[_-](?P<band>B\d{1,2}A?|SCL)(?:[_-]\d+m)?\.(?:tif|tiff|jp2|vrt)$"
+DEFAULT_BAND_PATTERN = (r"^(?P<scene>.+?)[_.-](?P<band>(?:(?:SR|ST|TOA)_)?B\d{1,2}A?|" + AUXILIARY_PATTERN +
+                        r")(?:[_-]\d+m)?\.(?:tif|tiff|jp2|vrt)$")
 
 
 def compile_band_pattern(pattern: str) -> re.Pattern:
@@ -58,7 +64,10 @@ def group_band_files(paths: Iterable[Path], pattern: str = DEFAULT_BAND_PATTERN)
 
 
 class BandFileScene(Scene):
-    """One scene whose bands (and optional classification mask) are separate single-band files."""
+    """One scene whose bands (and optional quality/classification files) are separate single-band files.
+
+    ``band_paths`` is keyed by the files' own band names (``B5``, ``QA_PIXEL``); the bands are asked for by
+    their Sentinel-2 names, through the scene's sensor."""
 
     def __init__(self, key: str, band_paths: dict[str, str], settings: ReadSettings, date: str | None = None) -> None:
         self.source = key
@@ -76,10 +85,45 @@ class BandFileScene(Scene):
     def __hash__(self) -> int:
         return hash((self.source, self.date))
 
+    @property
+    def sensor(self) -> Sensor:
+        name = Path(self.source).name
+        try:
+            return resolve_sensor(self.settings.sensor, [(sensor_from_name(name), f"file name {name}")], self.source)
+        except ValueError as err:
+            raise BadSampleError(self.source, str(err).removeprefix(f"{self.source}: ")) from None
+
+    @property
+    def imagery_bands(self) -> tuple[str, ...]:
+        """The files' own names of the imagery bands (no quality or auxiliary files)."""
+        return tuple(b for b in self.band_paths if not is_auxiliary_band(b))
+
+    @property
+    def canonical_paths(self) -> dict[str, str]:
+        """``{Sentinel-2 band name: path}`` of the imagery bands that have one."""
+        sensor = self.sensor
+        out = {}
+        for band in self.imagery_bands:
+            name = canonical_name(sensor, band)
+            if name is not None:
+                out[name] = self.band_paths[band]
+        return out
+
+    def describe(self) -> str:
+        sensor = self.sensor
+        return f"{sensor.title} band files {describe_bands(sensor, sorted(self.imagery_bands, key=_band_order))}"
+
     def _path(self, band: str) -> str:
         name = normalize_band_name(band)
+        paths = self.canonical_paths
+        if name not in paths:
+            raise BadSampleError(self.source, f"has no file for band {name}; it holds {self.describe()}")
+        return paths[name]
+
+    def _mask_path(self) -> str:
+        name = normalize_band_name(str(self.settings.mask_band))
         if name not in self.band_paths:
-            raise BadSampleError(self.source, f"has no file for band {name}; found bands {sorted(self.band_paths)}")
+            raise BadSampleError(self.source, f"has no mask file {name!r}; it has {sorted(self.band_paths)}")
         return self.band_paths[name]
 
     def _reference(self, bands: Sequence[str] | None) -> tuple[str, object, tuple[float, float]]:
@@ -107,8 +151,8 @@ class BandFileScene(Scene):
 
     @property
     def band_names(self) -> tuple[str, ...]:
-        mask = normalize_band_name(self.settings.mask_band) if self.settings.mask_band else None
-        return tuple(b for b in self.band_paths if b != mask)
+        """Sentinel-2 names of the scene's imagery bands (quality files and the mask band excluded)."""
+        return tuple(self.canonical_paths)
 
     def grid(self, bands: Sequence[str] | None, target_gsd: float | None) -> TargetGrid:
         _, src, gsd = self._reference(bands)
@@ -126,6 +170,12 @@ class BandFileScene(Scene):
             planes.append(chip.image[0])
             valid &= chip.valid
         if self.settings.mask_band is not None:
-            path = self._path(self.settings.mask_band)
-            valid &= read_class_mask(open_raster(path), path, grid, window, 1, self.settings.mask_invalid_values)
+            path = self._mask_path()
+            valid &= read_class_mask(open_raster(path), path, grid, window, 1, self.settings.mask_invalid_values,
+                                     self.settings.mask_invalid_bits, self.settings.max_pixels)
         return ChipData(np.stack(planes), valid)
+
+
+def _band_order(name: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return (int(digits) if digits else 99, name)

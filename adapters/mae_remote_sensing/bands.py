@@ -47,16 +47,31 @@ DEFAULT_BANDS: tuple[str, ...] = tuple(b for group in DEFAULT_GROUPS for b in gr
 TRUE_COLOUR = ("B4", "B3", "B2")
 FALSE_COLOUR = ("B8", "B4", "B3")
 
-_S2_NAME = re.compile(r"^B0*(\d{1,2})(A?)$", re.IGNORECASE)
+_S2_NAME = re.compile(r"^(?:(?:SR|ST|TOA)_)?B0*(\d{1,2})(A?)$", re.IGNORECASE)
+
+# Files of a product that are not imagery bands: quality / classification masks (bit masks or classes, usable
+# as ``mask_band``), atmospheric by-products, a true-colour preview, Landsat angle and surface-temperature
+# intermediates. They belong to their scene but are never a band of it, nor a scene of their own.
+AUXILIARY_BAND = re.compile(
+    r"^(?:(?:SR|ST)_)?QA(?:_[A-Z]+)*$|^BQA$|^QA\d+$|^SCL$|^FMASK$|^(?:MSK_)?(?:CLD|SNW)(?:PRB)?$|^AOT$|^WVP$|^TCI$"
+    r"|^[SV][AZ]A$|^ST_(?:TRAD|URAD|DRAD|ATRAN|EMIS|EMSD|CDIST)$", re.IGNORECASE)
+AUXILIARY_PATTERN = (r"(?:SR_|ST_)?QA(?:_[A-Z]+)*|BQA|QA\d+|SCL|Fmask|(?:MSK_)?(?:CLD|SNW)(?:PRB)?|AOT|WVP|TCI"
+                     r"|[SV][AZ]A|ST_(?:TRAD|URAD|DRAD|ATRAN|EMIS|EMSD|CDIST)")
 
 
 def normalize_band_name(name: str) -> str:
-    """``B02`` / ``b2`` / ``B8a`` -> ``B2`` / ``B2`` / ``B8A``; other names are stripped and kept as given."""
+    """``B02`` / ``b2`` / ``B8a`` / ``SR_B5`` -> ``B2`` / ``B2`` / ``B8A`` / ``B5``; other names are stripped
+    and kept as given."""
     text = str(name).strip()
     match = _S2_NAME.match(text)
     if match:
         return f"B{int(match.group(1))}{match.group(2).upper()}"
     return text
+
+
+def is_auxiliary_band(name: str) -> bool:
+    """True for a product file that is not an imagery band (``QA_PIXEL``, ``SCL``, ``BQA``, ``Fmask``...)."""
+    return bool(AUXILIARY_BAND.match(str(name).strip()))
 
 
 def normalize_band_names(names: Iterable[str]) -> tuple[str, ...]:

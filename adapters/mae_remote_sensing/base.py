@@ -2,10 +2,13 @@
 
 Options common to both adapters (``data.options``):
 
-- bands: ``bands`` (names, selects and orders), ``file_bands`` (names of a file's bands when it carries
-  none; a different band count is rejected);
+- bands: ``bands`` (Sentinel-2 names, selects and orders), ``file_bands`` (names of a file's bands when it
+  carries none; a different band count is rejected), ``sensor`` (auto | sentinel2 | landsat8 | landsat9:
+  the data's sensor when neither metadata nor file names tell; other sensors' bands are mapped to
+  Sentinel-2 names by wavelength, see :mod:`mae_remote_sensing.sensors`);
 - files: ``layout`` (auto | multiband | band_files), ``band_pattern``, ``require_crs``, ``gsd`` (for files
-  without georeferencing), ``mask_band`` + ``mask_invalid_values`` (e.g. SCL and [0, 1, 3, 8, 9, 10]);
+  without georeferencing), ``mask_band`` + ``mask_invalid_values`` (e.g. SCL and [0, 1, 3, 8, 9, 10]) or
+  ``mask_invalid_bits`` (e.g. Landsat QA_PIXEL and [0, 1, 2, 3, 4]);
 - grid: ``target_gsd`` (metres; None = finest selected band), ``upsampling`` / ``downsampling`` (rasterio
   resampling names);
 - chips (size = ``model.img_size``): ``sampling`` (random | grid), ``chips_per_scene`` (an int, or "auto"
@@ -16,8 +19,8 @@ Options common to both adapters (``data.options``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,17 +28,16 @@ import numpy as np
 import torch
 from affine import Affine
 
-from mae_domains.adapter_api import Adapter
+from mae_domains.data.pixel_limit import DEFAULT_MAX_PIXELS
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
-from mae_domains.masking import TokenMasker
-from mae_domains.models.embeddings.base import GridEmbedding
-from mae_domains.models.grid_mae import GridMAE, GridMAEConfig, build_grid_mae
+from mae_domains.grid_adapter import GridAdapter
 from mae_remote_sensing.band_files import DEFAULT_BAND_PATTERN
 from mae_remote_sensing.bands import normalize_band_names, wavelength_of
 from mae_remote_sensing.chips import ChipRef, chips_for_scene, grid_windows, random_window, window_rng
 from mae_remote_sensing.geotiff import ReadSettings
 from mae_remote_sensing.manifest import date_features
 from mae_remote_sensing.scene import ChipWindow, Scene, TargetGrid
+from mae_remote_sensing.sensors import SENSOR_CHOICES
 from mae_remote_sensing.sources import SceneEntry, discover_scenes
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ COMMON_OPTIONS: dict[str, Any] = {
     "gsd": None,
     "mask_band": None,
     "mask_invalid_values": [],
+    "mask_invalid_bits": [],
+    "sensor": "auto",
     "target_gsd": None,
     "upsampling": "bilinear",
     "downsampling": "average",
@@ -63,19 +67,13 @@ COMMON_OPTIONS: dict[str, Any] = {
 }
 
 
-def masker_for(mode: str, axis: str, strategy: str) -> TokenMasker:
-    """The adapter's masking mode, unless ``mask.strategy`` names another one explicitly."""
-    chosen = strategy if strategy in ("consistent", "independent") else mode
-    return TokenMasker(chosen, () if chosen == "random" else (axis,))
-
-
-class RemoteSensingAdapter(Adapter):
+class RemoteSensingAdapter(GridAdapter):
     """Base of ``remote_sensing.multispectral`` and ``remote_sensing.temporal``."""
 
     file_patterns = ("*.tif", "*.tiff", "*.TIF", "*.jp2", "*.csv")
     evaluation_protocols = ("knn", "linear_probe", "multilabel_map")
     default_bands: tuple[str, ...] = ()
-    mask_axis = "group"  # the axis that independent/consistent masking refers to
+    default_mask_strategy = "independent"  # SatMAE's better choice, along ``mask_axis``
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -86,6 +84,9 @@ class RemoteSensingAdapter(Adapter):
             raise ValueError(f"adapter {self.name}: chips_per_scene must be 'auto' or a positive integer")
         if not 0.0 <= float(o["min_valid_fraction"]) <= 1.0:
             raise ValueError(f"adapter {self.name}: min_valid_fraction must be in [0, 1]")
+        if o["sensor"] not in SENSOR_CHOICES:
+            raise ValueError(f"adapter {self.name}: sensor must be one of {', '.join(SENSOR_CHOICES)}, "
+                             f"got {o['sensor']!r}")
         self.bands: tuple[str, ...] = normalize_band_names(o["bands"] or self.default_bands)
         gsd = o["gsd"]
         self.settings = ReadSettings(
@@ -94,10 +95,23 @@ class RemoteSensingAdapter(Adapter):
             gsd=None if gsd is None else ((float(gsd), float(gsd)) if np.isscalar(gsd) else (float(gsd[0]), float(gsd[1]))),
             upsampling=str(o["upsampling"]), downsampling=str(o["downsampling"]),
             mask_band=o["mask_band"], mask_invalid_values=tuple(float(v) for v in o["mask_invalid_values"]),
+            mask_invalid_bits=tuple(int(b) for b in o["mask_invalid_bits"]), sensor=str(o["sensor"]),
+            max_pixels=self.max_pixels,
         )
         self.settings.resampling_for(1.0, 1.0)  # unknown resampling names fail here, not in a worker
         self.classes: list[str] = []
         self.multilabel = False
+
+    def bind(self, config: Any) -> "RemoteSensingAdapter":
+        """Also carries ``data.max_pixels`` into the read settings."""
+        super().bind(config)
+        if hasattr(self, "settings"):
+            self.settings = dataclasses.replace(self.settings, max_pixels=self.max_pixels)
+        return self
+
+    @property
+    def max_pixels(self) -> int | None:
+        return getattr(self.config.data, "max_pixels", DEFAULT_MAX_PIXELS)
 
     # ----- sizes ---------------------------------------------------------------------------------
     @property
@@ -118,6 +132,32 @@ class RemoteSensingAdapter(Adapter):
     def scene_entries(self, sources: Sequence[str | Path]) -> list[SceneEntry]:
         o = self.options
         return discover_scenes(sources, self.settings, o["layout"], o["band_pattern"], bool(o["label_from_folder"]))
+
+    def check_bands(self, scenes: Sequence[Scene]) -> None:
+        """Refuse an archive in which no scene has every band the adapter needs, naming what the first
+        scene has (sensor, bands, wavelengths, their Sentinel-2 names). Stops at the first scene that has
+        them all; scenes that cannot be opened are left to fail (and be reported) when read."""
+        lacking: list[tuple[Scene, list[str]]] = []
+        for scene in scenes:
+            try:
+                have = scene.grid(None, None).band_names
+            except (BadSampleError, OSError):
+                continue
+            missing = [b for b in self.bands if b not in have]
+            if not missing:
+                return
+            lacking.append((scene, missing))
+        if lacking:
+            scene, missing = lacking[0]
+            usable = [b for b in self.bands if b in scene.grid(None, None).band_names]
+            raise ValueError(f"adapter {self.name}: none of the {len(lacking)} scene(s) has every band it needs "
+                             f"({list(self.bands)}); {scene.source} lacks {missing}; it holds {scene.describe()}. "
+                             f"{self.band_hint(usable)}")
+
+    def band_hint(self, usable: Sequence[str]) -> str:
+        """What to set instead, given the needed bands the data has."""
+        return (f"Select bands it has, e.g. data.options.bands={list(usable)}" if usable else
+                "Name the file's bands with data.options.file_bands, or set data.options.sensor")
 
     def set_classes(self, labels: Sequence[Any]) -> None:
         """The sorted class names of an archive; it is multi-label when any item has several labels."""
@@ -257,21 +297,6 @@ class RemoteSensingAdapter(Adapter):
         """The model's sample layout from ``(T, C, H, W)`` pixels and ``(T, H, W)`` validity."""
         return Sample(image, meta, valid, label)
 
-    # ----- model -------------------------------------------------------------------------------
-    @abstractmethod
-    def build_embedding(self, model) -> GridEmbedding:
-        """The patch embedding (band groups, shared temporal frames ...) at the preset's width."""
-
-    def build_model(self, model, mask) -> GridMAE:
-        """A GridMAE around the adapter's embedding, masked along ``mask_axis``."""
-        o = self.options
-        config = GridMAEConfig(preset=model.preset, decoder=o["decoder"], decoder_embed_dim=model.decoder_embed_dim,
-                               decoder_depth=model.decoder_depth, decoder_num_heads=model.decoder_num_heads,
-                               mask_ratio=mask.ratio, norm_pix_loss=model.norm_pix_loss,
-                               drop_path_rate=model.drop_path_rate)
-        return build_grid_mae(self.build_embedding(model), config,
-                              masker=masker_for(o["masking"], self.mask_axis, mask.strategy))
-
     # ----- model inputs --------------------------------------------------------------------------
     def batch_meta(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
         """Per-batch metadata tensors the embedding reads: ``spacing`` ``(B, 2)`` metres (y, x), ``dates``."""
@@ -281,26 +306,6 @@ class RemoteSensingAdapter(Adapter):
         if metas and all(g is not None for g in gsds):
             out["spacing"] = torch.tensor([[g[1], g[0]] for g in gsds], dtype=torch.float64, device=device)
         return out
-
-    def model_inputs(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-        inputs = {"images": batch["image"].to(device, non_blocking=True), "mask_seeds": batch["mask_seed"],
-                  "meta": self.batch_meta(batch, device)}
-        if "valid" in batch:
-            inputs["valid"] = batch["valid"].to(device, non_blocking=True)
-        return inputs
-
-    def embed(self, model: torch.nn.Module, batch: dict[str, Any], device: torch.device, pool: str = "cls") -> torch.Tensor:
-        """One embedding per chip from the encoder without masking: the CLS token (``cls``) or the mean of
-        the valid grid tokens (``avg``)."""
-        from mae_domains.models.embeddings.base import GridBatch
-
-        inputs = self.model_inputs(batch, device)
-        grid = model.encoder.forward_grid(GridBatch(inputs["images"], inputs.get("valid"), inputs["meta"]))
-        if pool == "cls":
-            return grid.prefix[:, 0]
-        if pool == "avg":
-            return grid.pool(grid.layout.names).tokens[:, 0]
-        raise ValueError(f"unknown pooling {pool!r}; use 'cls' or 'avg'")
 
 
 def crop_or_pad(image: np.ndarray, valid: np.ndarray, size: int, rng: np.random.Generator | None):

@@ -4,8 +4,14 @@
   reuses its parent's GDAL handles.
 - A chip is read by its bounds on the target grid: ``src.read(window=..., out_shape=..., resampling=...)``
   resamples bands of any native resolution onto it, and a decimated read uses COG overviews.
-- Validity: GDAL's mask (declared nodata value, internal mask or alpha band), NaN, and optionally a
-  classification band (e.g. Sentinel-2 SCL) whose listed classes are invalid.
+- Validity: GDAL's mask (declared nodata value, internal mask or alpha band), NaN, fill values that are
+  not declared (-3.4e38, large blocks of -9999: :mod:`mae_domains.data.fill_values`), and optionally a
+  classification band (e.g. Sentinel-2 SCL) whose listed classes are invalid, or a bit-mask quality band
+  (Landsat ``QA_PIXEL``) whose listed bits mark invalid pixels.
+- Before a window is decoded, the blocks it touches are counted against ``max_pixels`` (a compressed file
+  with one huge strip would otherwise decode whole for any chip).
+- A file's bands are named from ``file_bands``, its band descriptions or its band count, in its own sensor's
+  numbering, and mapped to Sentinel-2 names through its sensor (:mod:`mae_remote_sensing.sensors`).
 """
 
 from __future__ import annotations
@@ -23,10 +29,15 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window, from_bounds
 
+from mae_domains.data.fill_values import fill_invalid
+from mae_domains.data.pixel_limit import DEFAULT_MAX_PIXELS, check_pixel_count
 from mae_domains.data.sample import BadSampleError
 from mae_remote_sensing.bands import default_band_names, normalize_band_name, normalize_band_names
 from mae_remote_sensing.scene import (
     ChipData, ChipWindow, Scene, TargetGrid, check_same_crs, gsd_metres, target_grid_from_reference,
+)
+from mae_remote_sensing.sensors import (
+    AUTO, Sensor, canonical_names, describe_bands, resolve_sensor, sensor_from_name, sensor_from_tags,
 )
 
 MAX_OPEN_FILES = int(os.environ.get("MAE_RS_MAX_OPEN_FILES", "64"))
@@ -89,7 +100,10 @@ class ReadSettings:
 
     ``file_bands``: names of a file's bands in order (else band descriptions, else Sentinel-2 order for 12/13
     bands); a file with another band count is rejected. ``mask_band`` + ``mask_invalid_values``: a
-    classification band whose listed classes are invalid (e.g. SCL 0, 1, 3, 8, 9, 10).
+    classification band whose listed classes are invalid (e.g. SCL 0, 1, 3, 8, 9, 10); ``mask_invalid_bits``:
+    bits of a quality bit mask that mark invalid pixels (Landsat QA_PIXEL 0 fill, 1 dilated cloud, 2 cirrus,
+    3 cloud, 4 cloud shadow). ``sensor``: the data's sensor, or ``auto`` (metadata, file names, else
+    Sentinel-2). ``max_pixels``: the most values one read may decode.
     """
 
     file_bands: tuple[str, ...] | None = None
@@ -99,6 +113,9 @@ class ReadSettings:
     downsampling: str = "average"
     mask_band: str | None = None
     mask_invalid_values: tuple[float, ...] = field(default_factory=tuple)
+    mask_invalid_bits: tuple[int, ...] = field(default_factory=tuple)
+    sensor: str = AUTO
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def resampling_for(self, native_gsd: float, target_gsd: float) -> Resampling:
         name = self.downsampling if target_gsd > native_gsd * (1 + 1e-6) else self.upsampling
@@ -151,6 +168,30 @@ def radiometric_scale_offset(src, band_index: int) -> tuple[float, float]:
     return 1.0, 0.0
 
 
+def file_sensor(src, path: str, settings: ReadSettings) -> Sensor:
+    """The sensor of an open file: the option, else its metadata tags, else its file name, else Sentinel-2."""
+    name = os.path.basename(path)
+    detected = [(sensor_from_tags(src.tags()), "metadata"), (sensor_from_name(name), f"file name {name}")]
+    try:
+        return resolve_sensor(settings.sensor, detected, path)
+    except ValueError as err:
+        raise BadSampleError(path, str(err).removeprefix(f"{path}: ")) from None
+
+
+def blocks_touched(src, win: Window, indexes: Sequence[int]) -> tuple[int, int, int]:
+    """``(planes, rows, cols)`` that decoding ``win`` of bands ``indexes`` costs at most: whole blocks (tiles or
+    strips) of every band read, or of every band when the file interleaves them by pixel."""
+    bh, bw = src.block_shapes[indexes[0] - 1]
+    r0, r1 = max(0, int(math.floor(win.row_off))), min(src.height, int(math.ceil(win.row_off + win.height)))
+    c0, c1 = max(0, int(math.floor(win.col_off))), min(src.width, int(math.ceil(win.col_off + win.width)))
+    if r1 <= r0 or c1 <= c0:
+        return (0, 0, 0)
+    rows = min(src.height, (math.ceil(r1 / bh) - r0 // bh) * bh)
+    cols = min(src.width, (math.ceil(c1 / bw) - c0 // bw) * bw)
+    pixel_interleaved = str(getattr(src.interleaving, "name", "")).lower() == "pixel"
+    return (src.count if pixel_interleaved else len(indexes), rows, cols)
+
+
 def native_window(src, grid: TargetGrid, window: ChipWindow) -> Window:
     """The (fractional) window of ``src`` covering ``window`` of the target grid."""
     bounds = grid.bounds(window)
@@ -181,6 +222,7 @@ def read_file_window(
                   else Resampling[settings.upsampling])
     out_shape = (len(indexes), window.height, window.width)
     boundless = _outside(src, win)
+    check_pixel_count(path, blocks_touched(src, win, indexes), settings.max_pixels, "reading this chip's blocks")
     try:
         data = src.read(list(indexes), window=win, out_shape=out_shape, resampling=resampling,
                         boundless=boundless, out_dtype="float32")
@@ -198,21 +240,28 @@ def read_file_window(
         scale, offset = radiometric_scale_offset(src, band)
         if scale != 1.0 or offset != 0.0:
             data[k] = data[k] * np.float32(scale) + np.float32(offset)
-    valid &= np.isfinite(data).all(axis=0)
+    valid &= np.isfinite(data).all(axis=0) & ~fill_invalid(data)
     return ChipData(data, valid)
 
 
 def read_class_mask(
     src, path: str, grid: TargetGrid, window: ChipWindow, index: int, invalid_values: Sequence[float],
+    invalid_bits: Sequence[int] = (), max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """``(H, W)`` validity from a classification band (nearest resampling: classes are never blended)."""
+    """``(H, W)`` validity from a classification band whose ``invalid_values`` are invalid classes, or a
+    quality bit mask whose ``invalid_bits`` mark invalid pixels (nearest resampling: never blended)."""
     win = native_window(src, grid, window)
+    check_pixel_count(path, blocks_touched(src, win, [index]), max_pixels, "reading the mask band's blocks")
     try:
         classes = src.read(index, window=win, out_shape=(window.height, window.width),
                            resampling=Resampling.nearest, boundless=_outside(src, win))
     except RasterioError as err:
         raise BadSampleError(path, f"cannot read mask band window {window.as_tuple()} ({err})") from None
-    return ~np.isin(classes, np.asarray(invalid_values, dtype=classes.dtype))
+    invalid = np.isin(classes, np.asarray(invalid_values, dtype=classes.dtype))
+    if invalid_bits:
+        bits = sum(1 << int(b) for b in invalid_bits)
+        invalid |= (classes.astype(np.int64) & bits) != 0
+    return ~invalid
 
 
 class RasterScene(Scene):
@@ -233,10 +282,18 @@ class RasterScene(Scene):
         return hash((self.source, self.date))
 
     def _describe(self):
+        """The open file, its bands' Sentinel-2 names (see :mod:`mae_remote_sensing.sensors`) and its GSD."""
         src = open_raster(self.source)
-        names = file_band_names(src, self.source, self.settings)
+        names = canonical_names(file_sensor(src, self.source, self.settings),
+                                file_band_names(src, self.source, self.settings))
         gsd = file_gsd(src, self.source, self.settings)
         return src, names, gsd
+
+    def describe(self) -> str:
+        src = open_raster(self.source)
+        sensor = file_sensor(src, self.source, self.settings)
+        names = file_band_names(src, self.source, self.settings)
+        return f"{sensor.title} file with bands {describe_bands(sensor, names)}"
 
     def grid(self, bands: Sequence[str] | None, target_gsd: float | None) -> TargetGrid:
         src, names, gsd = self._describe()
@@ -252,13 +309,15 @@ class RasterScene(Scene):
         wanted = [normalize_band_name(b) for b in bands]
         missing = [b for b in wanted if b not in lookup]
         if missing:
-            raise BadSampleError(self.source, f"lacks band(s) {missing}; it has {list(names)}")
+            raise BadSampleError(self.source, f"lacks band(s) {missing}; it holds a {self.describe()}")
         native = math.sqrt(gsd[0] * gsd[1]) if gsd else None
         chip = read_file_window(src, self.source, grid, window, [lookup[b] for b in wanted], native, self.settings)
         if self.settings.mask_band is not None:
+            own = {n: i + 1 for i, n in enumerate(file_band_names(src, self.source, self.settings))}
             mask_name = normalize_band_name(self.settings.mask_band)
-            if mask_name not in lookup:
-                raise BadSampleError(self.source, f"lacks mask band {mask_name!r}; it has {list(names)}")
-            chip.valid &= read_class_mask(src, self.source, grid, window, lookup[mask_name],
-                                          self.settings.mask_invalid_values)
+            if mask_name not in own and mask_name not in lookup:
+                raise BadSampleError(self.source, f"lacks mask band {mask_name!r}; it has {list(own)}")
+            chip.valid &= read_class_mask(src, self.source, grid, window, own.get(mask_name) or lookup[mask_name],
+                                          self.settings.mask_invalid_values, self.settings.mask_invalid_bits,
+                                          self.settings.max_pixels)
         return chip

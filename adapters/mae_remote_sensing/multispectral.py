@@ -15,7 +15,6 @@ import numpy as np
 
 from mae_domains.data.sample import Sample
 from mae_domains.models.embeddings.band_groups import BandGroupPatchEmbed
-from mae_domains.models.presets import get_preset
 from mae_remote_sensing.bands import DEFAULT_GROUPS, validate_groups, wavelength_of
 from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter
 from mae_remote_sensing.chips import ChipRef
@@ -27,8 +26,6 @@ GROUP_OPTIONS: dict[str, Any] = {
     "group_names": None,
     "group_code": "concat",
     "group_fraction": 0.25,
-    "masking": "independent",
-    "decoder": "self",
 }
 
 
@@ -51,12 +48,11 @@ class MultispectralAdapter(RemoteSensingAdapter):
         if names is not None and len(names) != len(self.groups):
             raise ValueError(f"adapter {self.name}: {len(names)} group_names for {len(self.groups)} groups")
         self.group_names = tuple(names) if names else tuple("+".join(g) for g in self.groups)
-        if self.options["masking"] not in ("random", "consistent", "independent"):
-            raise ValueError(f"adapter {self.name}: masking must be random, consistent or independent")
 
     # ----- loading -------------------------------------------------------------------------------
     def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
         entries = self.scene_entries(sources)
+        self.check_bands([e.scene for e in entries])
         self.set_classes([e.label for e in entries])
         refs: list[ChipRef] = []
         for entry in entries:
@@ -66,6 +62,14 @@ class MultispectralAdapter(RemoteSensingAdapter):
     def pack(self, image: np.ndarray, valid: np.ndarray, meta: dict[str, Any], label: Any) -> Sample:
         return Sample(image[0], meta, valid[0], label)
 
+    def band_hint(self, usable: Sequence[str]) -> str:
+        """Groups made of the bands the data has, e.g. ``[[B2, B3, B4], [B8A], [B11, B12]]`` for Landsat 8."""
+        groups = [[b for b in g if b in usable] for g in self.groups]
+        groups = [g for g in groups if g]
+        if not groups:
+            return super().band_hint(usable)
+        return f"Use band groups it has, e.g. data.options.groups={groups}"
+
     # ----- model ---------------------------------------------------------------------------------
     def group_indices(self) -> list[list[int]]:
         return [[self.bands.index(b) for b in g] for g in self.groups]
@@ -73,7 +77,7 @@ class MultispectralAdapter(RemoteSensingAdapter):
     def build_embedding(self, model) -> BandGroupPatchEmbed:
         """One patch projection per band group at the preset's width."""
         o = self.options
-        return BandGroupPatchEmbed(self.group_indices(), get_preset(model.preset).embed_dim, model.patch_size,
+        return BandGroupPatchEmbed(self.group_indices(), self.embed_dim(model), model.patch_size,
                                    self.group_names, code_mode=o["group_code"], group_fraction=float(o["group_fraction"]))
 
     # ----- visualization -------------------------------------------------------------------------

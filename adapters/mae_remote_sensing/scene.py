@@ -88,6 +88,15 @@ class Scene(ABC):
     def scene_id(self) -> str:
         return self.source
 
+    def describe(self) -> str:
+        """What the scene holds, for messages (sensor, bands); readers with a sensor say more."""
+        return f"scene with bands {list(self.grid(None, None).band_names)}"
+
+    def extent(self) -> tuple[float, float, float, float] | None:
+        """``(left, bottom, right, top)`` of the whole scene in its CRS (None without georeferencing)."""
+        grid = self.grid(None, None)
+        return grid.bounds(ChipWindow(0, 0, grid.height, grid.width))
+
 
 # ----- georeferencing helpers ---------------------------------------------------------------------------
 def metres_per_degree(latitude_deg: float) -> tuple[float, float]:

@@ -8,6 +8,7 @@ independent across time (default) or consistent (tube). Training chips use ``fra
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +17,6 @@ import torch
 
 from mae_domains.data.sample import BadSampleError, Sample
 from mae_domains.models.embeddings.patch2d import TemporalPatchEmbed
-from mae_domains.models.presets import get_preset
 from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter, series_dates
 from mae_remote_sensing.chips import ChipRef
 from mae_remote_sensing.manifest import date_features
@@ -26,6 +26,18 @@ from mae_remote_sensing.scene import Scene
 from mae_remote_sensing.sources import group_series
 from mae_remote_sensing.synthetic import synthetic_scene
 
+log = logging.getLogger(__name__)
+
+
+def overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two ``(left, bottom, right, top)`` boxes share an area."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def fmt_box(box: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.1f}" for v in box) + ")"
+
+
 # Prithvi's six HLS bands, by their Sentinel-2 names
 PRITHVI_BANDS = ("B2", "B3", "B4", "B8A", "B11", "B12")
 
@@ -33,8 +45,6 @@ TEMPORAL_OPTIONS: dict[str, Any] = {
     "frames": 3,
     "date_code": "concat",
     "date_fraction": 0.25,
-    "masking": "independent",
-    "decoder": "self",
 }
 
 
@@ -53,17 +63,52 @@ class TemporalAdapter(RemoteSensingAdapter):
             raise ValueError(f"adapter {self.name}: frames must be a positive integer or null, got {frames!r}")
         if self.options["date_code"] not in ("concat", "add"):
             raise ValueError(f"adapter {self.name}: date_code must be 'concat' or 'add'")
-        if self.options["masking"] not in ("random", "consistent", "independent"):
-            raise ValueError(f"adapter {self.name}: masking must be random, consistent or independent")
 
     # ----- loading -------------------------------------------------------------------------------
     def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
+        """Chips of every series with at least ``frames`` dates; shorter series are left out with a warning,
+        and an archive with none long enough is refused, saying how many dates it has."""
         series = group_series(self.scene_entries(sources))
+        self.check_bands([e.scene for _, items in series for e in items])
+        series = self.long_enough(series)
         self.set_classes([items[0].label for _, items in series])
         refs: list[ChipRef] = []
         for _, items in series:
             refs.extend(self.refs_for(tuple(e.scene for e in items), items[0].label))
         return refs
+
+    def long_enough(self, series: list[tuple[str, list]]) -> list[tuple[str, list]]:
+        count = self.options["frames"]
+        if count is None:
+            return series
+        short = [(key, items) for key, items in series if len(items) < count]
+        if not short:
+            return series
+        lengths = sorted({len(items) for _, items in series})
+        example = f"{short[0][0]} has {len(short[0][1])} date(s)"
+        if len(short) == len(series):
+            raise ValueError(
+                f"adapter {self.name}: every series has fewer dates than frames={count} ({len(series)} series with "
+                f"{', '.join(map(str, lengths))} date(s); e.g. {example}). Set data.options.frames to at most "
+                f"{max(lengths)} (or null: every date), or give longer series: a manifest CSV with date and series "
+                f"columns, a folder of dated rasters per place, or a (T, C, H, W) Zarr array")
+        log.warning("%s: %d of %d series have fewer dates than frames=%d and are left out (e.g. %s)",
+                    self.name, len(short), len(series), count, example)
+        return [(key, items) for key, items in series if len(items) >= count]
+
+    def read_frames(self, ref: ChipRef, frames: Sequence[Scene], grid, window):
+        """Frames of one chip; a frame that does not cover the chip's place is refused (a series that mixes
+        different places, e.g. unrelated rasters in one folder)."""
+        bounds = grid.bounds(window)
+        if bounds is not None:
+            for frame in frames[1:]:
+                extent = frame.extent() if frame.grid(None, None).crs == grid.crs else None
+                if extent is not None and not overlaps(extent, bounds):
+                    raise BadSampleError(str(ref), f"frame {frame.source} covers {fmt_box(extent)}, not this chip "
+                                                   f"({fmt_box(bounds)}) of {frames[0].source}: the series mixes "
+                                                   f"different places; give one place per series (one folder "
+                                                   f"per place, or a manifest with a series column)")
+        return super().read_frames(ref, frames, grid, window)
 
     def choose_frames(self, ref: ChipRef, rng: np.random.Generator) -> tuple[Scene, ...]:
         """``frames`` dates: a random ordered subset for random chips, evenly spaced ones for grid chips."""
@@ -93,7 +138,7 @@ class TemporalAdapter(RemoteSensingAdapter):
     def build_embedding(self, model) -> TemporalPatchEmbed:
         """One patch projection shared by all frames, at the preset's width."""
         o = self.options
-        return TemporalPatchEmbed(len(self.bands), get_preset(model.preset).embed_dim, model.patch_size,
+        return TemporalPatchEmbed(len(self.bands), self.embed_dim(model), model.patch_size,
                                   date_mode=o["date_code"], date_fraction=float(o["date_fraction"]))
 
     # ----- visualization -------------------------------------------------------------------------

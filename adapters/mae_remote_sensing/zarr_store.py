@@ -19,10 +19,13 @@ import torch.nn.functional as F
 from affine import Affine
 from rasterio.crs import CRS
 
+from mae_domains.data.fill_values import fill_invalid
+from mae_domains.data.pixel_limit import check_pixel_count
 from mae_domains.data.sample import BadSampleError
 from mae_remote_sensing.bands import default_band_names, normalize_band_name, normalize_band_names
 from mae_remote_sensing.geotiff import HandleCache, ReadSettings
 from mae_remote_sensing.scene import ChipData, ChipWindow, Scene, TargetGrid, gsd_metres
+from mae_remote_sensing.sensors import canonical_names, resolve_sensor, sensor_from_tags
 
 
 def _open_zarr_array(key: str):
@@ -97,7 +100,11 @@ class ZarrScene(Scene):
         if len(names) != channels:
             raise BadSampleError(self.source, f"has {channels} band(s) but its band names list {len(names)} "
                                               f"({list(names)}); check the attributes or data.options.file_bands")
-        return names
+        try:
+            sensor = resolve_sensor(self.settings.sensor, [(sensor_from_tags(attrs), "attributes")], self.source)
+        except ValueError as err:
+            raise BadSampleError(self.source, str(err).removeprefix(f"{self.source}: ")) from None
+        return canonical_names(sensor, names)
 
     def _native(self) -> tuple[int, int, int, tuple[float, float] | None, Affine | None, str | None]:
         array = self.array
@@ -147,6 +154,9 @@ class ZarrScene(Scene):
         c1 = min(width, int(math.ceil((window.col + window.width) * fx)))
         first = min(lookup[b] for b in wanted)
         last = max(lookup[b] for b in wanted)
+        chunks = tuple(getattr(self.array, "chunks", None) or ())[-2:]
+        area = max((r1 - r0) * (c1 - c0), int(np.prod(chunks)) if len(chunks) == 2 else 0)
+        check_pixel_count(self.source, (last + 1 - first, area), self.settings.max_pixels, "reading this chip")
         try:
             prefix = (self.frame,) if self.array.ndim == 4 else ()
             block = np.asarray(self.array[prefix + (slice(first, last + 1), slice(r0, r1), slice(c0, c1))])
@@ -155,7 +165,7 @@ class ZarrScene(Scene):
         block = block[[lookup[b] - first for b in wanted]]
         nodata = self._attrs().get("nodata")
         image = block.astype(np.float32)
-        valid = np.isfinite(image).all(axis=0)
+        valid = np.isfinite(image).all(axis=0) & ~fill_invalid(image)
         if nodata is not None:
             valid &= ~(block == np.asarray(nodata, dtype=block.dtype)).any(axis=0)
         if image.shape[-2:] != (window.height, window.width):

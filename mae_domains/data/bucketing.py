@@ -1,22 +1,18 @@
-"""Batches of samples with equal token grids, without padding.
+"""Bucketing by grid signature: batches whose samples all make the same token grid.
 
-Padding a batch to the largest channel count, number of dates or image size breaks the fixed kept-token
-count, fused attention, pooling and loss denominators. Instead every sample gets a *grid signature*
-(what decides its token layout) and a batch only holds samples of one signature. Which samples form a
-batch depends only on (seed, epoch), never on worker or process count.
+Samples with another channel count, band subset, frame count or image size make another grid; padding
+them into one batch would break the fixed kept-token count, fused attention, pooling and the loss
+denominators. So samples are grouped by a signature (an adapter's ``grid_signature(ref)``, for which
+:func:`grid_signature` is a helper) and every batch is cut from one group.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Hashable, Iterator, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
 
-from mae_domains.data.seeding import derive_seed
-
-BUCKET_STREAM = 11
 SIGNATURE_META_KEYS = ("channel_names", "band_names", "dates")
 
 
@@ -34,52 +30,34 @@ def grid_signature(shape: Sequence[int], meta: Mapping[str, Any] | None = None,
     return tuple(parts)
 
 
-class BucketBatchSampler(Sampler[list[int]]):
-    """Yields lists of sample indices that share a signature.
+def bucket_indices(signatures: Sequence[Hashable]) -> list[np.ndarray]:
+    """Sample indices grouped by signature, groups ordered by their first index (independent of hashing)."""
+    groups: dict[Hashable, list[int]] = defaultdict(list)
+    for index, signature in enumerate(signatures):
+        try:
+            groups[signature].append(index)
+        except TypeError:
+            raise TypeError(f"grid signature {signature!r} of sample {index} is not hashable; use tuples") from None
+    return sorted((np.asarray(g, dtype=np.int64) for g in groups.values()), key=lambda g: int(g[0]))
 
-    Per epoch the indices of each bucket are shuffled, cut into batches of ``batch_size`` (a short last
-    batch per bucket is dropped with ``drop_last``, else kept), and the batches of all buckets are
-    shuffled together, all from ``derive_seed(seed, epoch)``.
-    """
 
-    def __init__(self, signatures: Sequence[Hashable], batch_size: int, seed: int = 0, shuffle: bool = True,
-                 drop_last: bool = True) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch size must be positive, got {batch_size}")
-        self.batch_size = batch_size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.epoch = 0
-        buckets: dict[Hashable, list[int]] = defaultdict(list)
-        for index, signature in enumerate(signatures):
-            buckets[signature].append(index)
-        # a fixed bucket order (by first index) keeps the epoch plan independent of hashing
-        self.buckets = sorted(buckets.values(), key=lambda idx: idx[0])
-        if not self.buckets:
-            raise ValueError("no samples to bucket")
+def bucketed_batches(buckets: Sequence[np.ndarray], batch_size: int, rng: np.random.Generator | None) -> np.ndarray:
+    """``(steps, batch_size)`` batches, each from one bucket: every bucket is shuffled (``rng``) and cut
+    into full batches (a short remainder is left out), then the batches of all buckets are shuffled
+    together. Without ``rng`` everything stays in order (bucket by bucket)."""
+    rows = []
+    for bucket in buckets:
+        order = rng.permutation(bucket) if rng is not None else bucket
+        full = len(order) // batch_size * batch_size
+        rows.append(order[:full].reshape(-1, batch_size))
+    plan = np.concatenate(rows) if rows else np.zeros((0, batch_size), np.int64)
+    return plan[rng.permutation(len(plan))] if rng is not None else plan
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
-    def batches(self, epoch: int) -> list[list[int]]:
-        rng = np.random.default_rng(derive_seed(self.seed, epoch, BUCKET_STREAM))
-        out: list[list[int]] = []
-        for bucket in self.buckets:
-            order = rng.permutation(bucket).tolist() if self.shuffle else list(bucket)
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                if len(batch) == self.batch_size or not self.drop_last:
-                    out.append([int(i) for i in batch])
-        if self.shuffle:
-            out = [out[i] for i in rng.permutation(len(out))]
-        return out
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches(self.epoch))
-
-    def __len__(self) -> int:
-        full = sum(len(b) // self.batch_size for b in self.buckets)
-        if self.drop_last:
-            return full
-        return full + sum(1 for b in self.buckets if len(b) % self.batch_size)
+def ordered_batches(buckets: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:
+    """Evaluation batches: samples in archive order within each bucket (of :func:`bucket_indices`), the
+    last batch of a bucket may be short; with one bucket these are the plain consecutive batches."""
+    out: list[list[int]] = []
+    for bucket in buckets:
+        out.extend(bucket[start:start + batch_size].tolist() for start in range(0, len(bucket), batch_size))
+    return out

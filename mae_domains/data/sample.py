@@ -67,32 +67,92 @@ class NormStats:
         return (image.astype(np.float32) - mean) / std
 
 
+@dataclass
+class SampleSummary:
+    """Per-channel summaries of one sample's valid pixels (float64)."""
+
+    source: str
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+    median: np.ndarray
+    spread: np.ndarray  # 99th minus 1st percentile
+
+
 class RunningStats:
-    """Streaming per-channel mean/variance (Chan et al. parallel update) over valid pixels, in float64."""
+    """Per-channel mean/std over valid pixels, one :meth:`update` per sample, robust to poisoned samples.
 
-    def __init__(self, channels: int) -> None:
-        self.n = np.zeros(channels)
-        self.mean = np.zeros(channels)
-        self.m2 = np.zeros(channels)
+    Each sample keeps its count, mean and sum of squared deviations (exact, float64) and robust summaries
+    (median, 1st-99th percentile spread). :meth:`result` takes the archive's location ``L`` (median of
+    the sample medians) and scale ``S`` (median spread + median absolute deviation of the medians), and
+    rejects a sample whose mean lies more than ``reject_scales * S`` from ``L`` or whose std exceeds
+    ``reject_scales * S`` in any channel (a fill value of -3.4e38 or -9999 that slipped through, another
+    unit); the others are pooled exactly (Chan et al.). Rejections are listed in ``rejected``. NaN, Inf
+    and values of magnitude >= 1e30 (float fill) are never counted.
+    """
 
-    def update(self, image: np.ndarray, valid: np.ndarray | None = None) -> None:
+    HUGE = 1e30
+    QUANTILE_PIXELS = 65536  # robust summaries from at most this many pixels per sample (strided)
+
+    def __init__(self, channels: int, reject_scales: float = 20.0) -> None:
+        self.channels = channels
+        self.reject_scales = reject_scales
+        self.samples: list[SampleSummary] = []
+        self.rejected: list[tuple[str, str]] = []
+
+    def update(self, image: np.ndarray, valid: np.ndarray | None = None, source: str = "") -> None:
+        """Add one sample ``(C, ...)``; ``valid`` (bool, the spatial shape) marks the pixels to count."""
         flat = image.reshape(image.shape[0], -1).astype(np.float64)
-        keep = np.isfinite(flat).all(axis=0)  # a NaN/Inf pixel must not poison the statistics
+        with np.errstate(invalid="ignore"):
+            keep = (np.isfinite(flat) & (np.abs(flat) < self.HUGE)).all(axis=0)
         if valid is not None:
             keep &= valid.reshape(-1)
         if not keep.all():
             flat = flat[:, keep]
-        n_b = flat.shape[1]
-        if n_b == 0:
+        n = flat.shape[1]
+        if n == 0:
             return
-        mean_b = flat.mean(axis=1)
-        m2_b = ((flat - mean_b[:, None]) ** 2).sum(axis=1)
-        delta = mean_b - self.mean
-        total = self.n + n_b
-        self.mean = self.mean + delta * n_b / total
-        self.m2 = self.m2 + m2_b + delta**2 * self.n * n_b / total
-        self.n = total
+        mean = flat.mean(axis=1)
+        m2 = ((flat - mean[:, None]) ** 2).sum(axis=1)
+        sub = flat[:, :: max(1, n // self.QUANTILE_PIXELS)]
+        q01, q50, q99 = np.quantile(sub, [0.01, 0.5, 0.99], axis=1)
+        self.samples.append(SampleSummary(source or f"sample {len(self.samples)}", n, mean, m2, q50, q99 - q01))
 
-    def result(self, count: int, channel_names: list[str] | None = None) -> NormStats:
-        std = np.sqrt(self.m2 / np.maximum(self.n, 1))
-        return NormStats(self.mean.tolist(), std.tolist(), count, channel_names)
+    def _accepted(self) -> list[SampleSummary]:
+        medians = np.stack([s.median for s in self.samples])
+        location = np.median(medians, axis=0)
+        spread = np.median(np.stack([s.spread for s in self.samples]), axis=0)
+        scale = spread + np.median(np.abs(medians - location), axis=0)
+        scale = np.maximum(scale, np.maximum(1e-2 * np.abs(location), 1e-6))
+        limit = self.reject_scales * scale
+        accepted, self.rejected = [], []
+        for s in self.samples:
+            std = np.sqrt(s.m2 / s.n)
+            far = np.abs(s.mean - location) > limit
+            wide = std > limit
+            if far.any() or wide.any():
+                c = int(np.argmax(far | wide))
+                self.rejected.append((s.source, f"channel {c}: mean {s.mean[c]:.4g}, std {std[c]:.4g}, while the "
+                                                f"archive's samples centre on {location[c]:.4g} with a spread of "
+                                                f"{scale[c]:.4g}; values far outside the archive's range (a fill "
+                                                f"value that is not declared as nodata?)"))
+            else:
+                accepted.append(s)
+        return accepted
+
+    def result(self, count: int | None = None, channel_names: list[str] | None = None) -> NormStats:
+        """Pooled mean/std of the accepted samples; ``count`` (default: the accepted samples) is recorded,
+        less the rejected ones. Raises ``ValueError`` when no sample is left."""
+        if not self.samples:
+            raise ValueError("no valid pixels to compute normalization statistics from")
+        accepted = self._accepted()
+        if not accepted:
+            raise ValueError("every sample was rejected as an outlier: " +
+                             "; ".join(f"{src}: {why}" for src, why in self.rejected[:3]))
+        n = np.array([s.n for s in accepted], np.float64)
+        means = np.stack([s.mean for s in accepted])
+        mean = (n[:, None] * means).sum(axis=0) / n.sum()
+        m2 = sum(s.m2 + s.n * (s.mean - mean) ** 2 for s in accepted)
+        std = np.sqrt(m2 / n.sum())
+        used = len(accepted) if count is None else max(0, int(count) - len(self.rejected))
+        return NormStats(mean.tolist(), std.tolist(), used, channel_names)

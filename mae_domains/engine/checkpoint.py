@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mae_domains.weights import safe_torch_load
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from mae_domains.weights import check_finite_weights
+from mae_domains.runs.layout import CHECKPOINT_NAME
+from mae_domains.weights import CheckpointFormatError, safe_torch_load
 
 
 def capture_rng() -> dict[str, Any]:
@@ -57,8 +57,23 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     return path
 
 
+RESUME_KEYS = ("model", "optimizer", "scaler", "step", "rng", "stats", "config")
+
+
 def load_resume_state(run_dir: str | Path) -> dict[str, Any]:
+    """The run's full resume state; a file that is not one (a plain state dict, another program's
+    checkpoint) or holds NaN/Inf weights or optimizer moments is refused naming the file."""
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-    return safe_torch_load(path)
+    state = safe_torch_load(path)
+    missing = [k for k in RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        plain = isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())
+        what = "a plain state dict" if plain else f"missing {', '.join(missing)}"
+        raise CheckpointFormatError(f"{path}: not a run checkpoint of mae-domains ({what}); "
+                                    "embed or export can load weights, only a run's own checkpoint resumes")
+    check_finite_weights(state["model"], path, "model weights")
+    optimizer = state["optimizer"]
+    check_finite_weights(optimizer.get("state", {}) if isinstance(optimizer, dict) else {}, path, "optimizer moments")
+    return state

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from mae_domains.engine.errors import TrainingStopped
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,24 @@ def all_gather_objects(obj, info: DistInfo) -> list:
     out = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def run_on_main(fn: Callable[[], T], info: DistInfo) -> T | None:
+    """``fn()`` on rank 0 only (None elsewhere). An exception there is raised on every rank (as
+    :class:`TrainingStopped` on the others), so no rank waits forever for one that gave up."""
+    result, error = None, None
+    if info.is_main:
+        try:
+            result = fn()
+        except Exception as err:  # re-raised below, after the other ranks heard of it
+            error = err
+    if info.enabled:
+        failure = all_gather_objects(None if error is None else f"{type(error).__name__}: {error}", info)[0]
+        if error is None and failure is not None:
+            raise TrainingStopped(f"rank 0 stopped the run: {failure}")
+    if error is not None:
+        raise error
+    return result
 
 
 def cleanup(info: DistInfo) -> None:

@@ -1,5 +1,9 @@
 """The pretraining loop: plain PyTorch, AdamW, warmup + cosine, accumulation, clipping, mixed
-precision, DDP, atomic full-state checkpoints and exact resume."""
+precision, DDP, atomic full-state checkpoints and exact resume.
+
+Nothing of a run is written before it is known good: the run folder is checked and locked, the
+checkpoint (on resume) is loaded and checked against the config, the model is built and the loader set
+up; only then are ``config.yaml``, ``stats.json`` and the CSV logs written."""
 
 from __future__ import annotations
 
@@ -16,24 +20,34 @@ from typing import Any, Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from mae_domains import __version__
 from mae_domains.config import RunConfig, dump_config
-from mae_domains.data.dataset import ArchiveDataset, collate_items
+from mae_domains.data.loaders import pretraining_loader, sample_signatures
 from mae_domains.data.sample import NormStats
-from mae_domains.data.sampler import SeededBatchSampler
+from mae_domains.data.sampler import batches_per_epoch
 from mae_domains.device import autocast, select_device, select_precision
-from mae_domains.engine.checkpoint import CHECKPOINT_NAME, capture_rng, load_resume_state, restore_rng, save_atomic
-from mae_domains.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, cleanup, init_distributed
+from mae_domains.engine.checkpoint import capture_rng, load_resume_state, restore_rng, save_atomic
+from mae_domains.engine.disk import check_free_space, disk_full, free_bytes, is_disk_full, needed_bytes, state_nbytes
+from mae_domains.engine.distributed import (
+    DistInfo, all_gather_objects, all_reduce_sum, cleanup, init_distributed, run_on_main,
+)
+from mae_domains.engine.errors import TrainingStopped
 from mae_domains.engine.optim import build_optimizer, effective_lr, lr_at
+from mae_domains.engine.preemption import StopRequest
+from mae_domains.engine.reporting import StartupSummary, figure_interval, should_draw, should_log
 from mae_domains.engine.run_files import METRIC_FIELDS, SKIP_FIELDS, CsvLog
+from mae_domains.engine.skips import SkipTracker
+from mae_domains.runs.folder import clear_previous_run, open_run_folder, write_atomic
+from mae_domains.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, SKIPPED_NAME, STATS_NAME
+from mae_domains.runs.lock import RunLock
+from mae_domains.runs.model import describe_load_error
+from mae_domains.runs.resume import check_resume_config
+from mae_domains.weights import CheckpointFormatError
 
 log = logging.getLogger("mae_domains.engine")
 
-
-class TrainingStopped(RuntimeError):
-    """The run stopped on purpose (non-finite loss, too many bad samples); the last checkpoint is kept."""
+__all__ = ["PretrainResult", "Trainer", "TrainingStopped", "configure_threads", "pretrain"]
 
 
 @dataclass
@@ -42,27 +56,21 @@ class PretrainResult:
     steps: int
     final_loss: float
     checkpoint: Path
-    skipped: int = 0
-
-
-def _worker_init(_: int) -> None:
-    """Loader workers compute on one thread each (torch, and OpenCV if an adapter imported it), so
-    workers plus the main process do not oversubscribe the cores."""
-    torch.set_num_threads(1)
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None and hasattr(cv2, "setNumThreads"):
-        cv2.setNumThreads(1)
+    skipped: int = 0  # distinct samples skipped over the whole run
+    stopped_by: str | None = None  # a signal's name when the run stopped early on it (checkpoint written)
 
 
 def configure_threads(config: RunConfig) -> int:
     """``engine.threads`` if set; else this process's share of the cores (``torchrun`` starts
-    ``LOCAL_WORLD_SIZE`` of them per machine) minus one core per loader worker, at least 1."""
+    ``LOCAL_WORLD_SIZE`` of them per machine), at least 1. Loader workers are not counted: they wait on
+    files most of the time, and a thread count that followed them would change the float summation
+    order, hence the weights, with ``data.num_workers``."""
     if config.engine.threads:
         threads = config.engine.threads
     else:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         local_procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        threads = max(1, cores // local_procs - config.data.num_workers)
+        threads = max(1, cores // local_procs)
     torch.set_num_threads(threads)
     return threads
 
@@ -79,14 +87,20 @@ def loss_denominator(output: Any) -> torch.Tensor:
     return den.detach().float()
 
 
+def source_of(ref: Any) -> str:
+    """The file of a sample reference (a path, or a chip/frame reference with a ``source``)."""
+    return str(getattr(ref, "source", ref))
+
+
 class Trainer:
     def __init__(self, config: RunConfig, run_dir: Path, resume: bool = False, adapter=None,
-                 on_step: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+                 on_step: Callable[[int, dict[str, Any]], None] | None = None, overwrite: bool = False) -> None:
         from mae_domains.registry import get_adapter
 
         self.config = config
         self.run_dir = Path(run_dir)
         self.resume = resume
+        self.overwrite = overwrite and not resume
         self.on_step = on_step
         self.dist: DistInfo = init_distributed(config.engine.device)
         self.device = select_device(config.engine.device)
@@ -94,21 +108,28 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.precision = select_precision(self.device, config.engine.precision)
         self.adapter = (adapter or get_adapter(config.adapter, config.data.options)).bind(config)
+        self.lock: RunLock | None = None
+        self.stop = StopRequest()
+        self.stopped_by: str | None = None
+        self.last_checkpoint_step: int | None = None
+        self.tb = None
+        self._bookkeeping_failed: set[str] = set()
 
     # ----- setup -----------------------------------------------------------------------------
     def prepare(self) -> None:
         cfg = self.config
-        configure_threads(cfg)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.refs = self.adapter.discover(cfg.data.sources)
+        self.threads = configure_threads(cfg)
+        self.lock = run_on_main(lambda: open_run_folder(self.run_dir, self.resume, self.overwrite), self.dist)
         state = load_resume_state(self.run_dir) if self.resume else None
+        if state is not None:
+            check_resume_config(state["config"], cfg, self.run_dir / CHECKPOINT_NAME)
+        from mae_domains.registry import discover_refs  # names the adapter that reads DICOM/NIfTI files
+
+        self.refs = discover_refs(self.adapter, cfg.data.sources)
         if state is not None:
             self.stats = NormStats.from_dict(state["stats"])
         else:
             self.stats = self.adapter.compute_stats(self.refs, cfg.data.stats_samples, cfg.engine.seed)
-        if self.dist.is_main:
-            dump_config(cfg, self.run_dir / "config.yaml")
-            (self.run_dir / "stats.json").write_text(json.dumps(self.stats.as_dict(), indent=2))
         torch.manual_seed(cfg.engine.seed)
         self.model = self.adapter.build_model(cfg.model, cfg.mask).to(self.device)
         world_batch = cfg.engine.batch_size * self.dist.world_size * cfg.optim.accum_steps
@@ -116,46 +137,73 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.peak_lr, cfg.optim.weight_decay, tuple(cfg.optim.betas))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_grad_scaler)
         self.step = 0
-        self.last_checkpoint_step: int | None = None
-        self.bad_sources: set[str] = set()
+        self.skips = SkipTracker([source_of(ref) for ref in self.refs], cfg.data.max_bad_fraction, state)
         if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.step = self.last_checkpoint_step = int(state["step"])
-            self.bad_sources = set(state.get("bad_sources", []))
-            restore_rng(state["rng"])
-        steps_per_epoch = len(self.refs) // (cfg.engine.batch_size * self.dist.world_size)
+            self.restore(state)
+        # Samples that make different token grids (channel counts, band subsets) never share a batch.
+        signatures = sample_signatures(self.adapter, self.refs)
+        global_batch = cfg.engine.batch_size * self.dist.world_size
+        steps_per_epoch = batches_per_epoch(len(self.refs), global_batch, signatures)
         if steps_per_epoch == 0:
             raise ValueError(f"the archive holds {len(self.refs)} samples, fewer than one global batch "
-                             f"({cfg.engine.batch_size} x {self.dist.world_size}); lower engine.batch_size")
+                             f"({cfg.engine.batch_size} x {self.dist.world_size})"
+                             f"{' of one grid signature' if signatures else ''}; lower engine.batch_size")
         self.total_steps = cfg.engine.max_steps or (cfg.engine.epochs or 1) * steps_per_epoch // cfg.optim.accum_steps
         self.steps_per_epoch = steps_per_epoch
+        self.figure_every = figure_interval(cfg.engine.figure_every, self.total_steps)
         accum = cfg.optim.accum_steps
-        sampler = SeededBatchSampler(len(self.refs), cfg.engine.batch_size, cfg.engine.seed,
-                                     rank=self.dist.rank, world_size=self.dist.world_size,
-                                     start_step=self.step * accum, max_steps=self.total_steps * accum)
-        dataset = ArchiveDataset(self.adapter, self.refs, self.stats, train=True, seed=cfg.engine.seed)
-        workers = cfg.data.num_workers
-        # Each DataLoader iterator draws a base seed; from a private generator it leaves torch's global
-        # RNG (drop path, checkpointed for resume) untouched. Samples are seeded per key anyway.
-        loader_rng = torch.Generator().manual_seed(cfg.engine.seed)
-        self.loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_items,
-                                 generator=loader_rng,
-                                 pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
-                                 worker_init_fn=_worker_init if workers else None,
-                                 persistent_workers=False, prefetch_factor=2 if workers else None)
+        self.loader = pretraining_loader(
+            self.adapter, self.refs, self.stats, batch_size=cfg.engine.batch_size, seed=cfg.engine.seed,
+            rank=self.dist.rank, world_size=self.dist.world_size, start_step=self.step * accum,
+            max_steps=self.total_steps * accum, signatures=signatures, num_workers=cfg.data.num_workers,
+            pin_memory=cfg.data.pin_memory and self.device.type == "cuda")
         self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
                           if self.dist.enabled else self.model)
-        truncate = self.step if self.resume else None
+        # The run is known good: room for a checkpoint, then its files.
+        run_on_main(self.start_run_files, self.dist)
         if self.dist.is_main:
-            if not self.resume:
-                for name in ("metrics.csv", "skipped.csv"):
-                    (self.run_dir / name).unlink(missing_ok=True)
-            self.metrics_log = CsvLog(self.run_dir / "metrics.csv", METRIC_FIELDS, truncate)
-            self.skip_log = CsvLog(self.run_dir / "skipped.csv", SKIP_FIELDS, truncate)
-        self.tb = None
-        if cfg.engine.tensorboard and self.dist.is_main:
+            for line in self.summary().lines():
+                log.info(line)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Model, optimizer, scaler, step, skipped samples and RNG from a checkpoint that fits the config."""
+        path = self.run_dir / CHECKPOINT_NAME
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise CheckpointFormatError(f"{path}: the checkpoint does not fit the model of the run's config "
+                                        f"({describe_load_error(err)})") from None
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise CheckpointFormatError(f"{path}: the optimizer state does not fit the model ({err})") from None
+        self.step = self.last_checkpoint_step = int(state["step"])
+        restore_rng(state["rng"])
+
+    def expected_checkpoint_bytes(self) -> int:
+        """A checkpoint's size: the model with two AdamW moments per weight, or the last one written."""
+        estimate = needed_bytes(3 * state_nbytes(self.model.state_dict()))
+        path = self.run_dir / CHECKPOINT_NAME
+        return max(estimate, path.stat().st_size if path.is_file() else 0)
+
+    def start_run_files(self) -> None:
+        """Check for room, then write config.yaml and stats.json and open the CSV logs (rank 0)."""
+        check_free_space(self.run_dir, self.expected_checkpoint_bytes(), "a checkpoint", self.kept_note())
+        try:
+            if self.overwrite:
+                clear_previous_run(self.run_dir)
+            write_atomic(self.run_dir / CONFIG_NAME, lambda p: dump_config(self.config, p))
+            stats = json.dumps(self.stats.as_dict(), indent=2)
+            write_atomic(self.run_dir / STATS_NAME, lambda p: p.write_text(stats))
+            truncate = self.step if self.resume else None
+            self.metrics_log = CsvLog(self.run_dir / METRICS_NAME, METRIC_FIELDS, truncate)
+            self.skip_log = CsvLog(self.run_dir / SKIPPED_NAME, SKIP_FIELDS, truncate)
+        except OSError as err:
+            if is_disk_full(err):
+                raise disk_full(self.run_dir, "the run files", None, self.kept_note()) from None
+            raise
+        if self.config.engine.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -163,38 +211,78 @@ class Trainer:
             except ImportError:
                 log.warning("engine.tensorboard is on but the tensorboard package is not installed; skipping it")
 
+    def summary(self) -> StartupSummary:
+        cfg = self.config
+        mode = f"resumed at step {self.step}" if self.resume else ("new run, replacing the previous one"
+                                                                    if self.overwrite else "new run")
+        params = list(self.model.parameters())
+        return StartupSummary(
+            self.run_dir, mode, self.adapter.name, len(set(self.skips.files)), len(self.refs), len(self.skips.samples),
+            str(self.device), self.precision.name, self.threads, cfg.data.num_workers,
+            sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad),
+            self.step, self.total_steps, self.steps_per_epoch, cfg.engine.batch_size * self.dist.world_size,
+            cfg.engine.checkpoint_every, cfg.engine.log_every, self.figure_every)
+
     # ----- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         path = self.run_dir / CHECKPOINT_NAME
-        if self.dist.is_main:
-            save_atomic({
-                "model": unwrap(self.ddp_model).state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(), "step": self.step, "rng": capture_rng(),
-                "stats": self.stats.as_dict(), "bad_sources": sorted(self.bad_sources),
-                "config": self.config.to_dict(), "adapter": self.adapter.name, "version": __version__,
-            }, path)
+        run_on_main(lambda: self.write_checkpoint(path), self.dist)
         self.last_checkpoint_step = self.step
         return path
 
-    def checkpoint_note(self) -> str:
+    def write_checkpoint(self, path: Path) -> None:
+        """Check for room, then write atomically; a full disk ends the run naming the intact checkpoint."""
+        state = {
+            "model": unwrap(self.ddp_model).state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "step": self.step, "rng": capture_rng(),
+            "stats": self.stats.as_dict(), **self.skips.state(),
+            "config": self.config.to_dict(), "adapter": self.adapter.name, "version": __version__,
+        }
+        needed = needed_bytes(state_nbytes(state))
+        what = f"the checkpoint of step {self.step}"
+        check_free_space(self.run_dir, needed, what, self.kept_note())
+        try:
+            save_atomic(state, path)
+        except (OSError, RuntimeError) as err:
+            if is_disk_full(err) or free_bytes(self.run_dir) < needed:
+                raise disk_full(self.run_dir, what, needed, self.kept_note()) from None
+            raise
+
+    def checkpoint_note(self, kept: str = "kept") -> str:
         """Where the last good checkpoint is, for the messages of a stopped run."""
         if self.last_checkpoint_step is None:
-            return (f"no checkpoint was written yet (engine.checkpoint_every={self.config.engine.checkpoint_every})")
-        return f"the last good checkpoint (step {self.last_checkpoint_step}) is kept in {self.run_dir / CHECKPOINT_NAME}"
+            return f"no checkpoint was written yet (engine.checkpoint_every={self.config.engine.checkpoint_every})"
+        return (f"the last good checkpoint (step {self.last_checkpoint_step}) is {kept} in "
+                f"{self.run_dir / CHECKPOINT_NAME}")
+
+    def kept_note(self) -> str:
+        """The note of a disk-full message."""
+        return self.checkpoint_note("intact")
 
     # ----- bookkeeping -----------------------------------------------------------------------
+    def bookkeep(self, what: str, step: int, write: Callable[[], Any]) -> None:
+        """Write a log row, a figure or a TensorBoard scalar; a failure is logged (once per kind), never fatal."""
+        try:
+            write()
+        except Exception as err:  # bookkeeping must never stop a run
+            if what not in self._bookkeeping_failed:
+                self._bookkeeping_failed.add(what)
+                log.warning("could not write %s at step %d (%s: %s); the run goes on", what, step,
+                            type(err).__name__, err)
+
     def record_skips(self, batch: dict[str, Any]) -> None:
-        gathered = all_gather_objects(batch.get("skipped", []), self.dist)
-        for rank, entries in enumerate(gathered):
-            for source, reason in entries:
-                self.bad_sources.add(source)
-                if self.dist.is_main:
-                    self.skip_log.write({"step": self.step + 1, "rank": rank, "source": source, "reason": reason})
-        limit = self.config.data.max_bad_fraction * len(self.refs)
-        if len(self.bad_sources) > limit:
-            raise TrainingStopped(
-                f"{len(self.bad_sources)} of {len(self.refs)} files are bad, more than data.max_bad_fraction="
-                f"{self.config.data.max_bad_fraction}; see {self.run_dir / 'skipped.csv'}; {self.checkpoint_note()}")
+        """Log every rank's skipped draws to skipped.csv, then stop if an item found no good draw or more
+        than ``data.max_bad_fraction`` of the samples are bad (every rank decides alike)."""
+        gathered = all_gather_objects((batch.get("skipped", []), batch.get("exhausted", [])), self.dist)
+        exhausted = []
+        for rank, (entries, rank_exhausted) in enumerate(gathered):
+            self.skips.add(entries)
+            exhausted.extend(rank_exhausted)
+            if self.dist.is_main:
+                for entry in entries:
+                    row = {"step": self.step + 1, "rank": rank, "source": entry[0], "reason": entry[1]}
+                    self.bookkeep(SKIPPED_NAME, self.step + 1, lambda row=row: self.skip_log.write(row))
+        self.skips.check(self.run_dir / SKIPPED_NAME, self.checkpoint_note(), exhausted)
 
     def set_lr(self) -> float:
         o = self.config.optim
@@ -203,9 +291,35 @@ class Trainer:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
+    def report(self, row: dict[str, Any], last_loss: float, lr: float, data_time: float, step_time: float,
+               batch: dict[str, Any], output: Any) -> None:
+        """metrics.csv row and log line, TensorBoard scalars and the reconstruction figure (rank 0)."""
+        if should_log(self.step, self.total_steps, self.config.engine.log_every):
+            self.bookkeep(METRICS_NAME, self.step, lambda: self.metrics_log.write(row))
+            log.info("step %d/%d loss %.4f lr %.2e data %.3fs step %.3fs", self.step, self.total_steps,
+                     last_loss, lr, data_time, step_time)
+        if self.tb is not None:
+            self.bookkeep("tensorboard", self.step, lambda: (self.tb.add_scalar("loss", last_loss, self.step),
+                                                  self.tb.add_scalar("lr", lr, self.step)))
+        if should_draw(self.step, self.total_steps, self.figure_every):
+            figure = self.run_dir / FIGURES_DIR / f"step{self.step:07d}.png"
+            model = unwrap(self.ddp_model)
+            self.bookkeep("figure", self.step, lambda: self.adapter.render_reconstruction(model, batch, output, figure))
+
     # ----- the loop ----------------------------------------------------------------------------
     def train(self) -> PretrainResult:
-        self.prepare()
+        with self.stop:
+            self.prepare()
+            if self.stop.requested:  # a signal during set-up: nothing to save, stop before the first step
+                self.stopped_by = self.stop.signal
+                return self.result(math.nan)
+            return self.loop()
+
+    def result(self, last_loss: float) -> PretrainResult:
+        return PretrainResult(self.run_dir, self.step, last_loss, self.run_dir / CHECKPOINT_NAME,
+                              len(self.skips.samples), self.stopped_by)
+
+    def loop(self) -> PretrainResult:
         cfg = self.config
         accum = cfg.optim.accum_steps
         progress = None
@@ -244,7 +358,8 @@ class Trainer:
                     continue
                 # Without a GradScaler an inf/NaN gradient would reach the weights (and the next
                 # checkpoint) even when the loss is finite, so it stops the run too; with fp16 the
-                # scaler skips such steps itself. Both flags are all-reduced so every rank stops.
+                # scaler skips such steps itself. The flags (and a stop signal) are all-reduced so every
+                # rank decides alike.
                 check_grads = not self.precision.use_grad_scaler
                 if cfg.optim.clip_grad:
                     self.scaler.unscale_(self.optimizer)
@@ -253,10 +368,11 @@ class Trainer:
                     grad_norm = torch.nn.utils.get_total_norm(
                         [p.grad for p in self.model.parameters() if p.grad is not None])
                 grads_ok = torch.isfinite(grad_norm).to(self.device) if check_grads else torch.isfinite(loss_sum)
-                flags = torch.stack([torch.isfinite(loss_sum), grads_ok])
-                finite = all_reduce_sum(flags.float(), self.dist)
-                if (finite < self.dist.world_size).any():
-                    what = "loss" if finite[0] < self.dist.world_size else "gradients (with a finite loss)"
+                flags = torch.stack([torch.isfinite(loss_sum), grads_ok,
+                                     torch.tensor(self.stop.requested, device=self.device)])
+                loss_ok, grad_ok, stop_votes = all_reduce_sum(flags.float(), self.dist).tolist()
+                if min(loss_ok, grad_ok) < self.dist.world_size:
+                    what = "loss" if loss_ok < self.dist.world_size else "gradients (with a finite loss)"
                     raise TrainingStopped(
                         f"non-finite {what} at step {self.step + 1}; stopped before the weights were updated; "
                         f"{self.checkpoint_note()}. Lower optim.base_lr, set optim.clip_grad or check the data")
@@ -275,24 +391,23 @@ class Trainer:
                        "step_time": f"{step_time:.4f}",
                        "samples_per_s": f"{cfg.engine.batch_size * accum * self.dist.world_size / max(step_time, 1e-9):.2f}"}
                 if self.dist.is_main:
-                    if self.step % cfg.engine.log_every == 0 or self.step == self.total_steps or self.step == 1:
-                        self.metrics_log.write(row)
-                        log.info("step %d/%d loss %.4f lr %.2e data %.3fs step %.3fs", self.step, self.total_steps,
-                                 last_loss, lr, data_time, step_time)
-                    if self.tb is not None:
-                        self.tb.add_scalar("loss", last_loss, self.step)
-                        self.tb.add_scalar("lr", lr, self.step)
-                    if cfg.engine.figure_every and (self.step % cfg.engine.figure_every == 0 or self.step == self.total_steps):
-                        self.adapter.render_reconstruction(unwrap(self.ddp_model), batch, output,
-                                                           self.run_dir / "figures" / f"step{self.step:07d}.png")
+                    self.report(row, last_loss, lr, data_time, step_time, batch, output)
+                    if self.lock is not None:
+                        self.lock.refresh()
                     if progress is not None:
                         progress.update(1)
                         progress.set_postfix(loss=f"{last_loss:.4f}")
-                if self.step % cfg.engine.checkpoint_every == 0 or self.step == self.total_steps:
+                stop_now = stop_votes > 0
+                if self.step % cfg.engine.checkpoint_every == 0 or self.step == self.total_steps or stop_now:
                     self.save_checkpoint()
                 if self.on_step is not None:
                     self.on_step(self.step, row)
                 if self.step >= self.total_steps:
+                    break
+                if stop_now:
+                    self.stopped_by = self.stop.signal or "a stop signal on another rank"
+                    log.warning("stopped by %s after step %d; checkpoint written to %s", self.stopped_by,
+                                self.step, self.run_dir / CHECKPOINT_NAME)
                     break
                 data_time = 0.0
                 data_start = step_start = time.perf_counter()
@@ -301,15 +416,22 @@ class Trainer:
                 progress.close()
             if self.tb is not None:
                 self.tb.close()
-        path = self.run_dir / CHECKPOINT_NAME
-        return PretrainResult(self.run_dir, self.step, last_loss, path, len(self.bad_sources))
+        return self.result(last_loss)
+
+    def close(self) -> None:
+        """Release the run folder's lock."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def pretrain(config: RunConfig, run_dir: str | Path, resume: bool = False, adapter=None,
-             on_step: Callable[[int, dict[str, Any]], None] | None = None) -> PretrainResult:
-    """Run (or resume) a pretraining job; returns where its files are."""
-    trainer = Trainer(config, Path(run_dir), resume=resume, adapter=adapter, on_step=on_step)
+             on_step: Callable[[int, dict[str, Any]], None] | None = None, overwrite: bool = False) -> PretrainResult:
+    """Run (or resume) a pretraining job; returns where its files are. A new run refuses a folder that
+    holds a run unless ``overwrite``; the folder is locked while the run lasts."""
+    trainer = Trainer(config, Path(run_dir), resume=resume, adapter=adapter, on_step=on_step, overwrite=overwrite)
     try:
         return trainer.train()
     finally:
+        trainer.close()
         cleanup(trainer.dist)

@@ -1,4 +1,5 @@
-"""Downstream evaluation: features, kNN, linear probe, fine-tuning, metrics, result records and runner.
+"""Downstream evaluation: features, protocols (kNN, linear probe, fine-tuning, multi-label mAP), metrics,
+result records and runner.
 
 Quick use on plain tensors::
 
@@ -8,40 +9,49 @@ Quick use on plain tensors::
     knn_accuracy(train.features, train.labels, test.features, test.labels, k=20, temperature=0.07)
     linear_probe_accuracy(train.features, train.labels, test.features, test.labels)
 
-Benchmarks: ``run_benchmark_file("benchmarks/downstream.yaml")``; one protocol: ``evaluate_checkpoint``.
+Protocols are registered objects (:mod:`mae_domains.protocols`): ``run_protocol("multilabel_map", train,
+test, encoder=...)`` dispatches by name, and ``register_protocol`` adds one. Benchmarks:
+``run_benchmark_file("benchmarks/downstream.yaml")``; one checkpoint: ``evaluate_checkpoint``.
 """
 
 from mae_domains.evaluation.features import (
     EncoderEmbedding, FeatureCache, FeatureSet, RawPixelEmbedding, cache_key, cached_features, extract_features,
 )
 from mae_domains.evaluation.finetune import (
-    FinetuneConfig, FinetuneResult, ViTClassifier, finetune, layer_id_for_param, param_groups_layer_decay,
+    FinetuneConfig, FinetuneProtocol, FinetuneResult, GridClassifier, finetune, image_grid_batch, set_drop_path,
 )
-from mae_domains.evaluation.knn import knn_accuracy, knn_predict, knn_scores
+from mae_domains.evaluation.knn import KnnProtocol, knn_accuracy, knn_predict, knn_scores
 from mae_domains.evaluation.linear_probe import (
-    LARS, LinearProbeConfig, LinearProbeHead, LinearProbeResult, linear_probe, linear_probe_accuracy,
-    train_linear_probe,
+    LARS, LinearProbeConfig, LinearProbeHead, LinearProbeProtocol, LinearProbeResult, linear_probe,
+    linear_probe_accuracy, train_linear_probe,
 )
 from mae_domains.evaluation.metrics import (
     MetricReport, bootstrap_ci, classification_report, macro_f1, mean_average_precision, mean_roc_auc,
-    per_class_average_precision, per_class_roc_auc, top_k_accuracy,
+    per_class_average_precision, per_class_roc_auc, score_result, top_k_accuracy,
 )
 from mae_domains.evaluation.model_card import ModelCardInfo, model_card_from_checkpoint, render_model_card, write_model_card
+from mae_domains.evaluation.multilabel import MultilabelMapProtocol
 from mae_domains.evaluation.records import (
-    ResultRecord, read_jsonl, regenerate_reports, render_csv, render_markdown, render_plots, write_jsonl, write_reports,
+    ResultRecord, read_jsonl, records_from_result, regenerate_reports, render_csv, render_markdown, render_plots,
+    write_jsonl, write_reports,
 )
 from mae_domains.evaluation.runner import (
-    PROTOCOLS, evaluate_checkpoint, protocol_defaults, run_benchmark, run_benchmark_file, run_protocol,
+    evaluate_checkpoint, protocol_defaults, run_benchmark, run_benchmark_file, run_protocol,
+)
+from mae_domains.protocols import (
+    EvaluationProtocol, ProtocolContext, ProtocolResult, get_protocol, protocol_names, register_protocol,
 )
 
 __all__ = [
     "EncoderEmbedding", "FeatureCache", "FeatureSet", "RawPixelEmbedding", "cache_key", "cached_features",
-    "extract_features", "FinetuneConfig", "FinetuneResult", "ViTClassifier", "finetune", "layer_id_for_param",
-    "param_groups_layer_decay", "knn_accuracy", "knn_predict", "knn_scores", "LARS", "LinearProbeConfig",
-    "LinearProbeHead", "LinearProbeResult", "linear_probe", "linear_probe_accuracy", "train_linear_probe",
-    "MetricReport", "bootstrap_ci", "classification_report", "macro_f1", "mean_average_precision", "mean_roc_auc",
-    "per_class_average_precision", "per_class_roc_auc", "top_k_accuracy", "ModelCardInfo",
-    "model_card_from_checkpoint", "render_model_card", "write_model_card", "ResultRecord", "read_jsonl",
+    "extract_features", "FinetuneConfig", "FinetuneProtocol", "FinetuneResult", "GridClassifier", "finetune",
+    "image_grid_batch", "set_drop_path", "KnnProtocol", "knn_accuracy", "knn_predict", "knn_scores", "LARS",
+    "LinearProbeConfig", "LinearProbeHead", "LinearProbeProtocol", "LinearProbeResult", "linear_probe",
+    "linear_probe_accuracy", "train_linear_probe", "MetricReport", "bootstrap_ci", "classification_report",
+    "macro_f1", "mean_average_precision", "mean_roc_auc", "per_class_average_precision", "per_class_roc_auc",
+    "score_result", "top_k_accuracy", "ModelCardInfo", "model_card_from_checkpoint", "render_model_card",
+    "write_model_card", "MultilabelMapProtocol", "ResultRecord", "read_jsonl", "records_from_result",
     "regenerate_reports", "render_csv", "render_markdown", "render_plots", "write_jsonl", "write_reports",
-    "PROTOCOLS", "evaluate_checkpoint", "protocol_defaults", "run_benchmark", "run_benchmark_file", "run_protocol",
+    "evaluate_checkpoint", "protocol_defaults", "run_benchmark", "run_benchmark_file", "run_protocol",
+    "EvaluationProtocol", "ProtocolContext", "ProtocolResult", "get_protocol", "protocol_names", "register_protocol",
 ]

@@ -1,8 +1,10 @@
 """Embeddings of a whole dataset from a frozen model, with an on-disk cache of plain arrays.
 
 Batches are dicts: ``image`` (float tensor), ``label`` (int ``(B,)`` or multi-hot float ``(B, K)``) and
-``sample_id`` (list of str). The model is any ``embed_fn(images) -> (B, D)``; a :class:`ViTEncoder` (or
-anything with ``forward_features`` and ``pool``) is wrapped in :class:`EncoderEmbedding`.
+``sample_id`` (list of str). The model is any ``embed_fn(images) -> (B, D)``; an encoder (a
+``GridEncoder``, or anything with ``forward_features`` and ``pool``) is wrapped in
+:class:`EncoderEmbedding`; ``embed_batch(batch, device)`` (e.g. an adapter's ``embed``) replaces the
+image call when the model needs more of the batch (validity, spacing, dates).
 
 The cache stores ``.npy`` arrays plus a JSON sidecar (sample ids, settings) under a key hashed from
 (checkpoint id, dataset id, settings); nothing is pickled, and ``np.load`` runs with ``allow_pickle=False``.
@@ -87,11 +89,31 @@ class RawPixelEmbedding(nn.Module):
         return images.flatten(1)
 
 
+def grid_embedder(encoder: nn.Module, grid_batch: Callable[[Mapping[str, Any], torch.device], Any],
+                  pool: str = "cls") -> BatchEmbedFn:
+    """``(batch, device) -> (B, D)`` from a grid encoder's ``forward_grid`` on ``grid_batch(batch, device)``
+    (metadata included): the normalized CLS token (``cls``) or the mean of the valid grid tokens (``avg``)."""
+    if pool not in ("cls", "avg"):
+        raise ValueError(f"unknown pooling {pool!r}; use 'cls' or 'avg'")
+
+    def embed(batch: Mapping[str, Any], device: torch.device) -> torch.Tensor:
+        grid = encoder.forward_grid(grid_batch(batch, device))
+        return grid.prefix[:, 0] if pool == "cls" else grid.pool(grid.layout.names).tokens[:, 0]
+
+    return embed
+
+
 def as_embed_fn(model: nn.Module | EmbedFn, pool: str = "cls") -> nn.Module | EmbedFn:
     """Wrap an encoder (``forward_features`` + ``pool``) as an embedding module; other callables pass through."""
     if hasattr(model, "forward_features") and hasattr(model, "pool"):
         return EncoderEmbedding(model, pool)  # type: ignore[arg-type]
     return model
+
+
+def dataset_size(loader: Any) -> int:
+    """Samples in a DataLoader's dataset (0 when it has no sized dataset)."""
+    dataset = getattr(loader, "dataset", None)
+    return len(dataset) if dataset is not None and hasattr(dataset, "__len__") else 0
 
 
 def _show_progress(progress: bool | None) -> bool:
@@ -129,6 +151,10 @@ def extract_features(
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     try:
         for batch in tqdm(loader, total=total, desc=description, disable=not _show_progress(progress), leave=False):
+            for draw in batch.get("skipped", []):
+                log.warning("left out of the features: %s: %s", draw.source, draw.reason)
+            if "image" not in batch:  # every sample of this batch was bad
+                continue
             with autocast(device, autocast_precision):
                 if embed_batch is not None:
                     embedded = embed_batch(batch, device)

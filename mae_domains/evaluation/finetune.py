@@ -1,32 +1,56 @@
-"""Full fine-tuning of a ViT encoder with a classification head (MAE's fine-tuning recipe).
+"""Full fine-tuning of a grid encoder with a classification head (MAE's fine-tuning recipe).
 
-- Layer-wise lr decay: patch embedding, CLS token and position table are layer 0, ``blocks.i`` is layer
-  ``i + 1``, the final norm and the head are layer ``depth + 1``; a parameter's lr is multiplied by
-  ``layer_decay ** (depth + 1 - layer_id)``.
-- No weight decay on biases, norms (1-D parameters), ``cls_token`` or ``pos_embed`` (timm's choice).
+Works for every :class:`~mae_domains.models.grid_mae.GridEncoder` (2D patches, band groups, time series,
+3D cubes, channel-shared microscopy): a batch function turns each collated dict batch into the
+encoder's :class:`GridBatch` (pixels, validity, spacing, dates ...; by default the ``image`` alone).
+
+- Layer-wise lr decay (:func:`mae_domains.optim.param_groups`): ``embedding.*`` and ``cls_token`` are
+  layer 0, ``blocks.i`` is layer ``i + 1``, the final norm and the head are layer ``depth + 1``; a
+  parameter's lr is multiplied by ``layer_decay ** (depth + 1 - layer_id)``.
+- No weight decay on biases, norms (1-D parameters) and the code tables (CLS, channel codes ...).
 - Drop path rising linearly over the blocks to ``drop_path``.
-- Pooling: ``avg`` averages the patch tokens before the final LayerNorm (MAE's global pool, with the
-  encoder's norm in the place of ``fc_norm``); ``cls`` takes the normalized CLS token.
+- Pooling: ``avg`` is the mean of the valid grid tokens before the final LayerNorm (MAE's global pool,
+  the encoder's norm in the place of ``fc_norm``), a :meth:`TokenGrid.pool` over every grid axis;
+  ``cls`` is the normalized CLS token.
 - Cross-entropy (optional label smoothing) for single-label, BCE for multi-hot targets.
-The caller's encoder is copied, never modified. Small configs run in seconds on a CPU.
+- Warmup + half-cycle cosine (:func:`mae_domains.optim.lr_at`), ``lr = base_lr * batch / 256``.
+- ``randaugment_magnitude`` (0 = off) is read by the runner's augmented loader: it is passed to the
+  adapter's ``finetune_transform`` (the medical adapters apply RandAugment-style ops of that magnitude).
+- Adapters may change these defaults for their modality (``protocol_defaults``, e.g. X-ray: layer decay
+  0.55, drop path 0.2, RandAugment magnitude 6); the caller's settings win.
+The caller's encoder is copied, never modified. Seeded: the same seed gives the same run. Registered as
+the ``finetune`` protocol (:class:`FinetuneProtocol`).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
 from mae_domains.device import autocast, select_device, select_precision
-from mae_domains.evaluation.features import extract_features
-from mae_domains.evaluation.linear_probe import warmup_cosine
+from mae_domains.evaluation.features import dataset_size, extract_features
+from mae_domains.evaluation.metrics import score_result
+from mae_domains.grid import GridBatch, as_grid_batch
+from mae_domains.optim import apply_lr, build_optimizer, lr_at
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
 
 POOL_MODES = ("avg", "cls")
+ENCODER_PARTS = ("embedding", "cls_token", "blocks", "norm", "embed_dim")
+GridBatchFn = Callable[[Mapping[str, Any], torch.device], GridBatch]
+
+
+def image_grid_batch(batch: Mapping[str, Any], device: torch.device) -> GridBatch:
+    """The default batch function: the batch's ``image`` (and per-pixel ``valid`` when present)."""
+    valid = batch.get("valid")
+    return GridBatch(batch["image"].to(device, non_blocking=True),
+                     None if valid is None else valid.to(device, non_blocking=True))
 
 
 @dataclass
@@ -44,6 +68,7 @@ class FinetuneConfig:
     label_smoothing: float = 0.0
     clip_grad: float | None = None
     max_steps_per_epoch: int | None = None
+    randaugment_magnitude: float = 0
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -53,6 +78,10 @@ class FinetuneConfig:
             raise ValueError(f"unknown pooling {self.pool!r}; use 'avg' or 'cls'")
         if not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.randaugment_magnitude < 0:
+            raise ValueError(f"randaugment_magnitude must be >= 0 (0 = off), got {self.randaugment_magnitude}")
 
     def settings(self) -> dict:
         """The settings that define a result (device and precision excluded)."""
@@ -71,76 +100,40 @@ def set_drop_path(encoder: nn.Module, rate: float) -> None:
             setattr(block, attr, DropPath(block_rate) if block_rate > 0 else nn.Identity())
 
 
-class ViTClassifier(nn.Module):
-    """An encoder (``embed``, ``cls_tokens``, ``blocks``, ``norm``) plus a linear head."""
+class GridClassifier(nn.Module):
+    """A grid encoder (``embedding``, ``cls_token``, ``blocks``, ``norm``) plus a linear head, on
+    :class:`GridBatch` inputs (a plain tensor is taken as the images)."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, pool: str = "avg", generator: torch.Generator | None = None) -> None:
+    def __init__(self, encoder: nn.Module, num_classes: int, pool: str = "avg",
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         if pool not in POOL_MODES:
             raise ValueError(f"unknown pooling {pool!r}; use 'avg' or 'cls'")
-        missing = [a for a in ("embed", "cls_tokens", "blocks", "norm", "embed_dim", "num_prefix_tokens") if not hasattr(encoder, a)]
+        missing = [a for a in ENCODER_PARTS if not hasattr(encoder, a)]
         if missing:
-            raise TypeError(f"fine-tuning needs a ViTEncoder-like encoder; {type(encoder).__name__} lacks {', '.join(missing)}")
+            raise TypeError(f"fine-tuning needs a GridEncoder; {type(encoder).__name__} lacks {', '.join(missing)}")
         self.encoder = encoder
         self.pool_mode = pool
         self.head = nn.Linear(encoder.embed_dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5, generator=generator)
         nn.init.zeros_(self.head.bias)
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled, normalized image embedding ``(B, D)``."""
-        tokens, _ = self.encoder.embed(images)
-        tokens = torch.cat([self.encoder.cls_tokens(tokens.shape[0]), tokens], dim=1)
-        tokens = self.encoder.blocks(tokens)
+    @property
+    def depth(self) -> int:
+        return len(self.encoder.blocks)
+
+    def forward_features(self, batch: GridBatch | torch.Tensor) -> torch.Tensor:
+        """Pooled, normalized embedding ``(B, D)``."""
+        encoder = self.encoder
+        grid = encoder.embedding(as_grid_batch(batch))
+        grid = grid.with_prefix(encoder.cls_token.to(grid.tokens.dtype).expand(grid.batch_size, -1, -1))
+        grid = grid.replace_sequence(encoder.blocks(grid.sequence()))
         if self.pool_mode == "avg":
-            return self.encoder.norm(tokens[:, self.encoder.num_prefix_tokens :].mean(dim=1))
-        return self.encoder.norm(tokens)[:, 0]
+            return encoder.norm(grid.pool(grid.layout.names).tokens[:, 0])
+        return encoder.norm(grid.prefix[:, 0])
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(images))
-
-
-def layer_id_for_param(name: str, depth: int) -> int:
-    """Layer index of a parameter for lr decay (names relative to a classifier or to the encoder)."""
-    name = name.removeprefix("encoder.")
-    if name in ("cls_token", "pos_embed", "mask_token") or name.startswith("patch_embed."):
-        return 0
-    if name.startswith("blocks."):
-        return int(name.split(".")[1]) + 1
-    return depth + 1
-
-
-def param_groups_layer_decay(
-    model: nn.Module,
-    depth: int,
-    weight_decay: float = 0.05,
-    layer_decay: float = 0.75,
-    no_weight_decay: Iterable[str] = ("cls_token", "pos_embed"),
-) -> list[dict[str, Any]]:
-    """Optimizer param groups, one per (layer, decay or not), each with ``lr_scale`` and ``layer_id``.
-
-    Frozen parameters (``requires_grad=False``, e.g. a fixed sin-cos table) are left out.
-    """
-    skip = set(no_weight_decay)
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        layer_id = layer_id_for_param(name, depth)
-        decays = not (param.ndim == 1 or name.removeprefix("encoder.") in skip)
-        group = groups.setdefault(
-            (layer_id, decays),
-            {
-                "params": [],
-                "param_names": [],
-                "layer_id": layer_id,
-                "lr_scale": layer_decay ** (depth + 1 - layer_id),
-                "weight_decay": weight_decay if decays else 0.0,
-            },
-        )
-        group["params"].append(param)
-        group["param_names"].append(name)
-    return [groups[key] for key in sorted(groups)]
+    def forward(self, batch: GridBatch | torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(batch))
 
 
 @dataclass
@@ -148,14 +141,15 @@ class FinetuneResult:
     """The fine-tuned classifier (CPU, eval mode), mean training loss per epoch and test outputs:
     probabilities ``(N, C)`` (softmax or sigmoid), labels and sample ids."""
 
-    model: ViTClassifier
+    model: GridClassifier
     loss_per_epoch: list[float] = field(default_factory=list)
     test_scores: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     test_sample_ids: list[str] | None = None
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """BCE for multi-hot ``(B, C)`` labels, else cross-entropy with optional label smoothing."""
     if labels.ndim == 2:
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     return F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing)
@@ -163,15 +157,16 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) ->
 
 @torch.enable_grad()
 def train_classifier(
-    model: ViTClassifier,
+    model: GridClassifier,
     train_loader: Iterable[Mapping[str, Any]],
     config: FinetuneConfig,
     device: torch.device,
+    batch_fn: GridBatchFn = image_grid_batch,
 ) -> list[float]:
     """Train ``model`` in place with AdamW over layer-decayed groups; returns mean loss per epoch."""
     precision = select_precision(device, config.precision)
-    groups = param_groups_layer_decay(model, model.encoder.depth, config.weight_decay, config.layer_decay)
-    optimizer = torch.optim.AdamW(groups, lr=config.base_lr, betas=(0.9, 0.999))
+    model.to(device).train()
+    optimizer = build_optimizer(model, config.base_lr, config.weight_decay, (0.9, 0.999), config.layer_decay, model.depth)
     scaler = torch.amp.GradScaler(device.type) if precision.use_grad_scaler else None
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
     if config.max_steps_per_epoch is not None:
@@ -181,21 +176,20 @@ def train_classifier(
     peak_lr: float | None = None
     losses: list[float] = []
     step = 0
-    model.to(device).train()
     for _ in range(config.epochs):
         total, count = 0.0, 0
         for i, batch in enumerate(train_loader):
             if i >= steps_per_epoch:
                 break
-            images = batch["image"].to(device, non_blocking=True)
+            if "image" not in batch:  # every sample of this batch was bad (they are left out, never replaced)
+                continue
+            grid_batch = batch_fn(batch, device)
             labels = torch.as_tensor(batch["label"]).to(device)
             if peak_lr is None:
-                peak_lr = config.base_lr * images.shape[0] / 256
-            lr = warmup_cosine(step, total_steps, warmup_steps, peak_lr, config.min_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+                peak_lr = config.base_lr * grid_batch.batch_size / 256
+            apply_lr(optimizer, lr_at(step, peak_lr, total_steps, warmup_steps, config.min_lr))
             with autocast(device, precision):
-                loss = _loss(model(images), labels, config.label_smoothing)
+                loss = classification_loss(model(grid_batch), labels, config.label_smoothing)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite fine-tuning loss at step {step}: {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
@@ -211,8 +205,8 @@ def train_classifier(
                 scaler.update()
             else:
                 optimizer.step()
-            total += loss.item() * images.shape[0]
-            count += images.shape[0]
+            total += loss.item() * grid_batch.batch_size
+            count += grid_batch.batch_size
             step += 1
         losses.append(total / max(count, 1))
     return losses
@@ -225,13 +219,16 @@ def finetune(
     num_classes: int,
     config: FinetuneConfig | None = None,
     progress: bool | None = None,
+    batch_fn: GridBatchFn | None = None,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``encoder`` on ``train_loader`` and score ``test_loader`` (if given).
 
+    ``batch_fn(batch, device) -> GridBatch`` (e.g. an adapter's ``grid_batch``) defaults to the images.
     Seeded: the global RNG is forked and seeded with ``config.seed`` for the duration (drop path, and a
     DataLoader's shuffling when it has no generator of its own), and the head is drawn from its own generator.
     """
     config = config or FinetuneConfig()
+    batch_fn = batch_fn or image_grid_batch
     device = select_device(config.device)
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
@@ -239,15 +236,53 @@ def finetune(
         encoder_copy = copy.deepcopy(encoder).float()
         set_drop_path(encoder_copy, config.drop_path)
         generator = torch.Generator().manual_seed(config.seed)
-        model = ViTClassifier(encoder_copy, num_classes, config.pool, generator)
-        losses = train_classifier(model, train_loader, config, device)
+        model = GridClassifier(encoder_copy, num_classes, config.pool, generator)
+        losses = train_classifier(model, train_loader, config, device, batch_fn)
     result = FinetuneResult(model=model, loss_per_epoch=losses)
     if test_loader is not None:
-        logits = extract_features(model, test_loader, device, config.precision, progress=progress, description="finetune eval")
+        logits = extract_features(model, test_loader, device, config.precision, progress=progress,
+                                  description="finetune eval", embed_batch=lambda b, d: model(batch_fn(b, d)))
         scores = torch.from_numpy(logits.features)
-        multilabel = logits.labels.ndim == 2
-        result.test_scores = torch.sigmoid(scores) if multilabel else torch.softmax(scores, dim=1)
+        result.test_scores = torch.sigmoid(scores) if logits.multilabel else torch.softmax(scores, dim=1)
         result.test_labels = torch.from_numpy(logits.labels)
         result.test_sample_ids = logits.sample_ids
     result.model = model.cpu().eval()
     return result
+
+
+def finetune_defaults() -> dict:
+    settings = FinetuneConfig().settings()
+    settings.pop("seed")
+    return settings
+
+
+class FinetuneProtocol(EvaluationProtocol):
+    """``finetune``: the whole encoder and a head trained on the (augmented, when given) training split."""
+
+    name = "finetune"
+    description = "full fine-tuning with layer-wise lr decay"
+    trains_encoder = True
+
+    def defaults(self) -> dict:
+        return finetune_defaults()
+
+    def run(self, context: ProtocolContext) -> ProtocolResult:
+        if context.encoder is None:
+            raise ValueError("finetune needs an encoder (a GridEncoder)")
+        fields = {k: context.settings[k] for k in finetune_defaults()}
+        config = FinetuneConfig(**fields, seed=context.seed, device=context.device)
+        train = context.train_augmented if context.train_augmented is not None else context.train
+        if context.class_names is not None:
+            num_classes = len(context.class_names)
+        else:  # multi-hot labels carry the class count; integer labels need class names
+            first_labels = np.asarray(next(iter(train))["label"])
+            if first_labels.ndim != 2:
+                raise ValueError("finetune needs class_names= to know the number of classes")
+            num_classes = first_labels.shape[1]
+        result = finetune(context.encoder, train, context.test, num_classes, config, context.progress, context.grid_batch)
+        assert result.test_scores is not None and result.test_labels is not None
+        return score_result(result.test_scores, result.test_labels, context, n_train=dataset_size(train),
+                            details={"loss_per_epoch": result.loss_per_epoch})
+
+
+register_protocol(FinetuneProtocol())

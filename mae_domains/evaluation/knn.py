@@ -6,7 +6,8 @@ weights them by ``exp(sim / T)``. A class score is the weighted share of neighbo
 by their sum, so the ranking is the same and the scores can feed ROC-AUC and mAP directly.
 
 Similarities are computed chunk by chunk over both the test and the train set, keeping a running top-k,
-so memory stays at ``test_chunk x train_chunk`` whatever the archive size.
+so memory stays at ``test_chunk x train_chunk`` whatever the archive size. Registered as the ``knn``
+protocol (:class:`KnnProtocol`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from mae_domains.device import select_device
+from mae_domains.evaluation.metrics import class_count, score_result
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
 
 DEFAULT_K = 20
 DEFAULT_TEMPERATURE = 0.07
@@ -121,3 +124,25 @@ def knn_accuracy(
     num_classes = int(max(as_tensor(train_labels).max().item(), test_labels.max().item())) + 1
     predictions = knn_predict(train_features, train_labels, test_features, k, temperature, num_classes, device)
     return float((predictions == test_labels).float().mean().item())
+
+
+class KnnProtocol(EvaluationProtocol):
+    """``knn``: weighted kNN on frozen features (cosine, ``k``, ``temperature``); deterministic, so it
+    runs once whatever the seeds."""
+
+    name = "knn"
+    description = "weighted k-nearest neighbours on frozen features"
+    seeded = False
+
+    def defaults(self) -> dict:
+        return {"k": DEFAULT_K, "temperature": DEFAULT_TEMPERATURE, "pool": "cls"}
+
+    def run(self, context: ProtocolContext) -> ProtocolResult:
+        train, test = context.split_features("train"), context.split_features("test")
+        num_classes = class_count(context.class_names, train.labels, test.labels)
+        scores = knn_scores(train.features, train.labels, test.features, int(context.settings["k"]),
+                            float(context.settings["temperature"]), num_classes, device=context.device)
+        return score_result(scores, test.labels, context, n_train=len(train))
+
+
+register_protocol(KnnProtocol())

@@ -3,9 +3,10 @@
 The head is ``BatchNorm1d(affine=False, eps=1e-6)`` followed by ``nn.Linear``: the parameter-free
 BatchNorm standardizes the features (MAE features are not normalized the way contrastive ones are)
 without changing what a linear classifier can express. Training uses SGD with momentum, LARS (MAE's
-choice for large batches) or AdamW, a linear warmup and half-cycle cosine schedule, cross-entropy for
-single-label and binary cross-entropy for multi-hot targets. Initialization and shuffling draw from a
-generator seeded by ``config.seed``; the global RNG is never touched.
+choice for large batches) or AdamW, the shared warmup + half-cycle cosine schedule
+(:func:`mae_domains.optim.lr_at`), cross-entropy for single-label and binary cross-entropy for multi-hot
+targets. Initialization and shuffling draw from a generator seeded by ``config.seed``; the global RNG is
+never touched. Registered as the ``linear_probe`` protocol (:class:`LinearProbeProtocol`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from torch import nn
 
 from mae_domains.device import select_device
 from mae_domains.evaluation.knn import as_tensor, prepare_labels
+from mae_domains.evaluation.metrics import class_count, score_result
+from mae_domains.optim import apply_lr, lr_at
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
 DEFAULT_BASE_LR = {"sgd": 0.1, "lars": 0.1, "adamw": 1e-3}
@@ -120,14 +124,6 @@ class LinearProbeResult:
     test_scores: torch.Tensor | None = None
 
 
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_lr: float = 0.0) -> float:
-    """Linear warmup to ``peak_lr``, then half-cycle cosine down to ``min_lr`` (MAE's schedule)."""
-    if step < warmup_steps:
-        return peak_lr * step / warmup_steps
-    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
 def _make_optimizer(head: nn.Module, config: LinearProbeConfig, lr: float) -> torch.optim.Optimizer:
     params = [p for p in head.parameters() if p.requires_grad]
     if config.optimizer == "lars":
@@ -168,8 +164,7 @@ def train_linear_probe(
         epoch_loss = 0.0
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
-            for group in optimizer.param_groups:
-                group["lr"] = warmup_cosine(step, total_steps, warmup_steps, peak_lr)
+            apply_lr(optimizer, lr_at(step, peak_lr, total_steps, warmup_steps))
             logits = head(features[rows])
             if multilabel:
                 loss = F.binary_cross_entropy_with_logits(logits, labels[rows])
@@ -219,3 +214,37 @@ def linear_probe_accuracy(
     result = linear_probe(train_features, train_labels, test_features, config, num_classes)
     assert result.test_scores is not None
     return float((result.test_scores.argmax(dim=1) == test_labels).float().mean().item())
+
+
+def probe_config(settings: dict, seed: int, device: str) -> LinearProbeConfig:
+    """A :class:`LinearProbeConfig` from resolved protocol settings (other keys are ignored)."""
+    fields = {k: settings[k] for k in LinearProbeConfig().settings() if k != "seed" and k in settings}
+    return LinearProbeConfig(**fields, seed=seed, device=device)
+
+
+def probe_defaults() -> dict:
+    """The probe's settings without the seed, plus the pooling of the frozen features."""
+    settings = LinearProbeConfig().settings()
+    settings.pop("seed")
+    return {**settings, "pool": "cls"}
+
+
+class LinearProbeProtocol(EvaluationProtocol):
+    """``linear_probe``: a BatchNorm + linear head trained on frozen features, once per seed."""
+
+    name = "linear_probe"
+    description = "linear classifier on frozen features (MAE recipe)"
+
+    def defaults(self) -> dict:
+        return probe_defaults()
+
+    def run(self, context: ProtocolContext) -> ProtocolResult:
+        train, test = context.split_features("train"), context.split_features("test")
+        config = probe_config(context.settings, context.seed, context.device)
+        num_classes = class_count(context.class_names, train.labels, test.labels)
+        result = linear_probe(train.features, train.labels, test.features, config, num_classes)
+        return score_result(result.test_scores, test.labels, context, n_train=len(train),
+                            details={"loss_per_epoch": result.loss_per_epoch})
+
+
+register_protocol(LinearProbeProtocol())

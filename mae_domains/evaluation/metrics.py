@@ -11,15 +11,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from mae_domains.protocols import ProtocolContext, ProtocolResult
+
 log = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence
+AUTO_BOOTSTRAP_MAX_TEST = 5000  # "auto" bootstraps test sets up to this size (1000 resamples)
+# Settings of :func:`score_result` that every protocol takes: bootstrap resamples and their confidence.
+REPORT_DEFAULTS = {"bootstrap_resamples": "auto", "confidence": 0.95}
 
 
 def as_numpy(values: ArrayLike) -> np.ndarray:
@@ -231,7 +236,18 @@ def classification_report(
         raise ValueError(f"{len(names)} class names for {num_classes} score columns")
     multilabel = targets.ndim == 2
     functions = _metric_functions(multilabel, num_classes)
-    report = MetricReport(summary={name: fn(scores, targets) for name, fn in functions.items()})
+    present = np.unique(targets).size if not multilabel else int((targets.sum(0) > 0).sum())
+    if not multilabel and present < 2:
+        only = names[int(targets[0])] if targets.size else "none"
+        log.warning("the test set holds a single class (%s): top-1 says nothing about telling classes apart; "
+                    "macro-F1 and ROC-AUC are undefined and not reported", only)
+        functions = {k: v for k, v in functions.items() if k not in ("macro_f1", "mean_roc_auc")}
+    summary = {name: fn(scores, targets) for name, fn in functions.items()}
+    undefined = sorted(name for name, value in summary.items() if np.isnan(value))
+    if undefined:
+        log.warning("undefined on this test set and not reported: %s", ", ".join(undefined))
+        functions = {k: v for k, v in functions.items() if k not in undefined}
+    report = MetricReport(summary={name: summary[name] for name in functions})
     if bootstrap_resamples > 0:
         for name, fn in functions.items():
             report.intervals[name] = bootstrap_ci(fn, [scores, targets], bootstrap_resamples, confidence, seed)
@@ -249,3 +265,35 @@ def classification_report(
             report.skipped_classes[metric_name] = skipped
             log.warning("%s: skipped classes %s (only one target value in the test set)", metric_name, skipped)
     return report
+
+
+def bootstrap_count(setting: Any, n_test: int) -> int:
+    """Resamples for a ``bootstrap_resamples`` setting: ``"auto"`` is 1000 up to
+    :data:`AUTO_BOOTSTRAP_MAX_TEST` test samples and 0 above; a number is taken as is."""
+    if setting == "auto":
+        return 1000 if n_test <= AUTO_BOOTSTRAP_MAX_TEST else 0
+    return int(setting or 0)
+
+
+def class_count(class_names: Sequence[str] | None, *labels: ArrayLike) -> int:
+    """Number of classes: the names given, else the width of multi-hot labels, else the largest id + 1."""
+    if class_names is not None:
+        return len(class_names)
+    arrays = [as_numpy(l) for l in labels]
+    if arrays[0].ndim == 2:
+        return arrays[0].shape[1]
+    return int(max(int(a.max()) for a in arrays if a.size)) + 1
+
+
+def score_result(scores: ArrayLike, labels: ArrayLike, context: ProtocolContext, n_train: int,
+                 details: dict[str, Any] | None = None) -> ProtocolResult:
+    """A protocol's result from its test scores: :func:`classification_report` with the bootstrap and
+    confidence settings of ``context`` and its seed."""
+    labels = as_numpy(labels)
+    settings = context.settings
+    report = classification_report(
+        scores, labels, context.class_names, bootstrap_count(settings.get("bootstrap_resamples", 0), len(labels)),
+        float(settings.get("confidence", 0.95)), context.seed,
+    )
+    return ProtocolResult(summary=report.summary, per_class=report.per_class, intervals=report.intervals,
+                          n_train=n_train, n_test=len(labels), details=dict(details or {}))

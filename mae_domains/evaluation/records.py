@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 import mae_domains
+from mae_domains.protocols import ProtocolResult
 
 CSV_COLUMNS = (
     "adapter", "checkpoint", "step", "dataset", "protocol", "config_hash", "metric", "class_name",
@@ -87,6 +88,31 @@ class ResultRecord:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def records_from_result(
+    result: ProtocolResult,
+    *,
+    protocol: str,
+    settings: Mapping[str, Any],
+    seed: int = 0,
+    adapter: str = "",
+    checkpoint: str = "",
+    dataset: str = "",
+    step: int | None = None,
+) -> list[ResultRecord]:
+    """The records of one protocol run: its summary metrics first (with their intervals, when given), then
+    every per-class value. The one place where a protocol's metrics become records."""
+    base = dict(adapter=adapter, checkpoint=checkpoint, dataset=dataset, protocol=protocol, settings=dict(settings),
+                seed=seed, n_train=result.n_train, n_test=result.n_test, step=step)
+    records = []
+    for metric, value in result.summary.items():
+        low, high = result.intervals.get(metric, (None, None))
+        records.append(ResultRecord(metric=metric, value=float(value), ci_low=low, ci_high=high, **base))
+    for metric, values in result.per_class.items():
+        for class_name, value in values.items():
+            records.append(ResultRecord(metric=metric, value=float(value), class_name=class_name, **base))
+    return records
 
 
 def write_jsonl(records: Iterable[ResultRecord], path: str | os.PathLike, append: bool = False) -> Path:

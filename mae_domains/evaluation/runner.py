@@ -1,12 +1,14 @@
 """Run evaluation protocols and benchmark files, producing :class:`ResultRecord` lists and reports.
 
-- :func:`run_protocol`: one protocol (``knn``, ``linear_probe``, ``finetune``) on a model and a pair of
-  loaders; returns summary records (with bootstrap intervals) and per-class records.
+- :func:`run_protocol`: one registered protocol (built-ins ``knn``, ``linear_probe``, ``finetune``,
+  ``multilabel_map``; others through :func:`mae_domains.protocols.register_protocol`) on a model and a
+  pair of loaders; returns summary records (with bootstrap intervals) and per-class records.
 - :func:`run_benchmark` / :func:`run_benchmark_file`: every (checkpoint x dataset x protocol) entry of a
   benchmark spec (see ``benchmarks/downstream.yaml``), writing ``results.jsonl``, ``results.csv``,
   ``results.md``, ``summary.md`` and ``plots/*.png``. Checkpoint and dataset loading are callbacks
   (defaults in :mod:`mae_domains.evaluation.loading` go through the adapter registry).
-- :func:`evaluate_checkpoint`: one checkpoint, one dataset, one protocol (what ``mae-domains evaluate`` runs).
+- :func:`evaluate_checkpoint`: one checkpoint, one dataset, one or more protocols (what ``mae-domains
+  evaluate`` runs); a run's ``eval`` config section supplies the protocol defaults.
 """
 
 from __future__ import annotations
@@ -17,74 +19,71 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 import yaml
 from torch import nn
 
-from mae_domains.evaluation.features import BatchEmbedFn, EmbedFn, FeatureCache, cached_features
-from mae_domains.evaluation.finetune import FinetuneConfig, finetune
-from mae_domains.evaluation.knn import DEFAULT_K, DEFAULT_TEMPERATURE, knn_scores
-from mae_domains.evaluation.linear_probe import LinearProbeConfig, linear_probe
+# The built-in protocols register themselves on import.
+import mae_domains.evaluation.anomaly  # noqa: F401
+import mae_domains.evaluation.finetune  # noqa: F401
+import mae_domains.evaluation.knn  # noqa: F401
+import mae_domains.evaluation.linear_probe  # noqa: F401
+import mae_domains.evaluation.multilabel  # noqa: F401
+import mae_domains.evaluation.segmentation  # noqa: F401
+import mae_domains.evaluation.volume_probe  # noqa: F401
+from mae_domains.evaluation.eval_defaults import RunEvalDefaults, merged_settings, run_eval_settings
+from mae_domains.evaluation.features import (
+    BatchEmbedFn, EmbedFn, FeatureCache, FeatureSet, cached_features, grid_embedder,
+)
 from mae_domains.evaluation.loading import (
     CheckpointLoader, DownstreamData, LoadedCheckpoint, LoaderBuilder, build_archive_loaders, load_checkpoint,
 )
-from mae_domains.evaluation.metrics import classification_report
-from mae_domains.evaluation.records import ResultRecord, write_jsonl, write_reports
+from mae_domains.evaluation.metrics import REPORT_DEFAULTS
+from mae_domains.evaluation.records import ResultRecord, records_from_result, write_jsonl, write_reports
+from mae_domains.protocols import GridBatchFn, ProtocolContext, get_protocol
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("knn", "linear_probe", "finetune")
-AUTO_BOOTSTRAP_MAX_TEST = 5000  # "auto" bootstraps test sets up to this size (1000 resamples)
 SPEC_KEYS = {"name", "output", "root", "seeds", "device", "batch_size", "num_workers", "progress", "cache",
              "checkpoints", "datasets", "protocols", "runs"}
 
 
-def _common_defaults() -> dict[str, Any]:
-    return {"bootstrap_resamples": "auto", "confidence": 0.95}
+def common_defaults() -> dict[str, Any]:
+    """Settings every protocol takes: bootstrap resamples of the summary metrics and their confidence."""
+    return dict(REPORT_DEFAULTS)
 
 
 def protocol_defaults(protocol: str) -> dict[str, Any]:
-    """Every setting of a protocol with its default value (the seed is passed separately)."""
-    if protocol == "knn":
-        specific: dict[str, Any] = {"k": DEFAULT_K, "temperature": DEFAULT_TEMPERATURE, "pool": "cls"}
-    elif protocol == "linear_probe":
-        specific = {**LinearProbeConfig().settings(), "pool": "cls"}
-    elif protocol == "finetune":
-        specific = FinetuneConfig().settings()
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-    specific.pop("seed", None)
-    return {**specific, **_common_defaults()}
+    """Every setting of a registered protocol with its default value (the seed is passed separately)."""
+    return {**get_protocol(protocol).defaults(), **common_defaults()}
 
 
-def resolve_settings(protocol: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults overridden by ``settings``; unknown keys are errors with a suggestion."""
-    defaults = protocol_defaults(protocol)
-    for key in settings or {}:
+def _check_keys(protocol: str, given: Mapping[str, Any], defaults: Mapping[str, Any], where: str = "") -> None:
+    for key in given:
         if key not in defaults:
             close = difflib.get_close_matches(key, list(defaults), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"protocol {protocol}: unknown setting {key!r}{hint}; known: {', '.join(sorted(defaults))}")
-    return {**defaults, **dict(settings or {})}
+            raise ValueError(f"protocol {protocol}: unknown setting {key!r}{where}{hint}; "
+                             f"known: {', '.join(sorted(defaults))}")
 
 
-def _bootstrap_count(setting: Any, n_test: int) -> int:
-    if setting == "auto":
-        return 1000 if n_test <= AUTO_BOOTSTRAP_MAX_TEST else 0
-    return int(setting or 0)
+def adapter_protocol_settings(adapter: Any, protocol: str) -> dict[str, Any]:
+    """The adapter's defaults for ``protocol`` (its ``protocol_defaults``; empty for none or no adapter)."""
+    if adapter is None:
+        return {}
+    method = getattr(adapter, "protocol_settings", None)
+    if method is not None:
+        return dict(method(protocol))
+    return dict((getattr(adapter, "protocol_defaults", None) or {}).get(protocol, {}))
 
 
-def _dataset_size(loader: Any) -> int:
-    dataset = getattr(loader, "dataset", None)
-    return len(dataset) if dataset is not None and hasattr(dataset, "__len__") else 0
-
-
-def _num_classes(class_names: Sequence[str] | None, *labels: np.ndarray) -> int:
-    if class_names is not None:
-        return len(class_names)
-    if labels[0].ndim == 2:
-        return labels[0].shape[1]
-    return int(max(int(l.max()) for l in labels if l.size)) + 1
+def resolve_settings(protocol: str, settings: Mapping[str, Any] | None,
+                     adapter_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The protocol's defaults, then ``adapter_settings`` (an adapter's ``protocol_defaults`` for it), then
+    ``settings`` (the caller's, which win); unknown keys in either are errors with a suggestion."""
+    defaults = protocol_defaults(protocol)
+    _check_keys(protocol, adapter_settings or {}, defaults, " in the adapter's protocol_defaults")
+    _check_keys(protocol, settings or {}, defaults)
+    return {**defaults, **dict(adapter_settings or {}), **dict(settings or {})}
 
 
 def run_protocol(
@@ -95,6 +94,7 @@ def run_protocol(
     encoder: nn.Module | None = None,
     embed_fn: EmbedFn | nn.Module | None = None,
     embed_batch: BatchEmbedFn | None = None,
+    grid_batch: GridBatchFn | None = None,
     settings: Mapping[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
     seed: int = 0,
@@ -108,68 +108,57 @@ def run_protocol(
     finetune_train_loader: Iterable[Mapping[str, Any]] | None = None,
     device: str = "auto",
     progress: bool | None = None,
+    adapter_settings: Mapping[str, Any] | None = None,
+    model: nn.Module | None = None,
+    model_inputs: Any = None,
+    details: dict[str, Any] | None = None,
 ) -> list[ResultRecord]:
-    """Evaluate one protocol and return its records (summary metrics first, then per-class values).
+    """Evaluate one registered protocol and return its records (summary metrics first, then per-class values).
 
-    The model is ``embed_batch(batch, device)``, ``embed_fn(images)`` or ``encoder`` (pooled with the
-    ``pool`` setting) for ``knn``/``linear_probe``; ``finetune`` needs ``encoder`` (a ViTEncoder) and trains
-    on ``finetune_train_loader`` (augmented) when given, else on ``train_loader``. Features are cached in
+    Frozen features (kNN, probes) come from ``embed_batch(batch, device)``, ``embed_fn(images)`` or
+    ``encoder`` (pooled with the ``pool`` setting, on ``grid_batch(batch, device)`` when given), cached in
     ``feature_cache`` under (``checkpoint_id`` or ``checkpoint``, ``dataset_id`` or ``dataset``, pool).
+    Fine-tuning trains a copy of ``encoder`` (a GridEncoder) on ``finetune_train_loader`` (augmented) when
+    given, else on ``train_loader``, with ``grid_batch(batch, device)`` (e.g. the adapter's) making its inputs.
+    ``adapter_settings`` (the adapter's ``protocol_defaults`` for this protocol) sit between the protocol's
+    defaults and ``settings``. ``model`` is the whole MAE and ``model_inputs(batch, device)`` its forward's
+    arguments (anomaly scoring). ``details``, when given, receives the protocol's free-form details.
     """
-    resolved = resolve_settings(protocol, settings)
-    if protocol in ("knn", "linear_probe"):
-        model = embed_fn if embed_fn is not None else encoder
+    handler = get_protocol(protocol)
+    resolved = resolve_settings(protocol, settings, adapter_settings)
+    full_model = model
+    model = embed_fn if embed_fn is not None else encoder
+    pool = str(resolved.get("pool", "cls"))
+    if embed_batch is None and embed_fn is None and grid_batch is not None and hasattr(encoder, "forward_grid"):
+        embed_batch = grid_embedder(encoder, grid_batch, pool)  # frozen features see the metadata too
+    ckpt_key, data_key = checkpoint_id or checkpoint, dataset_id or dataset
+    if feature_cache is not None and not (ckpt_key and data_key):
+        raise ValueError("a feature cache needs checkpoint/dataset ids (checkpoint_id=, dataset_id=)")
+    loaders = {"train": train_loader, "test": test_loader}
+    computed: dict[str, FeatureSet] = {}
+
+    def features(split: str) -> FeatureSet:
+        if split not in loaders:
+            raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
         if model is None and embed_batch is None:
             raise ValueError(f"{protocol}: give encoder=, embed_fn= or embed_batch=")
-        ckpt_key, data_key = checkpoint_id or checkpoint, dataset_id or dataset
-        if feature_cache is not None and not (ckpt_key and data_key):
-            raise ValueError("a feature cache needs checkpoint/dataset ids (checkpoint_id=, dataset_id=)")
-        common = dict(device=device, pool=resolved["pool"], progress=progress, embed_batch=embed_batch)
-        train = cached_features(model, train_loader, feature_cache, ckpt_key, f"{data_key}/train", **common)
-        test = cached_features(model, test_loader, feature_cache, ckpt_key, f"{data_key}/test", **common)
-        num_classes = _num_classes(class_names, train.labels, test.labels)
-        if protocol == "knn":
-            scores = knn_scores(train.features, train.labels, test.features, int(resolved["k"]),
-                                float(resolved["temperature"]), num_classes, device=device)
-        else:
-            probe_fields = {k: resolved[k] for k in LinearProbeConfig().settings() if k != "seed"}
-            config = LinearProbeConfig(**probe_fields, seed=seed, device=device)
-            scores = linear_probe(train.features, train.labels, test.features, config, num_classes).test_scores
-        labels, n_train = test.labels, len(train)
-    elif protocol == "finetune":
-        if encoder is None:
-            raise ValueError("finetune needs encoder= (a ViTEncoder)")
-        fields = {k: resolved[k] for k in FinetuneConfig().settings() if k != "seed"}
-        config = FinetuneConfig(**fields, seed=seed, device=device)
-        train_source = finetune_train_loader if finetune_train_loader is not None else train_loader
-        if class_names is not None:
-            num_classes = len(class_names)
-        else:  # multi-hot labels carry the class count; integer labels need class_names
-            first_labels = np.asarray(next(iter(train_source))["label"])
-            if first_labels.ndim != 2:
-                raise ValueError("finetune needs class_names= to know the number of classes")
-            num_classes = first_labels.shape[1]
-        result = finetune(encoder, train_source, test_loader, num_classes, config, progress)
-        scores, labels = result.test_scores, result.test_labels.numpy()  # type: ignore[union-attr]
-        n_train = _dataset_size(train_source)
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+        if split not in computed:
+            computed[split] = cached_features(
+                model, loaders[split], feature_cache, ckpt_key, f"{data_key}/{split}", device=device,
+                pool=pool, progress=progress, embed_batch=embed_batch)
+        return computed[split]
 
-    n_test = len(labels)
-    report = classification_report(
-        scores, labels, class_names, _bootstrap_count(resolved["bootstrap_resamples"], n_test),
-        float(resolved["confidence"]), seed,
+    context = ProtocolContext(
+        train=train_loader, test=test_loader, settings=resolved, features=features, seed=seed, device=device,
+        class_names=class_names, encoder=encoder, grid_batch=grid_batch, train_augmented=finetune_train_loader,
+        progress=progress, model=full_model, model_inputs=model_inputs,
     )
-    base = dict(adapter=adapter, checkpoint=checkpoint, dataset=dataset, protocol=protocol, settings=resolved,
-                seed=seed, n_train=n_train, n_test=n_test, step=step)
-    records = []
-    for metric, value in report.summary.items():
-        low, high = report.intervals.get(metric, (None, None))
-        records.append(ResultRecord(metric=metric, value=value, ci_low=low, ci_high=high, **base))
-    for metric, values in report.per_class.items():
-        for class_name, value in values.items():
-            records.append(ResultRecord(metric=metric, value=value, class_name=class_name, **base))
-    summary = ", ".join(f"{m}={v:.4f}" for m, v in report.summary.items())
+    result = handler.run(context)
+    if details is not None:
+        details.update(result.details)
+    records = records_from_result(result, protocol=protocol, settings=resolved, seed=seed, adapter=adapter,
+                                  checkpoint=checkpoint, dataset=dataset, step=step)
+    summary = ", ".join(f"{m}={v:.4f}" for m, v in result.summary.items())
     log.info("%s on %s with %s (seed %d): %s", protocol, dataset, checkpoint, seed, summary)
     return records
 
@@ -278,23 +267,51 @@ def run_benchmark(
         protocol_entry = protocol_specs[protocol_name]
         protocol = str(protocol_entry.get("protocol", protocol_name))
         settings = {k: v for k, v in protocol_entry.items() if k not in ("name", "protocol")}
-        if protocol == "finetune" and ckpt.kind == "pixels":
-            log.warning("skipping finetune for %s: raw pixels have no encoder to fine-tune", checkpoint_name)
+        handler = get_protocol(protocol)
+        if handler.trains_encoder and ckpt.encoder is None:
+            log.warning("skipping %s for %s: it has no encoder to train", protocol, checkpoint_name)
             continue
-        pool = resolve_settings(protocol, settings)["pool"]
-        for seed in seeds[:1] if protocol == "knn" else seeds:
+        if handler.needs_train and data.train is None:
+            raise ValueError(f"{protocol} needs a training split; dataset {dataset_name} has only a test split")
+        adapter_settings = adapter_protocol_settings(ckpt.adapter, protocol)
+        resolved = resolve_settings(protocol, settings, adapter_settings)
+        pool = str(resolved.get("pool", "cls"))
+        augmented = data.train_augmented
+        if handler.trains_encoder and data.finetune_loader is not None:
+            augmented = data.finetune_loader(resolved)  # the adapter's fine-tuning transform, with these settings
+        for seed in seeds if handler.seeded else seeds[:1]:
+            details: dict[str, Any] = {}
             records += run_protocol(
                 protocol, data.train, data.test,
-                encoder=ckpt.encoder, embed_batch=ckpt.batch_embedder(pool) if protocol != "finetune" else None,
+                encoder=ckpt.encoder, embed_batch=ckpt.batch_embedder(pool),
+                grid_batch=getattr(ckpt.adapter, "grid_batch", None),
                 settings=settings, class_names=data.class_names, seed=seed, adapter=ckpt.adapter_name,
                 checkpoint=checkpoint_name, dataset=dataset_name, step=ckpt.step, feature_cache=cache,
                 checkpoint_id=ckpt.checkpoint_id, dataset_id=data.dataset_id,
-                finetune_train_loader=data.train_augmented, device=device, progress=progress,
+                finetune_train_loader=augmented, device=device, progress=progress,
+                adapter_settings=adapter_settings, model=ckpt.full_model,
+                model_inputs=getattr(ckpt.adapter, "model_inputs", None), details=details,
             )
+            if "per_image" in details:
+                write_per_image(details["per_image"], out_dir / "per_image" /
+                                f"{protocol_name}__{checkpoint_name}__{dataset_name}__seed{seed}.csv")
         write_jsonl(records, out_dir / "results.jsonl")
     write_jsonl(records, out_dir / "results.jsonl")
     write_reports(records, out_dir, title=str(spec.get("name", "Results")), plots=plots)
     return records
+
+
+def write_per_image(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """A protocol's per-image details (one mapping per image, e.g. sample id, source, label, score) as a CSV."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def load_benchmark_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -328,13 +345,19 @@ def run_benchmark_file(
     root = Path(spec["root"]) if "root" in spec else None
     if root is not None and not root.is_absolute():
         root = path.parent / root
-    out = Path(out_dir or spec.get("output") or Path("runs") / "benchmarks" / path.stem)
+    out = benchmark_output_dir(path, spec, out_dir)
     return run_benchmark(spec, out, build_loaders, load_checkpoint_fn, root, device, progress, plots)
+
+
+def benchmark_output_dir(path: str | os.PathLike, spec: Mapping[str, Any], out_dir: str | os.PathLike | None = None) -> Path:
+    """Where a benchmark file's results go: ``out_dir`` if given, else the file's ``output:`` key (relative
+    to the working folder), else ``runs/benchmarks/<file stem>``."""
+    return Path(out_dir or spec.get("output") or Path("runs") / "benchmarks" / Path(path).stem)
 
 
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
-    protocol: str,
+    protocol: str | Sequence[str] | None,
     out_dir: str | os.PathLike,
     train: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     test: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
@@ -342,34 +365,51 @@ def evaluate_checkpoint(
     settings: Mapping[str, Any] | None = None,
     seeds: Sequence[int] = (0,),
     dataset_name: str = "dataset",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     num_workers: int = 0,
     device: str = "auto",
     progress: bool | None = None,
+    run_defaults: bool = True,
 ) -> list[ResultRecord]:
     """One checkpoint (run folder, ``checkpoint.pt`` or exported ``.safetensors``), one dataset (``train`` /
-    ``test`` class folders, each a path or a list of paths, or a ``manifest`` CSV), one protocol; writes the
-    same files as a benchmark run. This is what ``mae-domains evaluate`` calls."""
-    if manifest is None and (not train or not test):
-        raise ValueError("give train= and test= folders (class_name/*.ext) or manifest=")
+    ``test`` class folders or label-list CSVs, each a path or a list of paths, or a ``manifest`` CSV with a
+    ``split`` column; ``test`` alone for protocols that score only it, e.g. ``anomaly``), one or more protocols;
+    writes the same files as a benchmark run. This is what ``mae-domains evaluate`` calls.
+
+    With ``run_defaults`` the ``eval`` section of the run's ``config.yaml`` gives the defaults (see
+    :mod:`mae_domains.evaluation.eval_defaults`): protocol settings, under ``settings``; the batch size,
+    unless ``batch_size`` is given (else 64); the protocols, when ``protocol`` is None (else ``knn``).
+    """
+    defaults = run_eval_settings(checkpoint) if run_defaults else RunEvalDefaults()
+    if protocol is None:
+        protocols = defaults.protocols or ["knn"]
+    else:
+        protocols = [protocol] if isinstance(protocol, str) else list(protocol)
+    needs_train = any(get_protocol(name).needs_train for name in protocols)  # unknown names fail here
+    if manifest is None and (not test or (needs_train and not train)):
+        raise ValueError("give train= and test= folders (class_name/*.ext) or label lists (CSV), or manifest="
+                         + ("" if needs_train else "; test= alone is enough for " + ", ".join(protocols)))
 
     def as_list(value: Any) -> list[str]:
         return [str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
 
     dataset: dict[str, Any] = {"name": dataset_name}
-    dataset.update({"manifest": str(manifest)} if manifest is not None else {"train": as_list(train), "test": as_list(test)})
+    if manifest is not None:
+        dataset["manifest"] = str(manifest)
+    else:
+        dataset.update({"test": as_list(test), **({"train": as_list(train)} if train else {})})
     spec = {
-        "name": f"{protocol} on {dataset_name}",
-        "seeds": list(seeds), "batch_size": batch_size, "num_workers": num_workers,
+        "name": f"{', '.join(protocols)} on {dataset_name}",
+        "seeds": list(seeds), "batch_size": batch_size or defaults.batch_size or 64, "num_workers": num_workers,
         "checkpoints": [{"name": Path(checkpoint).stem if Path(checkpoint).is_file() else Path(checkpoint).name,
                          "path": str(Path(checkpoint).absolute())}],
         "datasets": [dataset],
-        "protocols": [{"name": protocol, **dict(settings or {})}],
+        "protocols": [{"name": name, **values} for name, values in merged_settings(defaults, protocols, settings).items()],
     }
     return run_benchmark(spec, out_dir, root=Path.cwd(), device=device, progress=progress)
 
 
 __all__ = [
-    "PROTOCOLS", "protocol_defaults", "resolve_settings", "run_protocol", "expand_runs", "validate_spec",
+    "common_defaults", "protocol_defaults", "resolve_settings", "run_protocol", "expand_runs", "validate_spec",
     "run_benchmark", "load_benchmark_file", "run_benchmark_file", "evaluate_checkpoint",
 ]

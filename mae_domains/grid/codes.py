@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mae_domains.grid.axes import GridLayout
-from mae_domains.models.pos_embed import sincos_1d
+from mae_domains.grid.pos_embed import sincos_1d
 
 UNKNOWN_NAME = "<unknown>"
 

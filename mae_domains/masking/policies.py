@@ -21,7 +21,7 @@ from typing import Protocol, Sequence
 import torch
 
 from mae_domains.grid import GridLayout
-from mae_domains.models.masking import MaskIndices, masking_from_noise, num_kept_tokens
+from mae_domains.masking.indices import MaskIndices, masking_from_noise, num_kept_tokens
 
 MASK_MODES = ("random", "consistent", "independent")
 
@@ -56,7 +56,7 @@ def ranks(x: torch.Tensor) -> torch.Tensor:
 
 
 class TokenMasker:
-    """A masking policy; call it with a layout to get :class:`~mae_domains.models.masking.MaskIndices`."""
+    """A masking policy; call it with a layout to get :class:`~mae_domains.masking.indices.MaskIndices`."""
 
     def __init__(self, mode: str = "random", axes: Sequence[str] | str = (), noise: NoiseSource | None = None) -> None:
         if mode not in MASK_MODES:

@@ -1,17 +1,30 @@
-"""Model building blocks: patch embedding, positional codes, masking, encoder, decoder, MAE."""
+"""The MAE stack: patch embeddings onto a token grid, the ViT encoder, decoders, heads, targets and
+:class:`GridMAE`, built from a run's ``model`` section by :func:`build_grid_mae`.
+
+The plain 2D :class:`MaskedAutoencoder` (``mae.py``, ``encoder.py``, ``decoder.py``) is kept only as the
+golden reference of the original MAE code that tests and benchmarks compare the grid stack against.
+"""
 
 from mae_domains.models.presets import VIT_PRESETS, ViTPreset, get_preset
-from mae_domains.models.pos_embed import sincos_1d, sincos_2d, sincos_2d_with_prefix
+from mae_domains.models.embeddings import (
+    BandGroupPatchEmbed, ChannelSharedPatchEmbed, CubePatchEmbed3D, GridEmbedding, PatchEmbed2D, TemporalPatchEmbed,
+)
+from mae_domains.models.grid_mae import GridEncoder, GridMAE, GridMAEOutput, build_grid_mae
+from mae_domains.models.targets import PixelTarget
 from mae_domains.models.patchify import patchify, unpatchify
-from mae_domains.models.masking import random_masking, gather_tokens, noise_from_seeds, MaskIndices
+from mae_domains.masking.indices import MaskIndices, gather_tokens, noise_from_seeds, random_masking
+from mae_domains.grid.pos_embed import sincos_1d, sincos_2d, sincos_2d_with_prefix
 from mae_domains.models.encoder import ViTEncoder
 from mae_domains.models.decoder import MAEDecoder
 from mae_domains.models.losses import masked_mse_loss, normalize_patches
 from mae_domains.models.mae import MaskedAutoencoder, MAEConfig, MAEOutput, build_mae
 
 __all__ = [
-    "VIT_PRESETS", "ViTPreset", "get_preset", "sincos_1d", "sincos_2d", "sincos_2d_with_prefix",
-    "patchify", "unpatchify", "random_masking", "gather_tokens", "noise_from_seeds", "MaskIndices",
-    "ViTEncoder", "MAEDecoder", "masked_mse_loss", "normalize_patches",
+    "VIT_PRESETS", "ViTPreset", "get_preset",
+    "GridEmbedding", "PatchEmbed2D", "TemporalPatchEmbed", "CubePatchEmbed3D", "BandGroupPatchEmbed",
+    "ChannelSharedPatchEmbed", "GridEncoder", "GridMAE", "GridMAEOutput", "build_grid_mae", "PixelTarget",
+    # golden reference (the original MAE, bit for bit)
+    "patchify", "unpatchify", "MaskIndices", "gather_tokens", "noise_from_seeds", "random_masking",
+    "sincos_1d", "sincos_2d", "sincos_2d_with_prefix", "ViTEncoder", "MAEDecoder", "masked_mse_loss", "normalize_patches",
     "MaskedAutoencoder", "MAEConfig", "MAEOutput", "build_mae",
 ]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mae_domains.models.encoder import build_blocks, init_mae_weights
-from mae_domains.models.pos_embed import sincos_2d, sincos_2d_with_prefix
+from mae_domains.grid.pos_embed import sincos_2d, sincos_2d_with_prefix
 
 
 class MAEDecoder(nn.Module):

@@ -14,8 +14,8 @@ from torch import nn
 from timm.layers import PatchEmbed, resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 
-from mae_domains.models.masking import MaskIndices, gather_tokens, random_masking
-from mae_domains.models.pos_embed import sincos_2d, sincos_2d_with_prefix
+from mae_domains.masking.indices import MaskIndices, gather_tokens, random_masking
+from mae_domains.grid.pos_embed import sincos_2d, sincos_2d_with_prefix
 
 
 def to_2tuple(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:

@@ -23,19 +23,22 @@ domain it is in. For example (``w`` = the preset's width)::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from mae_domains.grid import GridLayout, TokenGrid, gather_tokens, scatter_tokens
+from mae_domains.config import ModelConfig
+from mae_domains.grid import GridLayout, TokenGrid, gather_tokens, pixel_weights, scatter_tokens
 from mae_domains.masking import TokenMasker
 from mae_domains.models.decoding import CrossAttentionDecoder, LinearHead, RoutedHead, SelfAttentionDecoder
-from mae_domains.models.embeddings.base import GridBatch, GridEmbedding, as_grid_batch
+from mae_domains.grid.batch import GridBatch, as_grid_batch
+from mae_domains.models.embeddings.base import GridEmbedding
 from mae_domains.models.encoder import build_blocks, init_mae_weights, pool_tokens
-from mae_domains.models.masking import MaskIndices
-from mae_domains.models.presets import get_preset
+from mae_domains.masking.indices import MaskIndices
+from mae_domains.models.presets import get_preset, with_preset_decoder
 from mae_domains.models.targets import PixelTarget, weighted_patch_loss
 
 TargetFn = Callable[[GridBatch, GridEmbedding, GridLayout], tuple[torch.Tensor, torch.Tensor]]
@@ -86,7 +89,7 @@ class GridEncoder(nn.Module):
         """Weights under timm ``VisionTransformer`` keys for a 2D patch embedding, with the fixed sin-cos
         table of a ``grid_hw`` grid as ``pos_embed`` (CLS row zero; unscaled positions)."""
         from mae_domains.models.embeddings.patch2d import PatchEmbed2D
-        from mae_domains.models.pos_embed import sincos_2d_with_prefix
+        from mae_domains.grid.pos_embed import sincos_2d_with_prefix
 
         if not isinstance(self.embedding, PatchEmbed2D):
             raise TypeError(f"timm export needs a PatchEmbed2D, not {type(self.embedding).__name__}")
@@ -202,6 +205,29 @@ class GridMAE(nn.Module):
         loss = weighted_patch_loss(pred, target, weight, token_weight, self.loss_kind)
         return GridMAEOutput(loss, pred, masking.mask, query_ids, target, weight, token_weight, masking, layout)
 
+    @torch.no_grad()
+    def reconstruct_pixels(self, batch: torch.Tensor | GridBatch | Mapping[str, Any],
+                           output: GridMAEOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(reconstruction, hidden)`` in the layout of the input images: the queried tokens' predictions
+        (de-normalized with each target patch's valid mean and std when ``norm_pix`` is on) pasted into the
+        target image, and a bool map of the pixels the encoder did not see."""
+        batch = as_grid_batch(batch)
+        embedding, layout = self.embedding, output.layout
+        images = (batch.target_images if batch.target_images is not None else batch.images).float()
+        patches = embedding.target_patches(images, layout)
+        pred = output.pred.float()
+        if getattr(self.target, "norm_pix", False):
+            weight = embedding.target_patches(pixel_weights(batch, images, embedding.channel_dim), layout)
+            count = weight.sum(-1, keepdim=True).clamp_min(1.0)
+            mean = (patches * weight).sum(-1, keepdim=True) / count
+            var = ((patches - mean) ** 2 * weight).sum(-1, keepdim=True) / (count - 1).clamp_min(1.0)
+            ids = output.query_ids.unsqueeze(-1)
+            pred = pred * torch.gather((var + 1e-6) ** 0.5, 1, ids) + torch.gather(mean, 1, ids)
+        recon = embedding.unpatchify(scatter_tokens(pred, output.query_ids, patches), layout)
+        hidden_tokens = output.mask.float().unsqueeze(-1).expand(-1, -1, patches.shape[-1])
+        hidden = embedding.unpatchify(hidden_tokens.contiguous(), layout) > 0.5
+        return recon, hidden
+
     def reconstruct(self, batch: torch.Tensor | GridBatch, output: GridMAEOutput) -> torch.Tensor:
         """Image with queried positions replaced by predictions and the rest taken from the target
         (in target space: normalized patches when ``norm_pix`` is on)."""
@@ -211,35 +237,20 @@ class GridMAE(nn.Module):
         return self.embedding.unpatchify(merged, output.layout)
 
 
-@dataclass
-class GridMAEConfig:
-    """Sizes and choices for :func:`build_grid_mae`; ``preset`` sets encoder depth and heads (its width
-    must equal the embedding's)."""
-
-    preset: str = "base"
-    decoder: str = "self"  # "self" (MAE) or "cross" (CrossMAE)
-    decoder_embed_dim: int = 512
-    decoder_depth: int = 8
-    decoder_num_heads: int = 16
-    mask_ratio: float = 0.75
-    query: str | float = "masked"
-    norm_pix_loss: bool = False
-    loss: str = "mse"
-    loss_on: str = "masked"
-    drop_path_rate: float = 0.0
-    depth: int | None = None  # override the preset's depth (tests, smoke runs)
-
-
-def build_grid_mae(embedding: GridEmbedding, config: GridMAEConfig | None = None, masker: TokenMasker | None = None,
-                   target: TargetFn | None = None, **overrides) -> GridMAE:
-    """A GridMAE around ``embedding``: ``build_grid_mae(PatchEmbed2D(3, 384), preset="small",
-    decoder="cross", query=0.25)``. A routed head (one per index) is used when the embedding sets
-    ``route_axis`` (band groups)."""
-    config = config or GridMAEConfig()
+def build_grid_mae(embedding: GridEmbedding, config: ModelConfig | None = None, *, mask_ratio: float = 0.75,
+                   masker: TokenMasker | None = None, target: TargetFn | None = None, loss_on: str = "masked",
+                   **overrides: Any) -> GridMAE:
+    """A GridMAE around ``embedding`` from a :class:`~mae_domains.config.ModelConfig` (the run's ``model``
+    section); keyword ``overrides`` replace its fields: ``build_grid_mae(PatchEmbed2D(3, 384),
+    preset="small", decoder="cross", query=0.25)``. Without a config the defaults are the original MAE
+    code's (``norm_pix_loss`` off). A routed head (one per index) is used when the embedding sets
+    ``route_axis`` (band groups). ``target`` defaults to pixels (normalized per patch with norm_pix)."""
+    config = dataclasses.replace(config or ModelConfig(norm_pix_loss=False))
     for key, value in overrides.items():
         if not hasattr(config, key):
-            raise TypeError(f"unknown GridMAE setting {key!r}")
+            raise TypeError(f"unknown model setting {key!r}")
         setattr(config, key, value)
+    config = with_preset_decoder(config)
     preset = get_preset(config.preset)
     if embedding.embed_dim != preset.embed_dim:
         raise ValueError(f"embedding width {embedding.embed_dim} differs from preset {config.preset!r} "
@@ -258,4 +269,4 @@ def build_grid_mae(embedding: GridEmbedding, config: GridMAEConfig | None = None
     else:
         head = LinearHead(config.decoder_embed_dim, embedding.target_dim)
     return GridMAE(encoder, decoder, head, masker=masker, target=target or PixelTarget(config.norm_pix_loss),
-                   mask_ratio=config.mask_ratio, query=config.query, loss=config.loss, loss_on=config.loss_on)
+                   mask_ratio=mask_ratio, query=config.query, loss=config.loss, loss_on=loss_on)

@@ -11,7 +11,7 @@ from torch import nn
 from mae_domains.models.decoder import MAEDecoder
 from mae_domains.models.encoder import ViTEncoder, to_2tuple
 from mae_domains.models.losses import masked_mse_loss, normalize_patches
-from mae_domains.models.masking import MaskIndices, noise_from_seeds
+from mae_domains.masking.indices import MaskIndices, noise_from_seeds
 from mae_domains.models.patchify import patchify, unpatchify
 from mae_domains.models.presets import get_preset
 

@@ -183,7 +183,7 @@ def check_patchify_round_trip(ctx: Context) -> str:
     images = ctx.batch()["image"]
     embedding = getattr(model, "embedding", None)
     if embedding is not None and hasattr(embedding, "target_patches"):
-        from mae_domains.models.embeddings.base import as_grid_batch
+        from mae_domains.grid import as_grid_batch
 
         layout = embedding.layout(as_grid_batch(ctx.adapter.model_inputs(ctx.batch(), torch.device("cpu"))["images"]))
         patches = embedding.target_patches(images, layout)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -34,13 +35,13 @@ class WeightedMAE(nn.Module):
         super().__init__()
         self.mae = mae
 
-    def forward(self, images: torch.Tensor, mask_seeds: torch.Tensor) -> Any:
+    def forward(self, images: Any, mask_seeds: torch.Tensor) -> Any:
         out = self.mae(images, mask_seeds=mask_seeds)
-        per_patch = ((out.pred.float() - self.mae.target(images)) ** 2).mean(dim=-1)
-        weight = (1 + mask_seeds % 4).to(per_patch)[:, None] * out.mask
-        out.loss_denominator = weight.sum()
-        out.loss = (per_patch * weight).sum() / out.loss_denominator
-        return out
+        per_patch = ((out.pred.float() - out.target) ** 2).mean(dim=-1)  # the decoded (masked) tokens
+        weight = (1 + mask_seeds % 4).to(per_patch)[:, None] * out.token_weight
+        denominator = weight.sum()
+        return SimpleNamespace(loss=(per_patch * weight).sum() / denominator, loss_denominator=denominator,
+                               mask=out.mask, pred=out.pred)
 
 
 class WeightedImageAdapter(ImageAdapter):
@@ -57,7 +58,7 @@ class NanOnRankOneAdapter(ImageAdapter):
         inputs = super().model_inputs(batch, device)
         NanOnRankOneAdapter.calls += 1
         if int(os.environ.get("RANK", "0")) == 1 and NanOnRankOneAdapter.calls >= 3:
-            inputs["images"] = inputs["images"] * float("nan")
+            inputs["images"].images = inputs["images"].images * float("nan")
         return inputs
 
 

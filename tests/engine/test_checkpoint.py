@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from mae_domains.engine import TrainingStopped, pretrain
-from mae_domains.engine.checkpoint import CHECKPOINT_NAME, capture_rng, restore_rng, save_atomic
+from mae_domains.engine.checkpoint import capture_rng, restore_rng, save_atomic
+from mae_domains.engine.disk import DiskFull
+from mae_domains.runs import CHECKPOINT_NAME
 from mae_domains.weights import safe_torch_load
 from mae_image import ImageAdapter
 
@@ -58,7 +60,7 @@ def test_failed_checkpoint_during_a_run_keeps_the_previous_one(png_archive, tmp_
 
     monkeypatch.setattr(torch, "save", second_save_fails)
     cfg = make_config(png_archive, *RUN, "engine.checkpoint_every=2")
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFull, match=r"disk full: .*the last good checkpoint \(step 2\) is intact"):
         pretrain(cfg, tmp_path / "run")
     assert load_checkpoint(tmp_path / "run")["step"] == 2
     monkeypatch.setattr(torch, "save", real_save)
@@ -87,7 +89,7 @@ class NanInputsFrom(ImageAdapter):
         self.calls += 1
         inputs = super().model_inputs(batch, device)
         if self.calls >= self.start:
-            inputs["images"] = inputs["images"] * float("nan")
+            inputs["images"].images = inputs["images"].images * float("nan")
         return inputs
 
 
@@ -114,7 +116,7 @@ class InfGradientAt(ImageAdapter):
             calls.append(1)
             return grad * float("inf") if len(calls) == 3 else grad
 
-        mae.decoder.pred.weight.register_hook(hook)
+        mae.head.pred.weight.register_hook(hook)
         return mae
 
 

@@ -25,16 +25,16 @@ def test_run_directory_contents_and_logging(png_archive, tmp_path, caplog, capsy
     assert (run / "stats.json").is_file() and (run / "checkpoint.pt").is_file()
     rows = read_csv(run / "metrics.csv")
     assert list(rows[0]) == METRIC_FIELDS
-    assert [int(r["step"]) for r in rows] == [1, 2, 4, 6]  # first step, every log_every, last step
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]  # a 6-step run: every step is a tenth of it
     assert all(float(r["samples_per_s"]) > 0 and float(r["data_time"]) >= 0 for r in rows)
     assert sorted(p.name for p in (run / "figures").iterdir()) == ["step0000003.png", "step0000006.png"]
     # periodic log lines; no progress bar when stderr is not a terminal (pytest captures it)
     lines = [r.getMessage() for r in caplog.records if r.name == "mae_domains.engine"]
-    assert sum(line.startswith("step ") for line in lines) == 4
+    assert sum(line.startswith("step ") for line in lines) == 6
     assert "pretrain:" not in capsys.readouterr().err
 
 
-def test_thread_count_leaves_cores_to_workers(png_archive, monkeypatch):
+def test_thread_count_ignores_loader_workers(png_archive, monkeypatch):
     import torch
 
     before = torch.get_num_threads()
@@ -45,9 +45,11 @@ def test_thread_count_leaves_cores_to_workers(png_archive, monkeypatch):
 
 
 def check_thread_counts(png_archive, monkeypatch):
+    """Compute threads follow the cores and the processes per machine, never data.num_workers (a thread
+    count that followed the workers would change the weights with them)."""
     cores = len(os.sched_getaffinity(0))
-    cfg = make_config(png_archive, "data.num_workers=1")
-    assert trainer_module.configure_threads(cfg) == max(1, cores - 1)
+    for workers in (0, 1, 4):
+        assert trainer_module.configure_threads(make_config(png_archive, f"data.num_workers={workers}")) == cores
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores))  # torchrun: one process per core
-    assert trainer_module.configure_threads(cfg) == 1
+    assert trainer_module.configure_threads(make_config(png_archive, "data.num_workers=2")) == 1
     assert trainer_module.configure_threads(make_config(png_archive, "engine.threads=3")) == 3

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from mae_domains.evaluation.features import (
-    EncoderEmbedding, FeatureCache, RawPixelEmbedding, cache_key, cached_features, extract_features,
+    EncoderEmbedding, FeatureCache, RawPixelEmbedding, cache_key, cached_features, extract_features, grid_embedder,
 )
-from tests.evaluation.helpers import dict_loader, micro_encoder, pattern_images
+from mae_domains.grid import GridBatch
+from mae_domains.models.embeddings.patch2d import TemporalPatchEmbed
+from tests.evaluation.helpers import dict_loader, micro_encoder, micro_grid_mae, pattern_images
 
 
 class CountingEmbed(torch.nn.Module):
@@ -91,3 +93,28 @@ def test_embed_fn_must_return_2d():
         extract_features(lambda x: x, dict_loader(images, labels), device="cpu")
     with pytest.raises(TypeError):
         EncoderEmbedding(torch.nn.Linear(2, 2))
+
+
+def test_grid_embedder_reads_metadata_and_leaves_invalid_tokens_out():
+    torch.manual_seed(0)
+    encoder = micro_grid_mae(TemporalPatchEmbed(3, 64, 8)).encoder.eval()
+    images = torch.randn(2, 2, 3, 16, 16)
+    valid = torch.ones(2, 2, 1, 16, 16, dtype=torch.bool)
+    valid[:, 1] = False  # the second frame holds no data
+
+    def dated(day: float):
+        def grid_batch(batch, device):
+            dates = torch.tensor([[2021.0, 90.0], [2021.0, day]]).expand(len(batch["image"]), -1, -1)
+            return GridBatch(batch["image"].to(device), batch.get("valid"), {"dates": dates})
+        return grid_batch
+
+    batch = {"image": images, "valid": valid}
+    with torch.no_grad():
+        early, late = (grid_embedder(encoder, dated(d), "cls")(batch, torch.device("cpu")) for d in (120.0, 300.0))
+        assert early.shape == (2, 64) and not torch.allclose(early, late)  # the dates reach the encoder
+        pooled = grid_embedder(encoder, dated(120.0), "avg")(batch, torch.device("cpu"))
+        grid = encoder.forward_grid(dated(120.0)(batch, torch.device("cpu")))
+        first_frame = grid.tokens[:, : grid.layout.num_tokens // 2]  # tokens are time-major
+    torch.testing.assert_close(pooled, first_frame.mean(dim=1))
+    with pytest.raises(ValueError, match="pooling"):
+        grid_embedder(encoder, dated(1.0), "max")

@@ -114,3 +114,14 @@ def test_classification_report_single_label(single_label):
     assert set(report.per_class) == {"roc_auc", "f1"}
     few = classification_report(scores[:, :3], np.minimum(labels, 2))
     assert "top5" not in few.summary
+
+
+def test_a_single_class_test_set_warns_and_reports_no_undefined_metric(caplog):
+    from mae_domains.evaluation.metrics import classification_report
+
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+    with caplog.at_level("WARNING"):
+        report = classification_report(scores, np.array([0, 0, 0]), ["cat", "dog"])
+    assert "single class (cat)" in caplog.text
+    assert set(report.summary) == {"top1"} and report.summary["top1"] == pytest.approx(2 / 3)
+    assert not any(math.isnan(v) for v in report.summary.values())

@@ -1,19 +1,17 @@
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 import yaml
-from PIL import Image
 
-from mae_domains.config import dump_config
 from mae_domains.evaluation.loading import DownstreamData, LoadedCheckpoint
 from mae_domains.evaluation.model_card import ModelCardInfo, model_card_from_checkpoint, render_model_card
 from mae_domains.evaluation.records import read_jsonl, regenerate_reports
 from mae_domains.evaluation.runner import (
     expand_runs, protocol_defaults, resolve_settings, run_benchmark, run_benchmark_file, run_protocol,
 )
-from tests.evaluation.helpers import dict_loader, micro_encoder, pattern_images
+from tests.evaluation.helpers import (
+    dict_loader, micro_encoder, pattern_images, write_image_run, write_stripes_archive,
+)
 
 FAST_PROBE = {"epochs": 10, "batch_size": 16, "warmup_epochs": 1}
 
@@ -123,38 +121,11 @@ def test_benchmark_spec_errors(tmp_path):
         run_benchmark(spec, tmp_path, _build_loaders, _load_checkpoint)
 
 
-def _write_archive(root: Path, split: str, n_per_class: int, seed: int) -> None:
-    images, labels = pattern_images(n_per_class, seed=seed)
-    for i, (image, label) in enumerate(zip(images, labels)):
-        folder = root / split / ("horizontal" if label == 0 else "vertical")
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = np.clip((image.permute(1, 2, 0).numpy() + 2) / 4 * 255, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{i:03d}.png")
-
-
-def _write_engine_checkpoint(path: Path, archive: Path) -> None:
-    """What the engine saves: model, config, statistics, adapter name, step."""
-    from mae_domains.config import config_from_dict
-    from mae_domains.registry import get_adapter
-
-    config = config_from_dict({"adapter": "image", "model": {
-        "preset": "micro", "img_size": 32, "patch_size": 8, "in_chans": 3,
-        "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 4}, "data": {"sources": [str(archive)]}})
-    adapter = get_adapter("image").bind(config)
-    torch.manual_seed(0)
-    model = adapter.build_model(config.model, config.mask)
-    stats = adapter.compute_stats(adapter.discover([str(archive / "train")]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "config": config.to_dict(), "stats": stats.as_dict(),
-                "adapter": "image", "step": 123, "version": "0.1.0"}, path)
-    dump_config(config, path.parent / "config.yaml")
-
-
 def test_benchmark_file_with_the_image_adapter(tmp_path):
     archive = tmp_path / "stripes"
-    _write_archive(archive, "train", 10, seed=0)
-    _write_archive(archive, "test", 5, seed=1)
-    _write_engine_checkpoint(tmp_path / "run" / "checkpoint.pt", archive)
+    write_stripes_archive(archive, "train", 10, seed=0)
+    write_stripes_archive(archive, "test", 5, seed=1)
+    write_image_run(tmp_path / "run" / "checkpoint.pt", archive)
     benchmark = {
         "name": "image adapter", "root": ".", "seeds": [0], "batch_size": 8, "device": "cpu", "progress": False,
         "checkpoints": [
@@ -210,9 +181,9 @@ def test_example_benchmark_file_is_valid():
 @pytest.fixture
 def image_run(tmp_path):
     archive = tmp_path / "stripes"
-    _write_archive(archive, "train", 6, seed=0)
-    _write_archive(archive, "test", 4, seed=1)
-    _write_engine_checkpoint(tmp_path / "run" / "checkpoint.pt", archive)
+    write_stripes_archive(archive, "train", 6, seed=0)
+    write_stripes_archive(archive, "test", 4, seed=1)
+    write_image_run(tmp_path / "run" / "checkpoint.pt", archive)
     return tmp_path, archive
 
 
@@ -258,3 +229,41 @@ def test_multilabel_manifest(image_run):
     assert summary == {(p, m) for p in ("knn", "linear_probe") for m in ("mean_roc_auc", "mAP")}
     assert {r.class_name for r in records if r.class_name} == {"horizontal", "vertical", "odd"}
     assert all(r.n_train == 12 and r.n_test == 8 for r in records)
+
+
+def test_evaluate_benchmark_honours_the_files_output_key(tmp_path, monkeypatch):
+    from mae_domains.cli import main
+
+    archive = tmp_path / "stripes"
+    write_stripes_archive(archive, "train", 4, seed=0)
+    write_stripes_archive(archive, "test", 2, seed=1)
+    write_image_run(tmp_path / "run" / "checkpoint.pt", archive)
+    spec = {"name": "output key", "root": ".", "seeds": [0], "batch_size": 8, "device": "cpu", "progress": False,
+            "output": str(tmp_path / "from_file"), "checkpoints": [{"name": "mae", "path": "run"}],
+            "datasets": [{"name": "stripes", "train": "stripes/train", "test": "stripes/test"}],
+            "protocols": [{"name": "knn", "k": 3}]}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--benchmark", str(tmp_path / "bench.yaml")]) == 0
+    assert (tmp_path / "from_file" / "results.jsonl").is_file() and not (tmp_path / "results").exists()
+    assert main(["evaluate", "--benchmark", str(tmp_path / "bench.yaml"), "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "results.jsonl").is_file()
+
+
+def test_evaluation_leaves_bad_files_out_instead_of_substituting(tmp_path, caplog):
+    """A corrupt test image is reported and left out: n_test counts only readable files, no duplicates."""
+    archive = tmp_path / "stripes"
+    write_stripes_archive(archive, "train", 4, seed=0)
+    write_stripes_archive(archive, "test", 3, seed=1)
+    (archive / "test" / "vertical" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    write_image_run(tmp_path / "run" / "checkpoint.pt", archive)
+    spec = {"name": "bad files", "root": ".", "seeds": [0], "batch_size": 4, "device": "cpu", "progress": False,
+            "checkpoints": [{"name": "mae", "path": "run"}],
+            "datasets": [{"name": "stripes", "train": "stripes/train", "test": "stripes/test"}],
+            "protocols": [{"name": "knn", "k": 3}]}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
+    with caplog.at_level("WARNING"):
+        records = run_benchmark_file(tmp_path / "bench.yaml", tmp_path / "results")
+    top1 = next(r for r in records if r.metric == "top1")
+    assert top1.n_test == 6 and top1.n_train == 8
+    assert "broken.png" in caplog.text

@@ -7,7 +7,7 @@ from mae_domains.grid import (
     GridLayout, NamedCodeTable, concat_codes, continuous_axis, expand_along_axis, fraction_width, index_codes,
     nominal_axis, ordinal_axis, spatial_axis, spatial_codes, split_width, value_codes,
 )
-from mae_domains.models.pos_embed import sincos_2d
+from mae_domains.grid.pos_embed import sincos_2d
 from mae_domains.models.presets import VIT_PRESETS
 
 WIDTHS = sorted({p.embed_dim for p in VIT_PRESETS.values()} | {512, 256})

@@ -50,6 +50,34 @@ def test_wrong_channel_count_is_named(tmp_path):
         read_image(tmp_path / "five.tif", 3)
 
 
+@pytest.mark.parametrize("planes, kwargs", [(3, {"photometric": "minisblack"}), (4, {})])
+def test_a_stack_of_planes_is_refused_not_read_as_colour(tmp_path, planes, kwargs):
+    """Three gray pages are not an RGB photograph, and a 4th plane is never dropped silently."""
+    stack = np.arange(planes * 64, dtype=np.uint16).reshape(planes, 8, 8) + 1
+    tifffile.imwrite(tmp_path / "stack.tif", stack, **kwargs)
+    with pytest.raises(BadSampleError, match="stack.tif: .*microscopy.channel_agnostic"):
+        read_image(tmp_path / "stack.tif", 3)
+
+
+def test_alpha_is_dropped_only_when_it_carries_nothing(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    Image.fromarray(rgba).save(tmp_path / "opaque.png")
+    image = read_image(tmp_path / "opaque.png", 3)
+    assert image.shape == (3, 8, 8) and np.allclose(image[0], 200 / 255) and np.all(image[1:] == 0)
+    rgba[0, 0, 3] = 10
+    Image.fromarray(rgba).save(tmp_path / "transparent.png")
+    with pytest.raises(BadSampleError, match="transparent.png: .*not uniformly opaque"):
+        read_image(tmp_path / "transparent.png", 3)
+
+
+def test_planar_rgb_tiff_keeps_its_channel_order(tmp_path):
+    planes = np.stack([np.full((8, 8), v, np.uint16) for v in (1000, 2000, 3000)])
+    tifffile.imwrite(tmp_path / "planar.tif", planes, photometric="rgb", planarconfig="separate")
+    image = read_image(tmp_path / "planar.tif", 3)
+    assert np.allclose(image[:, 0, 0], np.array([1000, 2000, 3000]) / 65535)
+
+
 def test_discover_finds_images_recursively(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a" / "b" / "x.PNG")

@@ -5,7 +5,7 @@ import torch
 
 from mae_domains.grid import GridLayout, continuous_axis, ordinal_axis, spatial_axis
 from mae_domains.masking import ColorNoise, TokenMasker, build_masker
-from mae_domains.models.masking import noise_from_seeds, random_masking
+from mae_domains.masking.indices import noise_from_seeds, random_masking
 
 LAYOUT = GridLayout((ordinal_axis("group", 3), spatial_axis("y", 4), spatial_axis("x", 6)))
 

@@ -86,7 +86,7 @@ def test_visible_only_projection_equals_full(kind):
 def test_2d_embedding_matches_timm_patch_embed_and_mae_code():
     from timm.layers import PatchEmbed
 
-    from mae_domains.models.pos_embed import sincos_2d
+    from mae_domains.grid.pos_embed import sincos_2d
 
     emb = PatchEmbed2D(3, 64, 8)
     timm_embed = PatchEmbed(img_size=(16, 24), patch_size=8, in_chans=3, embed_dim=64)

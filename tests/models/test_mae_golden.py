@@ -6,7 +6,7 @@ import torch
 
 from mae_domains.models import MAEConfig, MaskedAutoencoder, patchify, random_masking, unpatchify
 from mae_domains.models.encoder import count_parameters
-from mae_domains.models.pos_embed import sincos_2d_with_prefix
+from mae_domains.grid.pos_embed import sincos_2d_with_prefix
 
 
 def original_1d(embed_dim, pos):

@@ -30,10 +30,7 @@ def test_every_preset_builds_codes(kind, preset):
     sample = adapter.transform(adapter.synthetic_sample(0), 0, False, None)
     batch = {"image": torch.from_numpy(sample.image[None]), "mask_seed": [0], "meta": [sample.meta],
              "valid": torch.from_numpy(sample.valid[None])}
-    inputs = adapter.model_inputs(batch, torch.device("cpu"))
-    from mae_domains.models.embeddings.base import GridBatch
-
-    grid_batch = GridBatch(inputs["images"], inputs["valid"], inputs["meta"])
+    grid_batch = adapter.grid_batch(batch, torch.device("cpu"))
     codes = embedding.codes(grid_batch, embedding.layout(grid_batch), width)
     assert codes.shape[-1] == width and torch.isfinite(codes).all()
 
@@ -43,5 +40,15 @@ def test_independent_masking_across_groups_and_time():
         adapter = make_adapter(kind)
         model = adapter.build_model(adapter.config.model, adapter.config.mask)
         assert model.masker.mode == "independent" and model.masker.axes == (axis,)
-        consistent = make_adapter(kind, masking="consistent")
-        assert consistent.build_model(consistent.config.model, consistent.config.mask).masker.mode == "consistent"
+        from mae_domains.config import MaskConfig
+
+        consistent = adapter.build_model(adapter.config.model, MaskConfig(strategy="consistent"))
+        assert consistent.masker.mode == "consistent" and consistent.masker.axes == (axis,)
+        assert adapter.build_model(adapter.config.model, MaskConfig(strategy="random")).masker.mode == "random"
+
+
+def test_masking_options_moved_to_the_mask_section_say_so():
+    with pytest.raises(ValueError, match="mask.strategy"):
+        make_adapter("multispectral", masking="consistent")
+    with pytest.raises(ValueError, match="model.decoder"):
+        make_adapter("temporal", decoder="cross")

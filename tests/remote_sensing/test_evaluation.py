@@ -1,13 +1,13 @@
-"""Evaluation hooks: kNN / linear probe on a EuroSAT-style archive, multi-label mAP on a BigEarthNet-style
-manifest, and scene embeddings that keep each chip's CRS and bounds."""
+"""Remote sensing through the shared protocols: kNN / linear probe on a EuroSAT-style archive, multi-label
+mAP on a BigEarthNet-style manifest, and scene embeddings that keep each chip's CRS and bounds."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from mae_domains.evaluation.linear_probe import LinearProbeConfig
-from mae_remote_sensing.evaluation import classification_records, embed_scenes
+from mae_domains.evaluation.runner import run_protocol
+from mae_remote_sensing.evaluation import embed_scenes, labelled_loaders
 from tests.remote_sensing.conftest import make_adapter
 from tests.remote_sensing.rasters import write_raster
 
@@ -31,14 +31,27 @@ def micro_model(adapter):
     return adapter.build_model(adapter.config.model, adapter.config.mask)
 
 
+def evaluate(adapter, data, protocols, settings):
+    """Records of the shared protocols with the adapter's embedding and grid batches."""
+    model = micro_model(adapter)
+    records = []
+    for protocol in protocols:
+        records += run_protocol(protocol, data.train, data.test, encoder=model.encoder,
+                                embed_batch=lambda batch, device: adapter.embed(model, batch, device, "cls"),
+                                grid_batch=adapter.grid_batch, class_names=data.classes, device="cpu",
+                                settings=settings[protocol], adapter=adapter.name)
+    return records
+
+
 def test_knn_and_linear_probe_on_eurosat_style_archive(tmp_path):
     train = write_eurosat(tmp_path / "train", 6, 0)
     test = write_eurosat(tmp_path / "test", 3, 1)
     adapter = make_adapter("multispectral", bands=BANDS, groups=[BANDS[:4], BANDS[4:]], chips_per_scene=1)
     stats = adapter.compute_stats(adapter.discover([train]))
-    records = classification_records(adapter, micro_model(adapter), [train], [test], stats, "eurosat-mini",
-                                     probe=LinearProbeConfig(epochs=30, batch_size=18, optimizer="adamw", device="cpu"),
-                                     k=5)
+    data = labelled_loaders(adapter, [train], [test], stats, batch_size=8)
+    assert not data.multilabel and data.classes == sorted(SPECTRA)
+    probe = {"epochs": 30, "batch_size": 18, "optimizer": "adamw"}
+    records = evaluate(adapter, data, ("knn", "linear_probe"), {"knn": {"k": 5}, "linear_probe": probe})
     summary = {(r.protocol, r.metric): r.value for r in records if r.class_name is None}
     assert {("knn", "top1"), ("linear_probe", "top1"), ("knn", "macro_f1")} <= set(summary)
     assert all(np.isfinite(v) for v in summary.values())
@@ -61,12 +74,16 @@ def test_multilabel_map_on_bigearthnet_style_manifest(tmp_path):
             lines.append(f"{split}/patch_{i}.tif,{';'.join(labels)}")
         (tmp_path / f"{split}.csv").write_text("\n".join(lines) + "\n")
     adapter = make_adapter("multispectral", bands=BANDS, groups=[BANDS[:4], BANDS[4:]], chips_per_scene=1)
-    records = classification_records(adapter, micro_model(adapter), [tmp_path / "train.csv"], [tmp_path / "test.csv"],
-                                     None, "bigearthnet-mini", protocols=("knn",), k=5)
-    metrics = {r.metric for r in records if r.class_name is None}
-    assert {"mAP", "mean_roc_auc"} <= metrics
-    assert adapter.multilabel and adapter.classes == sorted(SPECTRA)
+    data = labelled_loaders(adapter, [tmp_path / "train.csv"], [tmp_path / "test.csv"], None, batch_size=8)
+    records = evaluate(adapter, data, ("knn", "multilabel_map"),
+                       {"knn": {"k": 5}, "multilabel_map": {"epochs": 20, "batch_size": 12, "optimizer": "adamw"}})
+    summary = {(r.protocol, r.metric) for r in records if r.class_name is None}
+    assert summary == {(p, m) for p in ("knn", "multilabel_map") for m in ("mAP", "mean_roc_auc")}
+    assert {(r.metric, r.class_name) for r in records if r.protocol == "multilabel_map" and r.class_name} <= {
+        (m, c) for m in ("average_precision", "roc_auc") for c in SPECTRA}
+    assert data.multilabel and adapter.multilabel and adapter.classes == sorted(SPECTRA)
     assert all(np.isfinite(r.value) for r in records if r.class_name is None)
+    assert all(r.n_train == 12 and r.n_test == 6 for r in records)
 
 
 def test_scene_embeddings_keep_crs_and_bounds(tmp_path):

@@ -46,7 +46,7 @@ def test_group_targets_follow_band_names(tmp_path):
     adapter = make_adapter("multispectral", bands=["B11", "B2", "B8", "B3"], groups=[["B2", "B3"], ["B8", "B11"]])
     model = adapter.build_model(adapter.config.model, adapter.config.mask)
     images = torch.arange(4, dtype=torch.float32).reshape(1, 4, 1, 1).expand(1, 4, 32, 32).contiguous()
-    from mae_domains.models.embeddings.base import GridBatch
+    from mae_domains.grid import GridBatch
 
     layout = model.embedding.layout(GridBatch(images))
     back = model.embedding.unpatchify(model.embedding.target_patches(images, layout), layout)

@@ -174,9 +174,9 @@ def test_time_series_with_dates(tmp_path):
     assert sample.meta["dates"] == sorted(sample.meta["dates"])
     out = adapter.transform(sample, 5, True, None)
     assert out.image.shape == (3, 2, 32, 32)
-    inputs = adapter.model_inputs({"image": __import__("torch").from_numpy(out.image[None]),
-                                   "mask_seed": [1], "meta": [out.meta]}, __import__("torch").device("cpu"))
-    assert inputs["meta"]["dates"].shape == (1, 3, 2) and inputs["meta"]["dates"][0, 0, 0] == 2021
+    grid_batch = adapter.grid_batch({"image": __import__("torch").from_numpy(out.image[None]),
+                                     "mask_seed": [1], "meta": [out.meta]}, __import__("torch").device("cpu"))
+    assert grid_batch.meta["dates"].shape == (1, 3, 2) and grid_batch.meta["dates"][0, 0, 0] == 2021
 
 
 def test_zarr_archive_3d_and_4d(tmp_path):

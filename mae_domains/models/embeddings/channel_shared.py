@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mae_domains.grid import Axis, GridLayout, NamedCodeTable, NameVocabulary, expand_along_axis, nominal_axis
-from mae_domains.models.embeddings.base import GridBatch
+from mae_domains.grid import GridBatch
 from mae_domains.models.embeddings.patch2d import SlicedPatchEmbed2D
 
 

@@ -1,0 +1,167 @@
+"""DICOM files without their pixel data: recognising them, reading the header, counting frames, and the
+attributes that apply to one frame (enhanced multi-frame files keep them in functional groups).
+
+Series files often have no extension, so a file is DICOM when its name ends in ``.dcm``/``.dicom``/...
+or when bytes 128-131 spell ``DICM`` (the Part 10 preamble). Headers are read with
+``stop_before_pixels``: listing a 300-frame cine never touches its pixels.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from mae_domains.data.sample import BadSampleError
+
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
+PREAMBLE_MAGIC = b"DICM"
+
+# Attributes of the image pixel, modality LUT, VOI LUT and palette modules a frame needs for display.
+DISPLAY_KEYWORDS = (
+    "PhotometricInterpretation", "SamplesPerPixel", "BitsAllocated", "BitsStored", "HighBit",
+    "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence",
+    "WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "VOILUTFunction", "VOILUTSequence",
+    "PresentationLUTShape",
+)
+# Functional-group macros (enhanced multi-frame objects) that override the top-level attributes.
+FRAME_MACROS = {
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+    "FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "VOILUTFunction"),
+}
+
+
+def has_preamble(path: str | Path) -> bool:
+    """True when the file carries the DICOM Part 10 preamble (``DICM`` at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == PREAMBLE_MAGIC
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """A DICOM suffix, or the Part 10 preamble (series files often have no extension)."""
+    path = Path(path)
+    if path.name.upper() == "DICOMDIR":
+        return False  # a media directory, not an image
+    return path.suffix.lower() in DICOM_SUFFIXES or has_preamble(path)
+
+
+def read_header(path: str | Path) -> Dataset:
+    """Every attribute up to the pixel data (which is not read). Raises :class:`BadSampleError` naming
+    the file for anything that is not a readable DICOM file."""
+    source = str(path)
+    try:
+        header = dcmread(path, stop_before_pixels=True, force=not has_preamble(path))
+    except FileNotFoundError:
+        raise BadSampleError(source, "file not found") from None
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise BadSampleError(source, f"not a readable DICOM file ({type(err).__name__}: {err})") from None
+    if len(header) == 0 and not transfer_syntax(header):
+        raise BadSampleError(source, "not a readable DICOM file (no attributes after the preamble)")
+    return header
+
+
+@lru_cache(maxsize=256)
+def _cached_header(path: str, mtime_ns: int, size: int) -> Dataset:
+    return read_header(path)
+
+
+def cached_header(path: str | Path) -> Dataset:
+    """:func:`read_header` through a small per-process cache keyed by path, size and modification time,
+    so the frames of one cine share a parse (each loader worker has its own cache)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        raise BadSampleError(str(path), "file not found") from None
+    return _cached_header(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def transfer_syntax(header: Dataset) -> str | None:
+    meta = getattr(header, "file_meta", None)
+    value = None if meta is None else meta.get("TransferSyntaxUID")
+    return None if value is None else str(value)
+
+
+def describe_object(header: Dataset) -> str:
+    """``"Comprehensive SR, modality SR"``: what a file holds, for messages."""
+    sop = header.get("SOPClassUID")
+    sop_name = UID(str(sop)).name if sop else "unknown SOP class"
+    modality = header.get("Modality")
+    return f"{sop_name}, modality {modality}" if modality else sop_name
+
+
+def no_pixel_data_reason(header: Dataset) -> str | None:
+    """Why a file holds no image (structured reports, presentation states, key objects ...), or None
+    when its header describes one (Rows, Columns, BitsAllocated)."""
+    if all(header.get(k) for k in ("Rows", "Columns", "BitsAllocated")):
+        return None
+    return f"no pixel data ({describe_object(header)})"
+
+
+def frame_count(header: Dataset) -> int:
+    """NumberOfFrames (1 when absent or empty)."""
+    try:
+        return max(1, int(header.get("NumberOfFrames") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _first_item(group: Dataset | None, keyword: str) -> Dataset | None:
+    if group is None:
+        return None
+    seq = group.get(keyword)
+    return seq[0] if seq else None
+
+
+def frame_attributes(header: Dataset, index: int) -> Dataset:
+    """The display attributes (:data:`DISPLAY_KEYWORDS`) valid for frame ``index``: the top-level values,
+    overridden by the shared and then the per-frame functional groups of enhanced multi-frame objects
+    (pixel value transformation, frame VOI LUT)."""
+    frame = Dataset()
+    for keyword in DISPLAY_KEYWORDS:
+        if keyword in header:
+            setattr(frame, keyword, header.data_element(keyword).value)
+    groups: list[Dataset] = []
+    shared = header.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    per_frame = header.get("PerFrameFunctionalGroupsSequence")
+    if per_frame and index < len(per_frame):
+        groups.append(per_frame[index])
+    for group in groups:
+        for macro, keywords in FRAME_MACROS.items():
+            item = _first_item(group, macro)
+            if item is None:
+                continue
+            for keyword in keywords:
+                if keyword in item:
+                    setattr(frame, keyword, item.data_element(keyword).value)
+    return frame
+
+
+def little_endian(header: Dataset) -> bool:
+    """Byte order of the file's data set (for OW lookup tables)."""
+    encoding = getattr(header, "original_encoding", (None, None))
+    if encoding[1] is not None:
+        return bool(encoding[1])
+    ts = transfer_syntax(header)
+    return ts != "1.2.840.10008.1.2.2"
+
+
+def pixel_spacing(header: Dataset) -> list[float] | None:
+    """Row and column spacing in mm: PixelSpacing, else ImagerPixelSpacing (projection radiographs)."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = header.get(keyword)
+        if value is not None and len(value) == 2:
+            try:
+                return [float(value[0]), float(value[1])]
+            except (TypeError, ValueError):
+                continue
+    return None

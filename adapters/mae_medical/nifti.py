@@ -1,0 +1,50 @@
+"""NIfTI volumes through nibabel, decoded straight to float32 (``get_fdata`` is float64 by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from mae_domains.data.sample import BadSampleError
+from mae_medical.volumes import Volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti(path: str | Path) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def nifti_header_problem(path: str | Path) -> str | None:
+    """Why a NIfTI file cannot be a volume, from its header alone (None when it looks fine)."""
+    try:
+        shape = nib.load(str(path)).shape
+    except Exception as err:
+        return f"unreadable NIfTI header ({type(err).__name__}: {err})"
+    spatial = tuple(shape[:3]) + (1,) * max(0, 3 - len(shape))
+    if min(spatial) < 2:
+        return (f"is not a 3D volume (voxel shape {tuple(shape)}); the CT/MR adapter needs at least 2 voxels "
+                "along each of 3 axes")
+    return None
+
+
+def read_nifti(path: str | Path) -> Volume:
+    """The volume of a ``.nii``/``.nii.gz`` file (a 4D file with one frame is accepted); scaling
+    (``scl_slope``/``scl_inter``) is applied by nibabel. Bad files raise :class:`BadSampleError`."""
+    source = str(path)
+    try:
+        image = nib.load(source)
+        data = image.get_fdata(dtype=np.float32)
+    except Exception as err:  # truncated gzip, short data block, not NIfTI at all
+        raise BadSampleError(source, f"unreadable NIfTI ({type(err).__name__}: {err})") from err
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 4:
+        raise BadSampleError(source, f"is a 4D series {data.shape}; give one volume per file")
+    header = image.header
+    meta = {"format": "nifti", "xyzt_units": header.get_xyzt_units()[0]}
+    volume = Volume(data, np.asarray(image.affine, np.float64), source, meta)
+    volume.check_3d()
+    return volume

@@ -1,0 +1,75 @@
+"""What a run tells as it goes: a start-up summary, a log line (and metrics.csv row) often enough that
+even a short run shows progress, and reconstruction figures through the run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+MILESTONES = 10  # a log row at every tenth of the run, whatever log_every says
+
+
+def at_milestone(step: int, total: int, parts: int = MILESTONES) -> bool:
+    """``step`` is the first step past one of ``parts`` equal parts of a ``total``-step run."""
+    return total > 0 and step * parts // total != (step - 1) * parts // total
+
+
+def should_log(step: int, total: int, log_every: int | None) -> bool:
+    """First and last step, every ``log_every`` steps (None: milestones only) and every tenth of the run."""
+    return step == 1 or step == total or bool(log_every and step % log_every == 0) or at_milestone(step, total)
+
+
+MIN_FIGURE_INTERVAL = 50
+
+
+def figure_interval(figure_every: int | None, total: int) -> int:
+    """Steps between reconstruction figures: ``figure_every`` (0 = none), None = a tenth of the run but
+    at most one every :data:`MIN_FIGURE_INTERVAL` steps (a short run draws one figure, at its end)."""
+    if figure_every is None:
+        return max(MIN_FIGURE_INTERVAL, math.ceil(total / MILESTONES))
+    return figure_every
+
+
+def should_draw(step: int, total: int, interval: int) -> bool:
+    return interval > 0 and (step % interval == 0 or step == total)
+
+
+@dataclass
+class StartupSummary:
+    """The facts a user checks before leaving a run alone."""
+
+    run_dir: Path
+    mode: str  # "new run", "resumed at step N", "new run (overwriting ...)"
+    adapter: str
+    files: int
+    samples: int
+    skipped: int
+    device: str
+    precision: str
+    threads: int
+    workers: int
+    parameters: int
+    trainable: int
+    start_step: int
+    total_steps: int
+    steps_per_epoch: int
+    global_batch: int
+    checkpoint_every: int
+    log_every: int | None
+    figure_every: int
+
+    def lines(self) -> list[str]:
+        figures = f"every {self.figure_every} steps" if self.figure_every else "off"
+        log_every = f"every {self.log_every} steps and" if self.log_every else ""
+        return [
+            f"run folder {self.run_dir.resolve()} ({self.mode})",
+            f"data: {self.samples} samples from {self.files} files (adapter {self.adapter}); "
+            f"{self.skipped} skipped so far",
+            f"compute: {self.device}, {self.precision}, {self.threads} threads, {self.workers} loader workers",
+            f"model: {self.parameters:,} parameters ({self.trainable:,} trainable)",
+            f"steps: {self.start_step} -> {self.total_steps} ({self.steps_per_epoch} per epoch, "
+            f"global batch {self.global_batch})",
+            f"checkpoint every {self.checkpoint_every} steps; log {log_every} every tenth of the run; "
+            f"figures {figures}",
+        ]

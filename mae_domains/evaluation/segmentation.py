@@ -1,0 +1,241 @@
+"""The ``segmentation`` protocol: fine-tune a dense decoder (UNETR-style for 3D, a light multi-level head
+for 2D) on a grid encoder's intermediate blocks, score Dice per label with sliding-window inference.
+
+Data: loaders of batches with one whole image each (``image`` ``(1, C, *spatial)``, ``label``
+``(1, *spatial)`` integer classes, ``meta`` with the voxel ``spacing``); :func:`build_segmentation_loaders`
+makes them from a manifest CSV (``image,label,split``) through an adapter's ``read_labelled`` (for
+``medical.ct``: labels resampled by nearest neighbour on the image's grid; image/label grids that
+disagree are skipped and listed). Training draws seeded random ``roi`` crops (a ``fg_ratio`` share of
+them centred on a labelled voxel) and minimizes Dice + cross-entropy (MONAI's ``DiceCELoss``); the test
+volumes are predicted whole with MONAI's ``sliding_window_inference`` and scored with ``DiceMetric``
+(background excluded). Summary: ``dice_mean``; per class: ``dice``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+from monai.metrics import DiceMetric
+from monai.networks.utils import one_hot
+from torch import nn
+
+from mae_domains.data.sample import BadSampleError
+from mae_domains.device import select_device
+from mae_domains.evaluation.loading import DownstreamData, LoadedCheckpoint
+from mae_domains.evaluation.segmentation_heads import GridSegmenter
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelledVolume:
+    image: torch.Tensor  # (C, *spatial) float32
+    label: torch.Tensor  # (*spatial) int64
+    spacing: list[float] | None
+    sample_id: str
+
+
+@dataclass
+class SegmentationConfig:
+    steps: int = 200
+    lr: float = 1e-3
+    encoder_lr_scale: float = 0.5
+    weight_decay: float = 1e-4
+    batch_size: int = 2
+    roi: int = 96
+    fg_ratio: float = 0.5
+    feature_size: int = 16
+    sw_batch_size: int = 2
+    sw_overlap: float = 0.25
+    num_classes: int | None = None
+    freeze_encoder: bool = False
+
+
+# ----- data -----------------------------------------------------------------------------------------
+class PairLoader:
+    """Batches of one labelled image from ``pairs`` (image, label) read by ``reader(image, label) ->
+    (Sample, label array)``; pairs that fail to read are skipped, logged and listed in ``skipped``."""
+
+    def __init__(self, reader: Any, pairs: Sequence[tuple[str, str]]) -> None:
+        self.reader = reader
+        self.pairs = list(pairs)
+        self.skipped: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.skipped = []
+        for image, label in self.pairs:
+            try:
+                sample, labels = self.reader(image, label)
+            except BadSampleError as err:
+                log.warning("segmentation: skipping %s", err)
+                self.skipped.append((err.source, err.reason))
+                continue
+            yield {"image": torch.from_numpy(np.ascontiguousarray(sample.image, np.float32))[None],
+                   "label": torch.from_numpy(np.ascontiguousarray(labels, np.int64))[None],
+                   "meta": [sample.meta], "sample_id": [str(sample.meta.get("sample_id", image))]}
+
+
+def read_manifest(path: str | Path) -> dict[str, list[tuple[str, str]]]:
+    """``split -> [(image, label)]`` from a CSV with columns ``image``, ``label`` and ``split`` (``train`` /
+    ``test``); relative paths are taken from the manifest's folder."""
+    path = Path(path)
+    out: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for i, row in enumerate(rows, start=2):
+        missing = [k for k in ("image", "label", "split") if not row.get(k)]
+        if missing:
+            raise ValueError(f"{path}:{i}: missing {', '.join(missing)}")
+        if row["split"] not in out:
+            raise ValueError(f"{path}:{i}: split must be train or test, got {row['split']!r}")
+        resolve = lambda p: str(p if Path(p).is_absolute() else path.parent / p)  # noqa: E731
+        out[row["split"]].append((resolve(row["image"]), resolve(row["label"])))
+    return out
+
+
+def build_segmentation_loaders(spec: Mapping[str, Any], checkpoint: LoadedCheckpoint, options: Mapping[str, Any],
+                               root: Path) -> DownstreamData:
+    """A ``build_loaders`` for :func:`~mae_domains.evaluation.runner.run_benchmark`: the dataset entry's
+    ``manifest`` (image/label pairs) read through the checkpoint's adapter (``read_labelled``)."""
+    adapter = checkpoint.adapter
+    if adapter is None or not hasattr(adapter, "read_labelled"):
+        raise ValueError(f"checkpoint {checkpoint.name}: its adapter cannot read image/label pairs")
+    manifest = Path(spec["manifest"])
+    splits = read_manifest(manifest if manifest.is_absolute() else root / manifest)
+    ident = hashlib.sha256(repr((spec.get("name"), splits, getattr(adapter, "options", {}))).encode()).hexdigest()[:16]
+    return DownstreamData(PairLoader(adapter.read_labelled, splits["train"]),
+                          PairLoader(adapter.read_labelled, splits["test"]), [], ident)
+
+
+def collect(loader: Iterable[Mapping[str, Any]]) -> list[LabelledVolume]:
+    """Whole labelled images from a loader of batches (any batch size)."""
+    out = []
+    for batch in loader:
+        metas = batch.get("meta") or [{}] * batch["image"].shape[0]
+        for i in range(batch["image"].shape[0]):
+            spacing = metas[i].get("spacing") if isinstance(metas[i], Mapping) else None
+            out.append(LabelledVolume(batch["image"][i].float(), batch["label"][i].long(),
+                                      None if spacing is None else list(spacing), str(batch["sample_id"][i])))
+    return out
+
+
+def random_crop(volume: LabelledVolume, roi: int, rng: np.random.Generator,
+                fg_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``roi`` crop of image and label (zero / background padding where the image is smaller); with
+    probability ``fg_ratio`` centred on a random labelled voxel."""
+    spatial = volume.label.shape
+    pads = [max(0, roi - s) for s in spatial]
+    image, label = volume.image, volume.label
+    if any(pads):
+        pad = [q for p in reversed(pads) for q in (p // 2, p - p // 2)]
+        image = nn.functional.pad(image, pad)
+        label = nn.functional.pad(label, pad)
+        spatial = label.shape
+    foreground = torch.nonzero(label > 0) if rng.random() < fg_ratio else None
+    if foreground is not None and len(foreground):
+        centre = foreground[int(rng.integers(len(foreground)))].tolist()
+        start = [int(min(max(c - roi // 2, 0), s - roi)) for c, s in zip(centre, spatial)]
+    else:
+        start = [int(rng.integers(0, s - roi + 1)) for s in spatial]
+    index = tuple(slice(s, s + roi) for s in start)
+    return image[(slice(None),) + index], label[index]
+
+
+# ----- training and scoring ------------------------------------------------------------------------
+def spacing_meta(spacings: Sequence[list[float] | None], device: torch.device) -> dict[str, torch.Tensor]:
+    if any(s is None for s in spacings):
+        return {}
+    return {"spacing": torch.tensor([list(s) for s in spacings], dtype=torch.float64, device=device)}
+
+
+def finetune_segmentation(encoder: nn.Module, volumes: Sequence[LabelledVolume], num_classes: int,
+                          config: SegmentationConfig, seed: int = 0, device: str | torch.device = "cpu") -> GridSegmenter:
+    """Train a :class:`GridSegmenter` on a copy of ``encoder`` (seeded crops, decoder init and order)."""
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = GridSegmenter(copy.deepcopy(encoder), num_classes, in_chans=volumes[0].image.shape[0],
+                          feature_size=config.feature_size).to(device)
+    if config.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    groups = [{"params": [p for p in model.decoder.parameters()], "lr": config.lr}]
+    if not config.freeze_encoder:
+        groups.append({"params": list(model.encoder.parameters()), "lr": config.lr * config.encoder_lr_scale})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in range(config.steps):
+        picks = rng.integers(len(volumes), size=config.batch_size)
+        crops = [random_crop(volumes[int(i)], config.roi, rng, config.fg_ratio) for i in picks]
+        images = torch.stack([c[0] for c in crops]).to(device)
+        labels = torch.stack([c[1] for c in crops]).unsqueeze(1).to(device)
+        logits = model(images, spacing_meta([volumes[int(i)].spacing for i in picks], device))
+        loss = loss_fn(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def dice_scores(model: GridSegmenter, volumes: Sequence[LabelledVolume], num_classes: int, config: SegmentationConfig,
+                device: str | torch.device = "cpu") -> np.ndarray:
+    """Dice per foreground label (``num_classes - 1``) over the test set (MONAI ``DiceMetric``, mean over
+    volumes where the label is present in prediction or truth), whole volumes by sliding windows."""
+    device = torch.device(device)
+    metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
+    model.eval()
+    for volume in volumes:
+        meta = spacing_meta([volume.spacing], device)
+        logits = sliding_window_inference(volume.image[None].to(device), config.roi, config.sw_batch_size,
+                                          lambda x: model(x, {k: v.expand(x.shape[0], -1) for k, v in meta.items()}),
+                                          overlap=config.sw_overlap, mode="gaussian", padding_mode="constant")
+        pred = one_hot(logits.argmax(1, keepdim=True), num_classes)
+        truth = one_hot(volume.label[None, None].to(device), num_classes)
+        metric(pred, truth)
+    return metric.aggregate().cpu().numpy()
+
+
+class SegmentationProtocol(EvaluationProtocol):
+    name = "segmentation"
+    description = "Dense decoder on intermediate blocks (UNETR for 3D), Dice per label by sliding windows."
+    trains_encoder = True
+
+    def defaults(self) -> dict[str, Any]:
+        return dict(SegmentationConfig().__dict__)
+
+    def run(self, context: ProtocolContext) -> ProtocolResult:
+        if context.encoder is None:
+            raise ValueError("segmentation needs an encoder")
+        config = SegmentationConfig(**{k: v for k, v in context.settings.items() if k in SegmentationConfig().__dict__})
+        train, test = collect(context.train), collect(context.test)
+        skipped = [s for loader in (context.train, context.test) for s in getattr(loader, "skipped", [])]
+        if not train or not test:
+            raise ValueError(f"segmentation needs labelled train and test images; got {len(train)} and {len(test)}"
+                             + (f" ({len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
+        num_classes = config.num_classes or int(max(int(v.label.max()) for v in train + test)) + 1
+        device = select_device(context.device)
+        model = finetune_segmentation(context.encoder, train, num_classes, config, context.seed, device)
+        dice = dice_scores(model, test, num_classes, config, device)
+        names = list(context.class_names or [])[1:] if context.class_names and len(context.class_names) == num_classes \
+            else [f"label_{k}" for k in range(1, num_classes)]
+        per_label = {name: float(v) for name, v in zip(names, dice)}
+        return ProtocolResult(summary={"dice_mean": float(np.nanmean(dice))}, per_class={"dice": per_label},
+                              n_train=len(train), n_test=len(test), details={"skipped": skipped, "model": model})
+
+
+register_protocol(SegmentationProtocol())

@@ -1,0 +1,161 @@
+"""Evaluation protocols as registered objects: what a protocol is given, what it returns, the registry.
+
+A protocol subclasses :class:`EvaluationProtocol` (a ``name``, its default settings, ``run``) and is
+registered with :func:`register_protocol`; the runner of :mod:`mae_domains.evaluation` then dispatches
+to it by name, caches its frozen features and turns its :class:`ProtocolResult` into result records, so
+an adapter adds a protocol without writing a runner of its own (and without importing the evaluation
+package)::
+
+    class CentroidProtocol(EvaluationProtocol):
+        name = "centroid"
+        def defaults(self):
+            return {"pool": "avg"}
+        def run(self, context):
+            train, test = context.features("train"), context.features("test")
+            ...
+            return ProtocolResult(summary={"top1": accuracy}, n_train=len(train), n_test=len(test))
+
+    register_protocol(CentroidProtocol())
+
+Built-ins (``knn``, ``linear_probe``, ``finetune``, ``multilabel_map``) register when
+:mod:`mae_domains.evaluation` is imported; a name not found yet makes the registry import the installed
+adapter plugins once, so a protocol an adapter package registers on import is found by name too.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from mae_domains.grid import GridBatch
+
+Batch = Mapping[str, Any]
+GridBatchFn = Callable[[Batch, torch.device], GridBatch]
+
+
+@dataclass
+class ProtocolResult:
+    """Summary metrics, optional confidence intervals ``(low, high)`` per summary metric, per-class values
+    (``metric -> class name -> value``), train and test sizes, and free-form ``details`` (not recorded)."""
+
+    summary: dict[str, float]
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    n_train: int = 0
+    n_test: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProtocolContext:
+    """What a protocol may use.
+
+    ``features(split)`` (``"train"`` or ``"test"``) returns the frozen, cached embeddings of a split as an
+    object with ``features`` ``(N, D)``, ``labels`` ``(N,)`` int or ``(N, K)`` multi-hot and
+    ``sample_ids``. ``train`` / ``test`` are loaders of dict batches (``image``, ``label``, ``sample_id``
+    ...) with evaluation transforms; ``train_augmented`` is the shuffled, augmented training loader when
+    there is one. ``encoder`` is the model's encoder (None for a raw-pixel baseline) and
+    ``grid_batch(batch, device)`` turns a batch into the encoder's :class:`GridBatch` (pixels, validity,
+    spacing, dates ...). ``model`` is the whole model (the MAE with its decoder) when the weights held one
+    (a run folder or checkpoint; None for an encoder-only export), and ``model_inputs(batch, device)`` the
+    keyword arguments of its forward (the adapter's ``model_inputs``). ``settings`` are resolved: the
+    protocol's defaults, then the adapter's ``protocol_defaults``, then the caller's.
+    """
+
+    train: Iterable[Batch]
+    test: Iterable[Batch]
+    settings: dict[str, Any]
+    features: Callable[[str], Any] | None = None
+    seed: int = 0
+    device: str = "auto"
+    class_names: Sequence[str] | None = None
+    encoder: nn.Module | None = None
+    grid_batch: GridBatchFn | None = None
+    train_augmented: Iterable[Batch] | None = None
+    progress: bool | None = None
+    model: nn.Module | None = None
+    model_inputs: Callable[[Batch, torch.device], dict[str, Any]] | None = None
+
+    def split_features(self, split: str) -> Any:
+        if self.features is None:
+            raise ValueError("this protocol needs frozen features; give the runner an encoder or an embedding")
+        return self.features(split)
+
+
+class EvaluationProtocol(ABC):
+    """Base of every protocol.
+
+    ``name`` is the registered name. ``trains_encoder``: the protocol trains the encoder itself
+    (fine-tuning), so a checkpoint without an encoder (raw pixels) is skipped. ``seeded``: False for a
+    deterministic protocol (kNN), run once whatever the seeds. A ``pool`` setting (``cls`` or ``avg``)
+    decides how the frozen features of ``context.features`` are pooled. ``needs_train``: False for a
+    protocol that only scores the test split (anomaly scoring), so no training split need be given.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    trains_encoder: ClassVar[bool] = False
+    seeded: ClassVar[bool] = True
+    needs_train: ClassVar[bool] = True
+
+    def defaults(self) -> dict[str, Any]:
+        """Every setting with its default value (the seed is passed separately)."""
+        return {}
+
+    @abstractmethod
+    def run(self, context: ProtocolContext) -> ProtocolResult:
+        """Evaluate and return the metrics."""
+
+
+_PROTOCOLS: dict[str, EvaluationProtocol] = {}
+_plugins_loaded = False
+
+
+def register_protocol(protocol: EvaluationProtocol | type[EvaluationProtocol], replace: bool = False) -> EvaluationProtocol:
+    """Register a protocol (an instance, or a class built without arguments) under its ``name``; a second
+    protocol under a taken name is an error unless ``replace``. Returns the registered instance."""
+    instance = protocol() if isinstance(protocol, type) else protocol
+    if not isinstance(instance, EvaluationProtocol):
+        raise TypeError(f"{type(instance).__name__} is not an EvaluationProtocol")
+    if not instance.name:
+        raise ValueError(f"{type(instance).__name__} has no name")
+    known = _PROTOCOLS.get(instance.name)
+    if known is not None and not replace and type(known) is not type(instance):
+        raise ValueError(f"protocol {instance.name!r} is already registered ({type(known).__name__})")
+    _PROTOCOLS[instance.name] = instance
+    return instance
+
+
+def unregister_protocol(name: str) -> None:
+    _PROTOCOLS.pop(name, None)
+
+
+def _load_plugins() -> None:
+    """Import the adapter plugins once: a plugin package may register protocols on import."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        from mae_domains.registry import discover_adapters
+
+        discover_adapters()
+
+
+def protocol_names() -> list[str]:
+    """Registered protocol names, sorted."""
+    return sorted(_PROTOCOLS)
+
+
+def get_protocol(name: str) -> EvaluationProtocol:
+    """The protocol registered as ``name``; unknown names are errors with a suggestion."""
+    if name not in _PROTOCOLS:
+        _load_plugins()
+    if name not in _PROTOCOLS:
+        from mae_domains.config import suggest
+
+        raise ValueError(f"unknown protocol {name!r}{suggest(name, protocol_names())}; "
+                         f"use one of {', '.join(protocol_names()) or 'none registered'}")
+    return _PROTOCOLS[name]
