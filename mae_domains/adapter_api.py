@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Statistics over at least this many samples log their progress at every tenth.
+STATS_PROGRESS_MIN = 50
+
 # Options that earlier versions took in ``data.options`` and that now live in the run config.
 MOVED_OPTIONS = {"masking": "mask.strategy", "decoder": "model.decoder", "mask_ratio": "mask.ratio"}
 
@@ -126,7 +129,11 @@ class Adapter(ABC):
         running: RunningStats | None = None
         failures = ReadFailures()
         names = None
-        for i in order:
+        report_every = max(1, len(order) // 10) if len(order) >= STATS_PROGRESS_MIN else 0
+        for done, i in enumerate(order):
+            if report_every and done and done % report_every == 0:
+                log.info("normalization statistics: %d of %d samples read (%d unreadable so far)", done,
+                         len(order), failures.total)
             ref = refs[int(i)]
             try:
                 sample = self.read(ref)

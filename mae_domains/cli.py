@@ -192,6 +192,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     except NoReadableSamples as err:
         _report_skipped(err.skipped, write_skipped(err.skipped, args.out))
         raise
+    if args.aggregate != "none":
+        from mae_domains.runs.aggregation import aggregate
+
+        samples = len(result.ids)
+        result = aggregate(result, args.aggregate)
+        print(f"{samples} sample embeddings averaged into {len(result.ids)} {args.aggregate} embeddings")
     paths = write_embeddings(result, args.out)
     _report_skipped(result.skipped, paths.get("skipped"))
     print(f"{len(result.ids)} embeddings of width {result.embeddings.shape[1]} written to "
@@ -306,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data loader worker processes (default: 0, read in the main process)")
     p.add_argument("--pool", default="cls", choices=["cls", "avg"],
                    help="one vector per sample: the CLS token (cls, default) or the mean of the patch tokens (avg)")
+    p.add_argument("--aggregate", default="none", choices=["none", "image", "well"],
+                   help="average the embeddings of crops and chips per image (file, or plate/well/site) or per "
+                        "well (plate/well ids of plate archives), with a count column (default: none)")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("evaluate", help="downstream protocol (kNN, linear probe, fine-tune, anomaly) or a benchmark file",

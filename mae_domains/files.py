@@ -46,6 +46,18 @@ def unique_files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
+def expand_source(source: str | os.PathLike) -> list[Path]:
+    """A path as given (file or folder), or the sorted matches of a glob; an error naming the source when
+    neither exists."""
+    path = Path(source)
+    if path.exists():
+        return [path]
+    matches = sorted(Path(p) for p in glob.glob(str(source), recursive=True))
+    if not matches:
+        raise FileNotFoundError(f"{source}: no such file, folder or glob match")
+    return matches
+
+
 def find_files(sources: Sequence[str | os.PathLike], patterns: Sequence[str] = ("*",)) -> list[Path]:
     """Files named by ``sources``: a file as given, a folder searched recursively for ``patterns``, or
     a glob (``**`` recursive). Raises ``FileNotFoundError`` naming a source that matches nothing at all."""
@@ -55,10 +67,7 @@ def find_files(sources: Sequence[str | os.PathLike], patterns: Sequence[str] = (
         if path.is_file():
             found.append(path)
             continue
-        hits = [path] if path.is_dir() else sorted(Path(p) for p in glob.glob(str(source), recursive=True))
-        if not hits:
-            raise FileNotFoundError(f"{source}: no such file, folder or glob match")
-        for hit in hits:
+        for hit in expand_source(source):
             if hit.is_dir():
                 found.extend(sorted(p for p in walk_files(hit) if p.is_file() and matches(p, patterns)))
             else:

@@ -17,7 +17,7 @@ package)::
 
     register_protocol(CentroidProtocol())
 
-Built-ins (``knn``, ``linear_probe``, ``finetune``, ``multilabel_map``) register when
+Built-ins (``knn``, ``linear_probe``, ``finetune``, ``multilabel_map``, ``anomaly``, ...) register when
 :mod:`mae_domains.evaluation` is imported; a name not found yet makes the registry import the installed
 adapter plugins once, so a protocol an adapter package registers on import is found by name too.
 """

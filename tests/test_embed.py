@@ -145,3 +145,33 @@ def test_ids_and_positions_of_crops_and_slices():
     assert arrays["window"].shape == (4, 4) and np.isnan(arrays["window"][2]).all()
     assert arrays["z"].tolist()[:2] == [2.0, 2.0] and np.isnan(arrays["z"][3])
     assert data_root(["/data/root/a", "/data/root/b/*.png"]) == "/data/root"
+
+
+def test_aggregation_per_image_and_per_well_averages_with_counts():
+    from mae_domains.runs.aggregation import aggregate
+    from mae_domains.runs.embedding import EmbeddingResult
+
+    emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    positions = [{"plate": "P1", "well": "A01", "site": 1}, {"plate": "P1", "well": "A01", "site": 1},
+                 {"plate": "P1", "well": "A01", "site": 2}, {"plate": "P1", "well": "B02", "site": 1},
+                 {"plate": "P2", "well": "A01", "site": 1}, {"plate": "P2", "well": "A01", "site": 1}]
+    sources = ["P1/A01_s1.tif", "P1/A01_s1.tif", "P1/A01_s2.tif", "P1/B02_s1.tif", "P2/A01_s1.tif", "P2/A01_s1.tif"]
+    result = EmbeddingResult(emb, [f"crop{i}" for i in range(6)], sources, positions)
+    wells = aggregate(result, "well")
+    assert wells.ids == ["P1/A01", "P1/B02", "P2/A01"]
+    assert np.allclose(wells.embeddings, [emb[:3].mean(0), emb[3], emb[4:].mean(0)])
+    assert [p["count"] for p in wells.positions] == [3, 1, 2]
+    images = aggregate(result, "image")
+    assert images.ids == ["P1/A01/1/P1/A01_s1.tif", "P1/A01/2/P1/A01_s2.tif", "P1/B02/1/P1/B02_s1.tif",
+                          "P2/A01/1/P2/A01_s1.tif"]
+    assert np.allclose(images.embeddings[0], emb[:2].mean(0)) and images.positions[0]["count"] == 2
+    with pytest.raises(ValueError, match="well ids"):
+        aggregate(EmbeddingResult(emb, ["x"] * 6, sources, [{}] * 6), "well")
+
+
+def test_embed_aggregate_image_through_the_cli(archive, tmp_path):
+    run = write_run(tmp_path / "run")
+    out = tmp_path / "per_image.npz"
+    assert main(["embed", "--run", str(run), "--data", str(archive), "--out", str(out), "--aggregate", "image"]) == 0
+    data = np.load(out)
+    assert len(data["sample_ids"]) == len(set(data["sample_ids"].tolist())) and np.all(data["count"] == 1)

@@ -34,8 +34,9 @@ import cv2  # noqa: E402
 from mae_domains.data.sample import NormStats, Sample  # noqa: E402
 from mae_domains.grid_adapter import GridAdapter  # noqa: E402
 from mae_domains.models.embeddings import PatchEmbed2D  # noqa: E402
+from mae_domains.data.pixel_limit import check_pixel_count, image_file_shape  # noqa: E402
 from mae_medical.dicom_display import DisplaySettings  # noqa: E402
-from mae_medical.dicom_header import is_dicom_file  # noqa: E402
+from mae_medical.dicom_header import cached_header, is_dicom_file  # noqa: E402
 from mae_medical.dicom_reader import read_dicom_frame  # noqa: E402
 from mae_medical.randaugment import rand_augment  # noqa: E402
 from mae_medical.raster_images import read_raster  # noqa: E402
@@ -140,9 +141,15 @@ class MedicalImageAdapter(GridAdapter):
     def read_gray(self, ref: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
         """``(image (H, W) in [0, 1], metadata, DICOM header or None)`` of one frame."""
         ref = as_frame_ref(ref)
+        limit = self.config.data.max_pixels
         if is_dicom_file(ref.path):
+            header = cached_header(ref.path)
+            rows, cols = int(getattr(header, "Rows", 0) or 0), int(getattr(header, "Columns", 0) or 0)
+            check_pixel_count(ref.path, (rows, cols, int(getattr(header, "SamplesPerPixel", 1) or 1)), limit,
+                              "decoding a frame")
             frame = read_dicom_frame(ref.path, ref.frame, self.display, self.decode_min_size)
             return frame.image, frame.meta, frame.header
+        check_pixel_count(ref.path, image_file_shape(str(ref.path)), limit)
         image, meta = read_raster(ref.path)
         return image, meta, None
 

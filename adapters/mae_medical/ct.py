@@ -29,9 +29,11 @@ import numpy as np
 import torch
 
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
+from mae_domains.data.pixel_limit import check_pixel_count
 from mae_domains.files import find_files
 from mae_domains.grid_adapter import GridAdapter
 from mae_domains.models.embeddings.cube3d import CubePatchEmbed3D
+from mae_medical.dicom_header import cached_header
 from mae_medical.dicom_series import SeriesFiles, group_series, log_series, read_series
 from mae_medical.nifti import is_nifti, nifti_header_problem, read_nifti
 from mae_medical.volume_cache import VolumeCache, cache_key
@@ -151,8 +153,17 @@ class CTAdapter(GridAdapter):
 
     # ----- reading ---------------------------------------------------------------------------------
     def load_volume(self, ref: VolumeRef) -> Volume:
+        """The volume of a NIfTI file or a DICOM series, after checking its size against
+        ``data.max_pixels`` from the headers (before any voxel is decoded)."""
+        limit = self.config.data.max_pixels
         if ref.kind == "nifti":
+            import nibabel
+
+            check_pixel_count(ref.files[0], nibabel.load(ref.files[0]).header.get_data_shape(), limit)
             return read_nifti(ref.files[0])
+        header = cached_header(ref.files[0])
+        check_pixel_count(ref.source, (len(ref.files), int(getattr(header, "Rows", 0) or 0),
+                                       int(getattr(header, "Columns", 0) or 0)), limit)
         return read_series(SeriesFiles(ref.uid, ref.files, ""), self.options["irregular_slices"])
 
     def settings(self) -> dict[str, Any]:

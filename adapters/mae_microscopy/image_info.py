@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from mae_domains.data.sample import BadSampleError
+from mae_domains.data.handle_cache import HandleCache
 
 AXES = "TCZYX"
 
@@ -171,36 +171,3 @@ class FieldReader(ABC):
         return np.stack([self.read_planes(0, c, planes, rows, cols).max(axis=0) for c in channels])
 
 
-class HandleCache:
-    """Open handles of this process (least recently used closed first), dropped after a fork so worker
-    processes never share a file position with their parent."""
-
-    def __init__(self, opener: Callable[[str], Any], max_open: int = 64) -> None:
-        self.opener = opener
-        self.max_open = max_open
-        self.handles: OrderedDict[str, Any] = OrderedDict()
-        self.pid = os.getpid()
-
-    def get(self, key: str) -> Any:
-        if self.pid != os.getpid():
-            self.handles = OrderedDict()
-            self.pid = os.getpid()
-        handle = self.handles.get(key)
-        if handle is not None:
-            self.handles.move_to_end(key)
-            return handle
-        handle = self.opener(key)
-        self.handles[key] = handle
-        while len(self.handles) > self.max_open:
-            _, old = self.handles.popitem(last=False)
-            close = getattr(old, "close", None)
-            if close is not None:
-                close()
-        return handle
-
-    def clear(self) -> None:
-        for handle in self.handles.values():
-            close = getattr(handle, "close", None)
-            if close is not None:
-                close()
-        self.handles.clear()

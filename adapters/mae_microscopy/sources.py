@@ -12,13 +12,13 @@ error, to be reported (and skipped) when it is read.
 
 from __future__ import annotations
 
-import glob
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mae_domains.data.sample import BadSampleError
+from mae_domains.files import expand_source
 from mae_microscopy.channel_files import ChannelFileGroup, ChannelFilesField, compile_pattern, group_channel_files
 from mae_microscopy.image_info import FieldReader, ImageInfo
 from mae_microscopy.manifest import ManifestRow, read_manifest
@@ -136,17 +136,6 @@ def specs_at(paths: Sequence[Path], settings: ReaderSettings) -> list[FieldSpec]
     return specs
 
 
-def expand(source: str | Path) -> list[Path]:
-    """A path as given, or the matches of a glob; an error when neither exists."""
-    path = Path(source)
-    if path.exists():
-        return [path]
-    matches = sorted(Path(p) for p in glob.glob(str(source), recursive=True))
-    if not matches:
-        raise FileNotFoundError(f"{source}: no such file, folder or glob match")
-    return matches
-
-
 def read_header(spec: FieldSpec, settings: ReaderSettings) -> tuple[ImageInfo | None, str | None]:
     """The field's header, or the reason it cannot be read."""
     try:
@@ -165,7 +154,7 @@ def discover_fields(sources: Sequence[str | Path], settings: ReaderSettings) -> 
             for row in read_manifest(source):
                 entries.extend(_manifest_fields(row, settings))
             continue
-        for spec in specs_at(expand(source), settings):
+        for spec in specs_at(expand_source(source), settings):
             info, error = read_header(spec, settings)
             entries.append(FieldEntry(spec, tuple(sorted(_field_ids(spec).items())), info, error))
     if not entries:
@@ -175,7 +164,7 @@ def discover_fields(sources: Sequence[str | Path], settings: ReaderSettings) -> 
 
 def _manifest_fields(row: ManifestRow, settings: ReaderSettings) -> list[FieldEntry]:
     try:
-        specs = specs_at(expand(row.path), settings)
+        specs = specs_at(expand_source(row.path), settings)
     except FileNotFoundError as err:
         raise ValueError(f"manifest line {row.line}: {err}") from None
     if not specs:

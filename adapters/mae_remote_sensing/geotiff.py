@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -32,6 +31,7 @@ from rasterio.windows import Window, from_bounds
 from mae_domains.data.fill_values import fill_invalid
 from mae_domains.data.pixel_limit import DEFAULT_MAX_PIXELS, check_pixel_count
 from mae_domains.data.sample import BadSampleError
+from mae_domains.data.handle_cache import HandleCache
 from mae_remote_sensing.bands import default_band_names, normalize_band_name, normalize_band_names
 from mae_remote_sensing.scene import (
     ChipData, ChipWindow, Scene, TargetGrid, check_same_crs, gsd_metres, target_grid_from_reference,
@@ -43,40 +43,6 @@ from mae_remote_sensing.sensors import (
 MAX_OPEN_FILES = int(os.environ.get("MAE_RS_MAX_OPEN_FILES", "64"))
 
 
-class HandleCache:
-    """Open handles of this process, least recently used closed first; emptied after a fork."""
-
-    def __init__(self, opener: Callable[[str], Any], max_open: int = MAX_OPEN_FILES) -> None:
-        self.opener = opener
-        self.max_open = max_open
-        self.handles: OrderedDict[str, Any] = OrderedDict()
-        self.pid = os.getpid()
-
-    def get(self, key: str) -> Any:
-        if self.pid != os.getpid():  # inherited from the parent: never share GDAL state across processes
-            self.handles = OrderedDict()
-            self.pid = os.getpid()
-        handle = self.handles.get(key)
-        if handle is not None:
-            self.handles.move_to_end(key)
-            return handle
-        handle = self.opener(key)
-        self.handles[key] = handle
-        while len(self.handles) > self.max_open:
-            _, old = self.handles.popitem(last=False)
-            close = getattr(old, "close", None)
-            if close is not None:
-                close()
-        return handle
-
-    def clear(self) -> None:
-        for handle in self.handles.values():
-            close = getattr(handle, "close", None)
-            if close is not None:
-                close()
-        self.handles.clear()
-
-
 def _open_raster(path: str):
     try:
         with warnings.catch_warnings():
@@ -86,7 +52,7 @@ def _open_raster(path: str):
         raise BadSampleError(path, f"cannot open as a raster: corrupt or not a GeoTIFF ({err})") from None
 
 
-RASTERS = HandleCache(_open_raster)
+RASTERS = HandleCache(_open_raster, MAX_OPEN_FILES)
 
 
 def open_raster(path: str):

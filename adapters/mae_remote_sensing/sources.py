@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mae_domains.files import unique_files, walk_files
+from mae_domains.files import expand_source
 from mae_remote_sensing.band_files import DEFAULT_BAND_PATTERN, BandFileScene, group_band_files
 from mae_remote_sensing.bands import AUXILIARY_PATTERN, is_auxiliary_band
 from mae_remote_sensing.geotiff import RasterScene, ReadSettings
@@ -43,16 +43,6 @@ class SceneEntry:
     scene: Scene
     label: Any = None
     series: str | None = None
-
-
-def _expand(source: str | Path) -> list[Path]:
-    path = Path(source)
-    if path.exists():
-        return [path]
-    matches = sorted(Path(p) for p in glob.glob(str(source), recursive=True))
-    if not matches:
-        raise FileNotFoundError(f"{source}: no such file, folder or glob match")
-    return matches
 
 
 def _is_zarr(path: Path) -> bool:
@@ -185,7 +175,7 @@ def discover_scenes(sources: Sequence[str | Path], settings: ReadSettings, layou
     entries: list[SceneEntry] = []
     loose: list[Path] = []
     for source in sources:
-        for path in _expand(source):
+        for path in expand_source(source):
             if path.suffix.lower() == ".csv":
                 entries.extend(_manifest_entries(path, settings))
             elif _is_zarr(path):

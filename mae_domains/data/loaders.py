@@ -24,12 +24,17 @@ from mae_domains.data.sampler import EpochBatchSampler, SeededBatchSampler
 
 
 def worker_init(_: int) -> None:
-    """Loader workers compute on one thread each (torch, and OpenCV if an adapter imported it), so
-    workers plus the main process do not oversubscribe the cores. They ignore SIGTERM: a scheduler that
-    signals the whole process group must not kill them before the main process has written its
-    checkpoint (they exit with it)."""
+    """Loader workers compute on one thread each, so workers plus the main process do not oversubscribe
+    the cores. They ignore SIGTERM: a scheduler that signals the whole process group must not kill them
+    before the main process has written its checkpoint (they exit with it)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
+
+
+def single_threaded_opencv() -> None:
+    """OpenCV (albumentations' backend) on one thread, set in the parent BEFORE workers are forked: a
+    forked worker that touches the thread pool its parent had running (``cv2.setNumThreads`` included)
+    can wait forever on a lock held by a thread that does not exist in the child."""
     cv2 = sys.modules.get("cv2")
     if cv2 is not None and hasattr(cv2, "setNumThreads"):
         cv2.setNumThreads(1)
@@ -50,6 +55,8 @@ def sample_signatures(adapter: Any, refs: Sequence[Any]) -> list[Hashable] | Non
 
 
 def _loader(dataset: ArchiveDataset, batch_sampler: Sampler, seed: int, num_workers: int, pin_memory: bool) -> DataLoader:
+    if num_workers:
+        single_threaded_opencv()
     return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_items,
                       generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,
                       worker_init_fn=worker_init if num_workers else None, persistent_workers=False,

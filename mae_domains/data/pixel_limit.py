@@ -33,3 +33,19 @@ def check_pixel_count(source: str, shape: Sequence[int], max_pixels: int | None 
         raise BadSampleError(str(source), f"{what} would produce {count:,} values ({dims}), more than "
                                           f"data.max_pixels={int(max_pixels):,}; skipped before decoding "
                                           f"(raise data.max_pixels if the file is genuine)")
+
+
+def image_file_shape(path: str) -> tuple[int, ...]:
+    """The array shape a TIFF (first series) or a PIL-readable image (height, width, bands) announces in
+    its header, read without decoding pixels."""
+    from pathlib import Path
+
+    if Path(path).suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(int(s) for s in tif.series[0].shape)
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return (img.height, img.width, len(img.getbands()))

@@ -1,5 +1,5 @@
-"""Downstream evaluation: features, protocols (kNN, linear probe, fine-tuning, multi-label mAP), metrics,
-result records and runner.
+"""Downstream evaluation: features, protocols (kNN, linear probe, fine-tuning, multi-label mAP, anomaly
+scoring by reconstruction error), metrics, result records and runner.
 
 Quick use on plain tensors::
 
@@ -14,6 +14,7 @@ test, encoder=...)`` dispatches by name, and ``register_protocol`` adds one. Ben
 ``run_benchmark_file("benchmarks/downstream.yaml")``; one checkpoint: ``evaluate_checkpoint``.
 """
 
+from mae_domains.evaluation.anomaly import AnomalyProtocol, anomaly_scores
 from mae_domains.evaluation.features import (
     EncoderEmbedding, FeatureCache, FeatureSet, RawPixelEmbedding, cache_key, cached_features, extract_features,
 )
@@ -43,7 +44,7 @@ from mae_domains.protocols import (
 )
 
 __all__ = [
-    "EncoderEmbedding", "FeatureCache", "FeatureSet", "RawPixelEmbedding", "cache_key", "cached_features",
+    "AnomalyProtocol", "anomaly_scores", "EncoderEmbedding", "FeatureCache", "FeatureSet", "RawPixelEmbedding", "cache_key", "cached_features",
     "extract_features", "FinetuneConfig", "FinetuneProtocol", "FinetuneResult", "GridClassifier", "finetune",
     "image_grid_batch", "set_drop_path", "KnnProtocol", "knn_accuracy", "knn_predict", "knn_scores", "LARS",
     "LinearProbeConfig", "LinearProbeHead", "LinearProbeProtocol", "LinearProbeResult", "linear_probe",

@@ -12,6 +12,10 @@ given explicitly (``settings=``, ``--set``) still win, and a protocol only takes
 ``batch_size``      the loaders' batch size
 ``protocols``       the protocols run when none is named
 =================== ==========================================================
+
+A section value that equals both :class:`~mae_domains.config.EvalConfig`'s default and the protocol's own
+default is no choice (every run's ``config.yaml`` spells the defaults out), so it is left out and an
+adapter's ``protocol_defaults`` (e.g. X-ray's average pooling) still apply.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from mae_domains.config import load_config
+from mae_domains.config import EvalConfig, load_config
 from mae_domains.evaluation.metrics import REPORT_DEFAULTS
 from mae_domains.protocols import get_protocol
 from mae_domains.runs import CONFIG_NAME
@@ -52,12 +56,20 @@ class RunEvalDefaults:
         """The section's values for ``protocol``, under the protocol's own setting names."""
         handler = get_protocol(protocol)
         known = handler.defaults()
+        config_defaults = EvalConfig()
         out: dict[str, Any] = {}
+
+        def take(section_key: str, setting: str) -> None:
+            value = self.section[section_key]
+            if value == getattr(config_defaults, section_key, object()) and value == known.get(setting, object()):
+                return  # the defaults repeated: no choice of the run's
+            out[setting] = value
+
         for key, targets in SECTION_SETTINGS.items():
             if key in self.section and protocol in targets and targets[protocol] in known:
-                out[targets[protocol]] = self.section[key]
+                take(key, targets[protocol])
         if "pool" in self.section and "pool" in known and not handler.trains_encoder:
-            out["pool"] = self.section["pool"]
+            take("pool", "pool")
         return out
 
 

@@ -200,6 +200,7 @@ def build_archive_loaders(spec: Mapping[str, Any], checkpoint: LoadedCheckpoint,
         "labels": [np.asarray(label).tolist() for label in list(train_labels) + list(test_labels)],
     }
     dataset_id = f"{name}:{hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]}"
+
     def finetune_loader(settings: Mapping[str, Any]) -> DataLoader:
         return loader(train_refs, train_labels, True, FinetuneTransformReader(adapter, settings))
 
@@ -218,10 +219,12 @@ def labelled_splits(adapter: Any, spec: Mapping[str, Any], root: Path) -> tuple[
     if "manifest" in spec:
         path = _resolve(spec["manifest"], root)
         found = read_labelled(adapter, [path])
+        if any(s is None for s in found.splits):
+            raise ValueError(f"{path}: a manifest needs a split column (train or test on every row), read by "
+                             f"adapter {getattr(adapter, 'name', '?')}; or give train= and test= lists")
         other = sorted({str(s) for s in found.splits if s not in ("train", "test")})
         if other:
-            raise ValueError(f"{path}: every row needs a split column value train or test; found "
-                             f"{', '.join(other)} (or give train= and test= lists)")
+            raise ValueError(f"{path}: the split column must say train or test; found {', '.join(other)}")
         return found.split("train"), found.split("test")
     train = read_labelled(adapter, _sources(spec["train"], root)) if spec.get("train") else LabelledRefs()
     if not spec.get("test"):

@@ -1,7 +1,7 @@
 """Run evaluation protocols and benchmark files, producing :class:`ResultRecord` lists and reports.
 
 - :func:`run_protocol`: one registered protocol (built-ins ``knn``, ``linear_probe``, ``finetune``,
-  ``multilabel_map``; others through :func:`mae_domains.protocols.register_protocol`) on a model and a
+  ``multilabel_map``, ``anomaly``; others through :func:`mae_domains.protocols.register_protocol`) on a model and a
   pair of loaders; returns summary records (with bootstrap intervals) and per-class records.
 - :func:`run_benchmark` / :func:`run_benchmark_file`: every (checkpoint x dataset x protocol) entry of a
   benchmark spec (see ``benchmarks/downstream.yaml``), writing ``results.jsonl``, ``results.csv``,
@@ -9,6 +9,10 @@
   (defaults in :mod:`mae_domains.evaluation.loading` go through the adapter registry).
 - :func:`evaluate_checkpoint`: one checkpoint, one dataset, one or more protocols (what ``mae-domains
   evaluate`` runs); a run's ``eval`` config section supplies the protocol defaults.
+
+Settings are resolved in this order, later winning: the protocol's defaults, the adapter's
+``protocol_defaults`` for it (e.g. X-ray fine-tuning: layer decay 0.55, drop path 0.2, RandAugment 6),
+the run's ``eval`` section, the caller's settings; an unknown key at any level is an error.
 """
 
 from __future__ import annotations
@@ -406,7 +410,15 @@ def evaluate_checkpoint(
         "datasets": [dataset],
         "protocols": [{"name": name, **values} for name, values in merged_settings(defaults, protocols, settings).items()],
     }
-    return run_benchmark(spec, out_dir, root=Path.cwd(), device=device, progress=progress)
+    build_loaders = None
+    if "segmentation" in protocols:  # image/label pairs, not labelled samples
+        if len(protocols) > 1 or manifest is None:
+            raise ValueError("the segmentation protocol runs on its own, from --manifest CSV with image,label,split "
+                             "columns (image/label pairs on the same grid)")
+        from mae_domains.evaluation.segmentation import build_segmentation_loaders
+
+        build_loaders = build_segmentation_loaders
+    return run_benchmark(spec, out_dir, build_loaders, root=Path.cwd(), device=device, progress=progress)
 
 
 __all__ = [

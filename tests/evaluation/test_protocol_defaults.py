@@ -66,7 +66,11 @@ def _run(tmp_path: Path, adapter: Any, entry: dict[str, Any]) -> dict[str, float
 def test_adapter_defaults_sit_between_the_protocols_and_the_callers(echo, tmp_path):
     values = _run(tmp_path, FakeAdapter(), {"name": "echo_settings", "beta": 3.0})
     assert values == {"alpha": 2.0, "beta": 3.0, "gamma": 1.0}
-    assert _run(tmp_path, None, {"name": "echo_settings"}) == {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
+
+    class NoDefaults:
+        name = "plain.kind"
+
+    assert _run(tmp_path, NoDefaults(), {"name": "echo_settings"}) == {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
 
 
 def test_an_unknown_key_in_the_adapters_defaults_is_an_error(echo, tmp_path):

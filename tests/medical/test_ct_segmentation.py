@@ -208,3 +208,30 @@ def test_2d_multilevel_decoder_learns_discs():
     config = SegmentationConfig(steps=40, lr=3e-3, batch_size=4, roi=32)
     model = finetune_segmentation(encoder, [disc(s) for s in range(6)], 2, config, seed=0)
     assert dice_scores(model, [disc(100 + s) for s in range(4)], 2, config)[0] > 0.75
+
+
+@pytest.mark.slow
+def test_segmentation_through_the_cli(tmp_path, capsys):
+    """pretrain medical.ct, then `evaluate --protocol segmentation --manifest pairs.csv`: Dice records."""
+    from mae_domains.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        write_pair(data, f"case{i}", i)
+    (data / "pairs.csv").write_text("image,label,split\ncase0.nii.gz,case0_seg.nii.gz,train\n"
+                                    "case1.nii.gz,case1_seg.nii.gz,train\ncase2.nii.gz,case2_seg.nii.gz,test\n")
+    images = [str(data / f"case{i}.nii.gz") for i in range(3)]
+    run = tmp_path / "run"
+    assert main(["-q", "pretrain", "--adapter", "medical.ct", "--data", *images, "--out", str(run),
+                 "model.preset=micro", "model.img_size=16", "model.patch_size=4", "model.decoder_embed_dim=32",
+                 "model.decoder_depth=1", "model.decoder_num_heads=4", "engine.batch_size=2", "engine.max_steps=1",
+                 "engine.device=cpu", "data.num_workers=0", "engine.figure_every=0",
+                 "data.options.cache_dir=none", "data.options.foreground_crop=false"]) == 0
+    out = tmp_path / "results"
+    assert main(["evaluate", "--run", str(run), "--protocol", "segmentation", "--manifest", str(data / "pairs.csv"),
+                 "--set", "steps=1", "roi=16", "feature_size=8", "--out", str(out), "--device", "cpu"]) == 0
+    assert "dice_mean" in (out / "results.md").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--protocol", "segmentation", "--test", str(data)]) == 2
+    assert "--manifest CSV" in capsys.readouterr().err

@@ -182,3 +182,27 @@ def test_multilabel_finetuning_from_a_manifest_through_the_cli(archive, capsys):
     settings = json.loads(summary["mean_roc_auc"]["settings"])
     assert settings["layer_decay"] == 0.55 and settings["drop_path"] == 0.2  # the X-ray recipe
     assert settings["randaugment_magnitude"] == 6 and settings["epochs"] == 2
+
+    from mae_domains.evaluation import evaluate_checkpoint
+
+    probe = evaluate_checkpoint(run, "multilabel_map", root / "probe", manifest=manifest, device="cpu",
+                                settings={"epochs": 3})
+    summary = {r.metric: r for r in probe if r.class_name is None}
+    assert {"mean_roc_auc", "mAP"} <= set(summary) and {r.class_name for r in probe if r.class_name} == {"Effusion", "Mass"}
+    assert summary["mean_roc_auc"].settings["pool"] == "avg"  # the X-ray default, under a run's spelled-out eval section
+
+
+def test_a_runs_default_eval_section_leaves_the_xray_pooling():
+    import dataclasses
+
+    from mae_domains.config import EvalConfig
+    from mae_domains.evaluation.eval_defaults import RunEvalDefaults
+
+    spelled_out = RunEvalDefaults(dataclasses.asdict(EvalConfig()))  # what every run's config.yaml holds
+    assert "pool" not in spelled_out.settings("multilabel_map")
+    assert spelled_out.settings("linear_probe")["epochs"] == 50  # differs from the probe's default: kept
+    assert RunEvalDefaults({"pool": "avg"}).settings("knn") == {"pool": "avg"}
+    adapter = bound_xray()
+    resolved = resolve_settings("multilabel_map", spelled_out.settings("multilabel_map"),
+                                adapter.protocol_settings("multilabel_map"))
+    assert resolved["pool"] == "avg"
