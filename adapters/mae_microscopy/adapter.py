@@ -194,6 +194,7 @@ class ChannelAgnosticAdapter(GridAdapter):
         reader = self._readers.get(entry.spec)
         if reader is None:
             reader = entry.spec.open(self.settings)
+            reader.max_pixels = self.config.data.max_pixels
             if entry.info is not None and hasattr(reader, "_info"):
                 reader._info = entry.info
             if len(self._readers) > 4096:

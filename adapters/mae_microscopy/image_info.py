@@ -17,6 +17,7 @@ import numpy as np
 
 from mae_domains.data.sample import BadSampleError
 from mae_domains.data.handle_cache import HandleCache
+from mae_domains.data.pixel_limit import check_pixel_count
 
 AXES = "TCZYX"
 
@@ -124,9 +125,27 @@ def pad_block(block: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
 
 
 class FieldReader(ABC):
-    """One field of an archive: metadata without pixels, then windows of pixels."""
+    """One field of an archive: metadata without pixels, then windows of pixels. ``max_pixels`` (the run's
+    ``data.max_pixels``) bounds what one window read may decode, checked before decoding."""
 
     source: str
+    max_pixels: int | None = None
+
+    def chunk_yx(self) -> tuple[int, int] | None:
+        """Rows and columns of the storage unit a read decodes whole (a TIFF strip or tile, a Zarr chunk);
+        None when unknown (then the window itself is counted)."""
+        return None
+
+    def decoded_area(self, rows: slice, cols: slice) -> int:
+        """Pixels per plane that reading ``rows`` x ``cols`` decodes: the storage units it touches."""
+        height, width = rows.stop - rows.start, cols.stop - cols.start
+        chunk = self.chunk_yx()
+        if chunk is None:
+            return height * width
+        ch, cw = max(1, chunk[0]), max(1, chunk[1])
+        units_y = (rows.stop - 1) // ch - rows.start // ch + 1 if height > 0 else 0
+        units_x = (cols.stop - 1) // cw - cols.start // cw + 1 if width > 0 else 0
+        return units_y * ch * units_x * cw
 
     @abstractmethod
     def info(self) -> ImageInfo:
@@ -158,6 +177,9 @@ class FieldReader(ABC):
             rows, cols, pad = window.clipped(info.height, info.width)
         except ValueError as err:
             raise BadSampleError(self.source, str(err)) from None
+        area = self.decoded_area(rows, cols)
+        check_pixel_count(self.source, (len(channels), len(planes), area), self.max_pixels,
+                          "reading this window (channels x planes x decoded pixels)")
         return np.stack([pad_block(self.read_planes(t, c, planes, rows, cols), pad) for c in channels])
 
     def overview(self, max_side: int = 256, channels: Sequence[int] | None = None) -> np.ndarray:

@@ -225,6 +225,18 @@ class TiffField(FieldReader):
                          str(page.dtype), len(tif.series[series_ids[0]].levels), fmt)
 
     # ----- pixels ----------------------------------------------------------------------------------
+    def chunk_yx(self) -> tuple[int, int] | None:
+        """A tile (tiled TIFF) or a strip of ``RowsPerStrip`` full rows (striped TIFF) of the level read."""
+        series_ids, _ = self.layout()
+        page = self.handle.tif.series[series_ids[0]].levels[self.level].pages[0]
+        page = getattr(page, "keyframe", page)  # a TiffFrame describes itself through its key page
+        if page is None:
+            return None
+        if page.is_tiled:
+            return int(page.tilelength), int(page.tilewidth)
+        rows = int(page.rowsperstrip) if page.rowsperstrip else int(page.imagelength)
+        return min(rows, int(page.imagelength)), int(page.imagewidth)
+
     def read_channel(self, t: int, c: int, planes: Sequence[int], rows: slice, cols: slice) -> np.ndarray:
         sizes, roles = self._sizes_and_roles()
         series_ids, _ = self.layout()
