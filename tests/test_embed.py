@@ -152,8 +152,10 @@ def test_aggregation_per_image_and_per_well_averages_with_counts():
     from mae_domains.runs.embedding import EmbeddingResult
 
     emb = np.arange(12, dtype=np.float32).reshape(6, 2)
-    positions = [{"plate": "P1", "well": "A01", "site": 1}, {"plate": "P1", "well": "A01", "site": 1},
-                 {"plate": "P1", "well": "A01", "site": 2}, {"plate": "P1", "well": "B02", "site": 1},
+    positions = [{"plate": "P1", "well": "A01", "site": 1, "perturbation": "DMSO"},
+                 {"plate": "P1", "well": "A01", "site": 1, "perturbation": "DMSO"},
+                 {"plate": "P1", "well": "A01", "site": 2, "perturbation": "DMSO"},
+                 {"plate": "P1", "well": "B02", "site": 1, "perturbation": "taxol"},
                  {"plate": "P2", "well": "A01", "site": 1}, {"plate": "P2", "well": "A01", "site": 1}]
     sources = ["P1/A01_s1.tif", "P1/A01_s1.tif", "P1/A01_s2.tif", "P1/B02_s1.tif", "P2/A01_s1.tif", "P2/A01_s1.tif"]
     result = EmbeddingResult(emb, [f"crop{i}" for i in range(6)], sources, positions)
@@ -161,6 +163,8 @@ def test_aggregation_per_image_and_per_well_averages_with_counts():
     assert wells.ids == ["P1/A01", "P1/B02", "P2/A01"]
     assert np.allclose(wells.embeddings, [emb[:3].mean(0), emb[3], emb[4:].mean(0)])
     assert [p["count"] for p in wells.positions] == [3, 1, 2]
+    assert [p.get("perturbation") for p in wells.positions] == ["DMSO", "taxol", None]
+    assert "site" not in wells.positions[0] and wells.positions[1]["site"] == 1
     images = aggregate(result, "image")
     assert images.ids == ["P1/A01/1/P1/A01_s1.tif", "P1/A01/2/P1/A01_s2.tif", "P1/B02/1/P1/B02_s1.tif",
                           "P2/A01/1/P2/A01_s1.tif"]

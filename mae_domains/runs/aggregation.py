@@ -10,6 +10,7 @@ from mae_domains.runs.embedding import EmbeddingResult
 # The metadata keys that name a group, by level; ``source`` is the sample's file relative to the data root.
 GROUP_KEYS = {"image": ("plate", "well", "site", "source"), "well": ("plate", "well")}
 AGGREGATE_LEVELS = ("none", *GROUP_KEYS)
+ID_KEYS = ("plate", "well", "site", "perturbation")  # kept on an aggregated row when its samples agree
 
 
 def group_key(result: EmbeddingResult, row: int, level: str) -> tuple[str, ...]:
@@ -20,6 +21,16 @@ def group_key(result: EmbeddingResult, row: int, level: str) -> tuple[str, ...]:
         value = result.sources[row] if key == "source" else position.get(key)
         values.append("" if value is None else str(value))
     return tuple(values)
+
+
+def shared_ids(result: EmbeddingResult, rows: list[int]) -> dict[str, object]:
+    """The ids (plate, well, site, perturbation) that every sample of a group has in common."""
+    out = {}
+    for key in ID_KEYS:
+        values = {str(result.positions[r].get(key)) for r in rows}
+        if len(values) == 1 and result.positions[rows[0]].get(key) is not None:
+            out[key] = result.positions[rows[0]][key]
+    return out
 
 
 def aggregate(result: EmbeddingResult, level: str) -> EmbeddingResult:
@@ -35,11 +46,9 @@ def aggregate(result: EmbeddingResult, level: str) -> EmbeddingResult:
     groups: dict[tuple[str, ...], list[int]] = {}
     for row in range(len(result.ids)):
         groups.setdefault(group_key(result, row, level), []).append(row)
-    keys = GROUP_KEYS[level]
     embeddings = np.stack([result.embeddings[rows].mean(axis=0) for rows in groups.values()])
     ids = ["/".join(part for part in key if part) for key in groups]
-    positions = [{**{k: v for k, v in zip(keys, key) if v and k != "source"}, "count": len(rows)}
-                 for key, rows in groups.items()]
+    positions = [{**shared_ids(result, rows), "count": len(rows)} for rows in groups.values()]
     sources = [result.sources[rows[0]] if level == "image" else "" for rows in groups.values()]
     return EmbeddingResult(embeddings.astype(result.embeddings.dtype), ids, sources, positions, result.skipped,
                            result.root, result.total)
