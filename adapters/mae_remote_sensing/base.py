@@ -103,7 +103,12 @@ class RemoteSensingAdapter(GridAdapter):
         self.multilabel = False
 
     def bind(self, config: Any) -> "RemoteSensingAdapter":
-        """Also carries ``data.max_pixels`` into the read settings."""
+        """Attach the run config: the model input has one channel per selected band, whatever
+        ``model.in_chans`` said (so the run's ``config.yaml`` states the real input), and
+        ``data.max_pixels`` goes into the read settings."""
+        bands = getattr(self, "bands", None)  # unset while the base constructor binds its default config
+        if bands:
+            config.model.in_chans = len(bands)
         super().bind(config)
         if hasattr(self, "settings"):
             self.settings = dataclasses.replace(self.settings, max_pixels=self.max_pixels)
@@ -112,6 +117,7 @@ class RemoteSensingAdapter(GridAdapter):
     @property
     def max_pixels(self) -> int | None:
         return getattr(self.config.data, "max_pixels", DEFAULT_MAX_PIXELS)
+
 
     # ----- sizes ---------------------------------------------------------------------------------
     @property

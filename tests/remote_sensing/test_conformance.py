@@ -52,3 +52,11 @@ def test_masking_options_moved_to_the_mask_section_say_so():
         make_adapter("multispectral", masking="consistent")
     with pytest.raises(ValueError, match="model.decoder"):
         make_adapter("temporal", decoder="cross")
+
+
+def test_the_run_config_states_one_channel_per_band():
+    from mae_domains.config import load_config
+    from mae_domains.registry import get_adapter
+
+    adapter = get_adapter("remote_sensing.multispectral").bind(load_config(None, ["adapter=remote_sensing.multispectral"]))
+    assert adapter.config.model.in_chans == len(adapter.bands) == 10
