@@ -76,7 +76,9 @@ def test_pretraining_mixes_3_and_5_channel_images_and_lists_bad_files(tmp_path):
     for source, fragment in bad.items():
         assert fragment in listed[source]
     assert list((tmp_path / "run" / "figures").glob("*.png"))
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    from mae_domains.weights import safe_torch_load
+
+    state = safe_torch_load(tmp_path / "run" / "checkpoint.pt")  # weights_only=True, as the engine loads it
     assert set(state["stats"]["channel_names"]) == set(PAINTING)  # statistics per channel *name*
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
