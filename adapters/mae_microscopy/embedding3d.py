@@ -9,7 +9,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mae_domains.grid import GridBatch, GridLayout, NamedCodeTable, NameVocabulary, expand_along_axis, nominal_axis
+from mae_domains.grid import GridBatch, GridLayout, expand_along_axis, nominal_axis
+from mae_domains.models.embeddings.channel_shared import ChannelCodes
 from mae_domains.grid import spatial_axis, spatial_codes
 from mae_domains.models.embeddings.base import GridEmbedding, project_patches
 from mae_domains.models.embeddings.channel_shared import batch_channel_names
@@ -17,7 +18,7 @@ from mae_domains.models.embeddings.cube3d import patches_3d, to_3tuple, unpatche
 from mae_domains.models.embeddings.patch2d import init_patch_proj
 
 
-class ChannelSharedCubeEmbed(GridEmbedding):
+class ChannelSharedCubeEmbed(ChannelCodes, GridEmbedding):
     """``(B, C, Z, H, W)`` with any number and order of channels -> ``C * (Z/pz) * (H/p) * (W/p)`` tokens.
 
     ``channel_names`` are the names with a learned code (others share the fallback row); ``code_widths``
@@ -31,14 +32,7 @@ class ChannelSharedCubeEmbed(GridEmbedding):
         self.in_chans = 1
         self.proj = nn.Conv3d(1, embed_dim, self.patch_size, self.patch_size)
         init_patch_proj(self.proj)
-        self.vocabulary = NameVocabulary(list(channel_names))
-        self.channel_code = channel_code
-        widths = sorted({embed_dim, *code_widths}) if channel_code else []
-        self.channel_tables = nn.ModuleDict({str(w): NamedCodeTable(self.vocabulary, w) for w in widths})
-
-    def prepare_code_width(self, width: int) -> None:
-        if self.channel_code and str(width) not in self.channel_tables:
-            self.channel_tables[str(width)] = NamedCodeTable(self.vocabulary, width).to(self.proj.weight.device)
+        self.init_channel_codes(channel_names, channel_code, code_widths)
 
     def layout(self, batch: GridBatch) -> GridLayout:
         images = batch.images

@@ -31,7 +31,23 @@ def batch_channel_names(batch: GridBatch, count: int) -> tuple[str, ...]:
     return names
 
 
-class ChannelSharedPatchEmbed(SlicedPatchEmbed2D):
+class ChannelCodes:
+    """Learned channel codes looked up by name, one table per code width (the encoder's, the decoder's),
+    for embeddings with a ``channel`` axis; unknown names share the fallback row."""
+
+    def init_channel_codes(self, channel_names: Sequence[str], channel_code: bool, code_widths: Sequence[int]) -> None:
+        self.vocabulary = NameVocabulary(list(channel_names))
+        self.channel_code = channel_code
+        widths = sorted({self.embed_dim, *code_widths}) if channel_code else []
+        self.channel_tables = nn.ModuleDict({str(w): NamedCodeTable(self.vocabulary, w) for w in widths})
+
+    def prepare_code_width(self, width: int) -> None:
+        """Add a learned channel-code table of ``width`` (the decoder's) if there is none yet."""
+        if self.channel_code and str(width) not in self.channel_tables:
+            self.channel_tables[str(width)] = NamedCodeTable(self.vocabulary, width).to(self.proj.weight.device)
+
+
+class ChannelSharedPatchEmbed(ChannelCodes, SlicedPatchEmbed2D):
     """``(B, C, H, W)`` with any number and order of channels -> grid ``(channel, y, x)``, ``C * L`` tokens.
 
     Code per token = 2D sin-cos position + a learned code of the channel's name (``channel_names`` are
@@ -51,15 +67,7 @@ class ChannelSharedPatchEmbed(SlicedPatchEmbed2D):
         reference_spacing: Sequence[float] | None = None,
     ) -> None:
         super().__init__(1, embed_dim, patch_size, reference_spacing, slice_axis="channel")
-        self.vocabulary = NameVocabulary(list(channel_names))
-        self.channel_code = channel_code
-        widths = sorted({embed_dim, *code_widths}) if channel_code else []
-        self.channel_tables = nn.ModuleDict({str(w): NamedCodeTable(self.vocabulary, w) for w in widths})
-
-    def prepare_code_width(self, width: int) -> None:
-        """Add a learned channel-code table of ``width`` (the decoder's) if there is none yet."""
-        if self.channel_code and str(width) not in self.channel_tables:
-            self.channel_tables[str(width)] = NamedCodeTable(self.vocabulary, width).to(self.proj.weight.device)
+        self.init_channel_codes(channel_names, channel_code, code_widths)
 
     def as_slices(self, images: torch.Tensor) -> torch.Tensor:
         return images.unsqueeze(2)  # (B, C, 1, H, W): each channel is a 1-channel slice
