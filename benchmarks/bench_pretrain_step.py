@@ -1,37 +1,48 @@
-"""Pretraining-step benchmark: GridMAE against a plain MAE built like the original.
+"""Pretraining-step benchmark: GridMAE against the plain MAE, in fp32 and in bf16 autocast, with MFU.
 
-One step = forward + backward + AdamW update on a batch of synthetic 224 px images. The reference is
-``mae_domains.models.MaskedAutoencoder`` (timm blocks, whole-image patch conv, decoder over all tokens,
-as facebookresearch/mae). Each case runs reference and candidate in interleaved timed runs (A B A B
-...), reports the median and spread (min-max) of images/s for each and of the per-pair speed ratio,
-the same ratio in images per CPU-second of this process (robust to other
-processes sharing the machine), model FLOPs per step from ``torch.utils.flop_counter.FlopCounterMode`` (with the CPU SDPA kernels
-counted), MFU against an fp32 GEMM measured before every A/B pair (other processes
-on a shared machine move the peak), and the held-out reconstruction loss of
-both models after the same short training on the same data and masks.
+One step = forward + backward + AdamW update on a batch of synthetic images. Printed in one run:
 
-    python benchmarks/bench_pretrain_step.py                          # the three issue cases
-    python benchmarks/bench_pretrain_step.py --cases small:self --repeats 3 --train-steps 0   # quick
+- the fp32 and bf16 GEMM rates of this machine (2048^2 matmuls, measured again before every round);
+- for each preset (ViT-S, ViT-B) and precision: the plain MAE (``mae_domains.models.MaskedAutoencoder``,
+  the golden reference: timm blocks, decoder over all tokens, plain ``torch.optim.AdamW`` and plain
+  autocast, as the original code) and our step with the cross-attention and the self-attention decoder
+  (engine optimizer: fused AdamW; CPU bf16: matmul attention, as the trainer sets up). Images/s (median and
+  min-max over interleaved rounds), our speed over the plain MAE's, our bf16 speed over our fp32 speed,
+  FLOPs per step (``FlopCounterMode``) and MFU against the same round's GEMM rate of the precision in use;
+- the held-out reconstruction loss of our models after the same short training in fp32 and in bf16
+  (scored in fp32 on the same held-out images and masks), and the bf16-fp32 difference;
+- with ``--profile``: the top operators by self CPU time of one ViT-B step in each precision.
+
+Rounds interleave the models (A B C, then C B A, ...), so on a machine shared with other processes each
+ratio compares runs under the same load; medians are reported.
+
+    python benchmarks/bench_pretrain_step.py                                          # the full table
+    python benchmarks/bench_pretrain_step.py --presets base --decoders cross --precisions bf16 --repeats 2 \\
+        --train-steps 0                                                              # quick
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils import flop_counter
 
+from mae_domains.device import cpu_native_bf16
+from mae_domains.engine.optim import build_optimizer
 from mae_domains.models import MAEConfig, MaskedAutoencoder
+from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.models.embeddings import PatchEmbed2D
-from mae_domains.models.grid_mae import GridMAE, build_grid_mae
+from mae_domains.models.grid_mae import build_grid_mae
 from mae_domains.models.presets import get_preset
 
 aten = torch.ops.aten
-REFERENCE_LOSS: dict[str, float] = {}  # held-out loss of the reference per preset, computed once
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def register_cpu_sdpa_flops() -> None:
@@ -44,16 +55,6 @@ def register_cpu_sdpa_flops() -> None:
     if bwd not in registry:
         registry[bwd] = lambda grad_out, q, k, v, *a, out_shape=None, **kw: flop_counter.sdpa_backward_flop_count(
             grad_out.shape, q.shape, k.shape, v.shape)
-
-
-@dataclass
-class Case:
-    preset: str
-    decoder: str  # "self" or "cross"
-
-    @property
-    def name(self) -> str:
-        return f"ViT-{self.preset[0].upper()} {'cross-attention decoder' if self.decoder == 'cross' else 'default decoder'}"
 
 
 def synthetic_images(count: int, size: int, seed: int) -> torch.Tensor:
@@ -76,24 +77,9 @@ def synthetic_images(count: int, size: int, seed: int) -> torch.Tensor:
     return images / images.std(dim=(2, 3), keepdim=True)
 
 
-def build_pair(case: Case, args: argparse.Namespace) -> tuple[MaskedAutoencoder, GridMAE]:
-    dec = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)
-    torch.manual_seed(0)
-    reference = MaskedAutoencoder(MAEConfig(preset=case.preset, img_size=args.img, patch_size=16,
-                                            mask_ratio=args.mask_ratio, norm_pix_loss=True, **dec))
-    torch.manual_seed(0)
-    query = args.query if case.decoder == "cross" else "masked"
-    width = get_preset(case.preset).embed_dim
-    candidate = build_grid_mae(PatchEmbed2D(3, width, 16), preset=case.preset, decoder=case.decoder, query=query,
-                               mask_ratio=args.mask_ratio, norm_pix_loss=True, **dec)
-    return reference, candidate
-
-
-def make_optimizer(model: torch.nn.Module, batch: int) -> torch.optim.Optimizer:
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                             lr=1.5e-4 * batch / 256, betas=(0.9, 0.95), foreach=True)
+def autocast_for(device: torch.device, precision: str):
+    dtype = DTYPES[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def synchronize(device: torch.device) -> None:
@@ -101,24 +87,65 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, seeds: list[int]) -> None:
-    opt.zero_grad(set_to_none=True)
-    loss = model(images, mask_seeds=seeds).loss
+@dataclass
+class Contender:
+    """A model, its optimizer and its timings."""
+
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    flops: int = 0
+    images_per_s: list[float] = field(default_factory=list)
+    mfu: list[float] = field(default_factory=list)
+
+
+def build_reference(preset: str, args: argparse.Namespace) -> MaskedAutoencoder:
+    torch.manual_seed(0)
+    return MaskedAutoencoder(MAEConfig(preset=preset, img_size=args.img, patch_size=16, mask_ratio=args.mask_ratio,
+                                       norm_pix_loss=True, decoder_embed_dim=512, decoder_depth=8,
+                                       decoder_num_heads=16))
+
+
+def build_ours(preset: str, decoder: str, precision: str, args: argparse.Namespace) -> torch.nn.Module:
+    torch.manual_seed(0)
+    query = args.query if decoder == "cross" else "masked"
+    model = build_grid_mae(PatchEmbed2D(3, get_preset(preset).embed_dim, 16), preset=preset, decoder=decoder,
+                           query=query, mask_ratio=args.mask_ratio, norm_pix_loss=True, decoder_embed_dim=512,
+                           decoder_depth=8, decoder_num_heads=16)
+    if args.device.type == "cpu" and precision != "fp32":
+        prefer_matmul_attention(model)  # as the trainer does for CPU mixed precision
+    return model.to(args.device)
+
+
+def reference_optimizer(model: torch.nn.Module, batch: int) -> torch.optim.Optimizer:
+    """The original code's AdamW (torch defaults: no fused kernel)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                             lr=1.5e-4 * batch / 256, betas=(0.9, 0.95))
+
+
+def train_step(model, optimizer, images, seeds, device, precision) -> torch.Tensor:
+    optimizer.zero_grad(set_to_none=True)
+    with autocast_for(device, precision):
+        loss = model(images, mask_seeds=seeds).loss
     loss.backward()
-    opt.step()
+    optimizer.step()
+    return loss
 
 
 def step_flops(model: torch.nn.Module, images: torch.Tensor, seeds: list[int]) -> int:
-    """FLOPs of one forward + backward (the AdamW update is elementwise and not counted)."""
+    """FLOPs of one forward + backward in fp32 (the AdamW update is elementwise and not counted)."""
     with flop_counter.FlopCounterMode(display=False) as counter:
         model(images, mask_seeds=seeds).loss.backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
 
-def gemm_flops_per_second(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """Median fp32 matmul throughput on this machine, the MFU denominator."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+def gemm_rate(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
+    """Median matmul throughput (FLOP/s) of ``dtype``, the MFU denominator."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
     times = []
     for _ in range(repeats):
@@ -130,125 +157,155 @@ def gemm_flops_per_second(device: torch.device, size: int = 2048, repeats: int =
     return 2 * size**3 / statistics.median(times)
 
 
+def gemm_rates(device: torch.device) -> dict[str, float]:
+    return {"fp32": gemm_rate(device, torch.float32), "bf16": gemm_rate(device, torch.bfloat16)}
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+
+
+def time_precision(preset: str, precision: str, args: argparse.Namespace) -> dict[str, Contender]:
+    """Interleaved timed rounds of the plain MAE and our decoders at one preset and precision."""
+    device = args.device
+    images = synthetic_images(args.batch, args.img, seed=1).to(device)
+    seeds = list(range(args.batch))
+    contenders = {}
+    reference = build_reference(preset, args).to(device)
+    contenders["plain MAE"] = Contender("plain MAE", reference, reference_optimizer(reference, args.batch))
+    for decoder in args.decoders:
+        model = build_ours(preset, decoder, precision, args)
+        optimizer = build_optimizer(model, 1.5e-4 * args.batch / 256, 0.05, (0.9, 0.95))
+        contenders[decoder] = Contender(decoder, model, optimizer)
+    for c in contenders.values():
+        c.flops = step_flops(c.model, images, seeds)
+        for w in range(args.warmup):
+            train_step(c.model, c.optimizer, images, [s + 10**5 * (w + 1) for s in seeds], device, precision)
+    names = list(contenders)
+    for r in range(args.repeats):
+        rate = gemm_rates(device)[precision]
+        for name in (names if r % 2 == 0 else names[::-1]):
+            c = contenders[name]
+            synchronize(device)
+            start = time.perf_counter()
+            for s in range(args.steps_per_run):
+                train_step(c.model, c.optimizer, images, [x + 1000 * (r * args.steps_per_run + s) for x in seeds],
+                           device, precision)
+            synchronize(device)
+            c.images_per_s.append(args.batch * args.steps_per_run / (time.perf_counter() - start))
+            c.mfu.append(c.images_per_s[-1] / args.batch * c.flops / rate)
+    return contenders
+
+
 @torch.no_grad()
 def held_out_loss(model: torch.nn.Module, images: torch.Tensor, seeds: list[int], chunk: int) -> float:
-    """Mean reconstruction loss over all masked tokens (a cross decoder is asked for every masked
-    token here), with fixed per-sample masks so both models are scored on the same tokens."""
+    """fp32 mean loss over all masked tokens of fixed held-out images and masks."""
     model.eval()
-    saved = getattr(model, "query", None)
-    if saved is not None:
-        model.query = "masked"
+    saved = model.query
+    model.query = "masked"
     losses = [float(model(images[i:i + chunk], mask_seeds=seeds[i:i + chunk]).loss) for i in range(0, len(images), chunk)]
-    if saved is not None:
-        model.query = saved
+    model.query = saved
     model.train()
     return sum(losses) / len(losses)
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):7.2f} [{min(values):.2f}-{max(values):.2f}]"
+def trained_loss(preset: str, decoder: str, precision: str, args: argparse.Namespace) -> float:
+    """Held-out loss after ``--train-steps`` steps on the same data and masks in ``precision``."""
+    device = args.device
+    model = build_ours(preset, decoder, precision, args)
+    optimizer = build_optimizer(model, args.train_lr, 0.05, (0.9, 0.95))
+    train = synthetic_images(args.train_batch * 4, args.img, seed=100).to(device)
+    for step in range(args.train_steps):
+        start = (step * args.train_batch) % len(train)
+        train_step(model, optimizer, train[start:start + args.train_batch],
+                   [step * args.train_batch + i for i in range(args.train_batch)], device, precision)
+    held = synthetic_images(args.held_out, args.img, seed=999).to(device)
+    prefer_matmul_attention(model, enabled=False)
+    return held_out_loss(model, held, [10**6 + i for i in range(args.held_out)], args.train_batch)
 
 
-def run_case(case: Case, args: argparse.Namespace) -> dict:
-    reference, candidate = build_pair(case, args)
-    models = {"reference": reference.to(args.device), "candidate": candidate.to(args.device)}
-    opts = {k: make_optimizer(m, args.batch) for k, m in models.items()}
-    images = synthetic_images(args.batch, args.img, seed=1).to(args.device)
+def profile_step(preset: str, decoder: str, precision: str, args: argparse.Namespace, rows: int) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    device = args.device
+    model = build_ours(preset, decoder, precision, args)
+    optimizer = build_optimizer(model, 1e-5, 0.05, (0.9, 0.95))
+    images = synthetic_images(args.batch, args.img, seed=1).to(device)
     seeds = list(range(args.batch))
-    flops = {k: step_flops(m, images, seeds) for k, m in models.items()}
-    for k, m in models.items():  # warm-up (allocator, oneDNN kernels)
-        for _ in range(args.warmup):
-            train_step(m, opts[k], images, seeds)
-    throughput: dict[str, list[float]] = {k: [] for k in models}
-    cpu_throughput: dict[str, list[float]] = {k: [] for k in models}
-    ratios, cpu_ratios, mfu = [], [], {k: [] for k in models}
-    gemms = []
-    for r in range(args.repeats):
-        order = ("reference", "candidate") if r % 2 == 0 else ("candidate", "reference")
-        gemms.append(gemm_flops_per_second(args.device, repeats=3))  # the machine's peak right now
-        for k in order:
-            synchronize(args.device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            for s in range(args.steps_per_run):
-                train_step(models[k], opts[k], images, [x + 1000 * (r * args.steps_per_run + s) for x in seeds])
-            synchronize(args.device)
-            throughput[k].append(args.batch * args.steps_per_run / (time.perf_counter() - start))
-            cpu_throughput[k].append(args.batch * args.steps_per_run / (time.process_time() - start_cpu))
-            mfu[k].append(throughput[k][-1] / args.batch * flops[k] / gemms[-1])
-        ratios.append(throughput["candidate"][-1] / throughput["reference"][-1])
-        cpu_ratios.append(cpu_throughput["candidate"][-1] / cpu_throughput["reference"][-1])
-    result = dict(case=case, flops=flops, throughput=throughput, ratios=ratios, cpu_ratios=cpu_ratios, mfu=mfu,
-                  gemm=gemms)
-    if args.train_steps > 0:
-        result["held_out"] = quality(case, args)
-    return result
-
-
-def quality(case: Case, args: argparse.Namespace) -> dict[str, float]:
-    """Train fresh copies of both models on the same data and masks, then score held-out images."""
-    reference, candidate = build_pair(case, args)
-    train = synthetic_images(args.batch * 4, args.img, seed=100).to(args.device)
-    held = synthetic_images(args.held_out, args.img, seed=999).to(args.device)
-    held_seeds = [10**6 + i for i in range(args.held_out)]
-    out = {}
-    for name, model in (("reference", reference.to(args.device)), ("candidate", candidate.to(args.device))):
-        if name == "reference" and case.preset in REFERENCE_LOSS:  # same model, data and masks as before
-            out[name] = REFERENCE_LOSS[case.preset]
-            continue
-        opt = make_optimizer(model, args.batch)
-        for g in opt.param_groups:
-            g["lr"] = args.train_lr
-        for step in range(args.train_steps):
-            start = (step * args.batch) % len(train)
-            train_step(model, opt, train[start:start + args.batch], [step * args.batch + i for i in range(args.batch)])
-        out[name] = held_out_loss(model, held, held_seeds, args.batch)
-        if name == "reference":
-            REFERENCE_LOSS[case.preset] = out[name]
-    return out
+    train_step(model, optimizer, images, seeds, device, precision)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_step(model, optimizer, images, seeds, device, precision)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", default="small:self,small:cross,base:cross",
-                        help="comma list of preset:decoder (decoder = self | cross)")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--presets", default="small,base", help="comma list of encoder presets")
+    parser.add_argument("--decoders", default="cross,self", help="comma list: cross, self")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma list: fp32, bf16")
+    parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--img", type=int, default=224)
     parser.add_argument("--mask-ratio", type=float, default=0.75)
     parser.add_argument("--query", type=float, default=0.25, help="fraction of all tokens the cross decoder decodes")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per model (interleaved)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per model (interleaved)")
     parser.add_argument("--steps-per-run", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--train-steps", type=int, default=6, help="training steps before the held-out loss (0: skip)")
+    parser.add_argument("--train-steps", type=int, default=8, help="training steps before the held-out loss (0: skip)")
+    parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--train-lr", type=float, default=5e-4)
     parser.add_argument("--held-out", type=int, default=16, help="held-out images")
+    parser.add_argument("--profile", action="store_true", help="print the top ops of one ViT-B cross step per precision")
+    parser.add_argument("--profile-rows", type=int, default=15)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (timings synchronize on CUDA)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.device = torch.device(args.device)
+    args.decoders = args.decoders.split(",")
     register_cpu_sdpa_flops()
-    cases = [Case(*c.split(":")) for c in args.cases.split(",")]
-    gemm = gemm_flops_per_second(args.device)  # shown in the header; MFU uses the per-pair GEMM
-    print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, batch {args.batch}, {args.img} px, "
-          f"mask {args.mask_ratio}, {args.repeats} interleaved runs x {args.steps_per_run} step(s); "
-          f"fp32 GEMM {gemm / 1e9:.1f} GFLOP/s")
-    rows = []
-    for case in cases:
-        res = run_case(case, args)
-        tp, fl = res["throughput"], res["flops"]
-        mfu = {k: statistics.median(v) for k, v in res["mfu"].items()}
-        line = (f"{case.name:34s} ref {spread(tp['reference'])} img/s, ours {spread(tp['candidate'])} img/s, "
-                f"speed-up {spread(res['ratios'])}x | GFLOP/step ref {fl['reference'] / 1e9:.0f} ours "
-                f"{fl['candidate'] / 1e9:.0f} (bound {fl['reference'] / fl['candidate']:.2f}x) | MFU ref "
-                f"{100 * mfu['reference']:.0f}% ours {100 * mfu['candidate']:.0f}% (GEMM "
-                f"{spread([g / 1e9 for g in res['gemm']])} GFLOP/s)")
-        line += f" | per CPU-second speed-up {spread(res['cpu_ratios'])}x"
-        if "held_out" in res:
-            h = res["held_out"]
-            line += f" | held-out loss ref {h['reference']:.4f} ours {h['candidate']:.4f} ({args.train_steps} steps)"
-        print(line, flush=True)
-        rows.append(res)
+    gemm = gemm_rates(args.device)
+    native = cpu_native_bf16()[1] if args.device.type == "cpu" else torch.cuda.get_device_name(args.device)
+    print(f"torch {torch.__version__} on {args.device} ({native}), {torch.get_num_threads()} threads; batch "
+          f"{args.batch}, {args.img} px, mask {args.mask_ratio}, cross query {args.query}; {args.repeats} "
+          f"interleaved rounds x {args.steps_per_run} step(s)")
+    print(f"GEMM 2048^2: fp32 {gemm['fp32'] / 1e12:.3f} TFLOP/s, bf16 {gemm['bf16'] / 1e12:.3f} TFLOP/s "
+          f"({gemm['bf16'] / gemm['fp32']:.1f}x)", flush=True)
+    ours_speed: dict[tuple[str, str, str], list[float]] = {}
+    for preset in args.presets.split(","):
+        for precision in args.precisions.split(","):
+            timed = time_precision(preset, precision, args)
+            plain = timed["plain MAE"]
+            print(f"ViT-{preset[0].upper()} {precision}: plain MAE {spread(plain.images_per_s)} img/s, "
+                  f"{plain.flops / 1e9:.0f} GFLOP/step, MFU {spread([100 * m for m in plain.mfu], 0)}%", flush=True)
+            for decoder in args.decoders:
+                c = timed[decoder]
+                ratio = [a / b for a, b in zip(c.images_per_s, plain.images_per_s)]
+                ours_speed[(preset, decoder, precision)] = c.images_per_s
+                print(f"  ours, {decoder:5s} decoder: {spread(c.images_per_s)} img/s, x{spread(ratio)} the plain MAE, "
+                      f"{c.flops / 1e9:.0f} GFLOP/step, MFU {spread([100 * m for m in c.mfu], 0)}% of {precision} GEMM",
+                      flush=True)
+    if "fp32" in args.precisions and "bf16" in args.precisions:
+        print("bf16 over fp32 (our step, medians of the interleaved rounds; separate rounds, so contention shows):")
+        for preset in args.presets.split(","):
+            for decoder in args.decoders:
+                fp32, bf16 = ours_speed[(preset, decoder, "fp32")], ours_speed[(preset, decoder, "bf16")]
+                print(f"  ViT-{preset[0].upper()} {decoder}: x{statistics.median(bf16) / statistics.median(fp32):.2f}")
+    if args.train_steps > 0:
+        print(f"held-out loss after {args.train_steps} steps (batch {args.train_batch}, lr {args.train_lr}), scored in fp32:")
+        for preset in args.presets.split(","):
+            for decoder in args.decoders:
+                losses = {p: trained_loss(preset, decoder, p, args) for p in args.precisions.split(",")}
+                text = ", ".join(f"{p} {v:.4f}" for p, v in losses.items())
+                if "fp32" in losses and "bf16" in losses:
+                    text += f" (bf16 {100 * (losses['bf16'] / losses['fp32'] - 1):+.2f}%)"
+                print(f"  ViT-{preset[0].upper()} {decoder}: {text}", flush=True)
+    if args.profile:
+        for precision in args.precisions.split(","):
+            print(f"\ntop ops by self CPU time, ViT-B cross decoder, {precision}, batch {args.batch}:")
+            print(profile_step("base", "cross", precision, args, args.profile_rows))
     return 0
 
 

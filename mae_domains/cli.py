@@ -85,6 +85,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.resume:
         from mae_domains.runs.resume import resume_config
 
+        if args.init:
+            raise ValueError("--init cannot be combined with --resume: a resumed run continues from its own checkpoint")
         if args.config:
             raise ValueError("--config cannot be combined with --resume: the run's config is in its checkpoint; "
                              "give key=value overrides for what may change")
@@ -99,6 +101,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         config = build_config(args)
         if not config.data.sources:
             raise ValueError("no data given: pass --data PATH (files, folders or globs) or set data.sources")
+        if args.init:
+            config.model.init = str(args.init)
         run_dir = Path(args.out or Path("runs") / config.adapter.replace(".", "_"))
     result = pretrain(config, run_dir, resume=bool(args.resume), overwrite=args.overwrite)
     if result.stopped_by:
@@ -209,7 +213,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mae_domains.runs import export_run
 
-    paths = export_run(args.run, args.out)
+    paths = export_run(args.run, args.out, layout=args.format, license=args.license)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
@@ -219,6 +223,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mae_domains.evaluation.cli_support import evaluate_command
 
     return evaluate_command(args)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from mae_domains.evaluation.scene_segmentation import segment_command
+
+    return segment_command(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -269,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "overrides may change only how long it runs, how it reports and where it computes)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (refused without this flag)")
+    p.add_argument("--init", metavar="PATH_OR_NAME",
+                   help="start from these weights: a run folder, checkpoint or export of ours, or a published "
+                        "checkpoint as FAMILY:PATH (families: mae, satmae_group, satmae_temporal, scale_mae, prithvi, "
+                        "ca_mae, chest_xray_mae, monai_vit) or PATH (family found from its keys)")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("stats", help="per-channel normalization statistics of an archive")
@@ -323,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with a split column, e.g. image,labels,split with labels A|B|C); --run RUN "
                                    "--protocol anomaly --test DIR (folders normal/ and abnormal/, or a CSV "
                                    "path,label with normal|abnormal; needs the run's checkpoint with its decoder).")
-    p.add_argument("--run", help="run directory (or checkpoint) whose model is evaluated")
+    p.add_argument("--run", help="run directory (or checkpoint) whose model is evaluated; or published weights as "
+                                 "FAMILY:PATH or PATH, with --adapter (and --config for the model size)")
+    p.add_argument("--adapter", help="adapter that builds the model for published weights given to --run")
+    p.add_argument("--config", help="run config (YAML) of the model for published weights given to --run")
     p.add_argument("--train", nargs="+", metavar="PATH",
                    help="labelled training archive: class folders (class_name/*) or a label CSV (not needed by anomaly)")
     p.add_argument("--test", nargs="+", metavar="PATH", help="labelled test archive: class folders or a label CSV")
@@ -343,12 +360,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the protocol (fine-tuning, probe, splits)")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("segment", help="land-cover segmentation of whole georeferenced scenes into GeoTIFFs",
+                       description="Classify every pixel of a scene tile by tile (centre-crop stitching) and write "
+                                   "a uint8 GeoTIFF of class ids (nodata 255) on the scene's CRS and transform. "
+                                   "MODEL: a segmenter folder from an earlier --train, or a run folder with "
+                                   "--train PAIRS.csv (columns image,label: label rasters on the image's grid).")
+    p.add_argument("model", metavar="MODEL", help="trained segmenter folder, or run folder/checkpoint with --train")
+    p.add_argument("scenes", nargs="*", metavar="SCENE", help="GeoTIFF/COG, band-file folder or STAC item")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="output GeoTIFF (a folder when several scenes are given)")
+    p.add_argument("--train", metavar="CSV", help="image,label pairs to fine-tune a segmenter on first")
+    p.add_argument("--save", metavar="DIR", help="where the fine-tuned segmenter goes (default: OUT.segmenter)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="settings: steps, lr, batch_size, tile (px, default model.img_size), overlap (px, default "
+                        "tile/4), batch_tiles, label_nodata (255), freeze_encoder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning")
+    p.set_defaults(func=cmd_segment)
+
     p = sub.add_parser("export", help="encoder as safetensors + JSON config (+ statistics, model card)")
     p.add_argument("--run", required=True, metavar="PATH",
                    help="run directory, checkpoint.pt, or an earlier export (folder or encoder.safetensors)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for encoder.safetensors, config.json (input contract, timm_model), stats.json "
                         "and MODEL_CARD.md")
+    p.add_argument("--format", choices=("mae-domains", "hf"), default="mae-domains",
+                   help="hf: a Hugging Face Hub model repository (model.safetensors, config.json with timm's "
+                        "pretrained_cfg, README.md model card with YAML front matter); upload it as is")
+    p.add_argument("--license", metavar="ID", help="license of the weights for the hf model card (an SPDX id such as "
+                   "apache-2.0); without it the card says 'other' and asks you to set it")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="pretrain on the built-in sample archive (a few minutes on CPU)")

@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -36,25 +36,30 @@ class ModelConfig:
     img_size: int = 224
     in_chans: int = 3
     decoder: str = "self"  # "self" (MAE) or "cross" (CrossMAE: queries attend to visible tokens only)
+    cross_features: str = "mixed"  # cross decoder context: "mixed" (CrossMAE feature mapping) or "last" (final output)
     decoder_embed_dim: int | None = None  # None: the preset's decoder (see mae_domains.models.presets)
     decoder_depth: int | None = None
     decoder_num_heads: int | None = None
     query: str | float = "masked"  # "masked", "all", or a fraction of all tokens taken from the masked ones
+    # (CrossMAE's kept_mask_ratio: decodes masked - int(N * (mask ratio - query)) tokens)
     norm_pix_loss: bool = True
     loss: str = "mse"  # "mse" or "l1"
     drop_path_rate: float = 0.0
     depth: int | None = None  # overrides the preset's encoder depth (smoke runs, tests)
+    init: str | None = None  # initial weights of a new run: PATH or FAMILY:PATH (``pretrain --init``)
 
 
-MASK_STRATEGIES = ("random", "consistent", "independent")
+MASK_STRATEGIES = ("random", "consistent", "independent", "stratified")
 MASK_NOISES = ("uniform", "red", "blue", "green", "purple")
 
 
 @dataclass
 class MaskConfig:
     """Masking: ``ratio`` and ``strategy`` default to the adapter's recipe (None = the recipe's value).
-    ``strategy``: ``random`` over all tokens, or ``consistent`` / ``independent`` along ``axis`` (None =
-    the adapter's axis, e.g. ``group`` or ``time``). ``noise``: ``uniform`` (MAE) or a ColorMAE filtered
+    ``strategy``: ``random`` over all tokens, or along ``axis`` (None = the adapter's axis, e.g. ``group`` or
+    ``time``): ``consistent`` (one spatial mask for every slice), ``independent`` (SatMAE's: uniform over all
+    slice x location tokens, so the kept count per slice varies) or ``stratified`` (an own mask per slice with
+    the same kept count; what ``independent`` meant in 0.1.0). ``noise``: ``uniform`` (MAE) or a ColorMAE filtered
     noise colour; ColorMAE noise banks are cached under ``noise_cache`` (default: a user cache folder)."""
 
     ratio: float | None = None
@@ -81,10 +86,27 @@ class OptimConfig:
     lr: float | None = None
     weight_decay: float = 0.05
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    warmup_steps: int = 0
+    warmup_steps: int | None = None  # warmup in optimizer steps, or
+    warmup_epochs: float | None = None  # in epochs (converted with the run's steps per epoch); at most one
     min_lr: float = 0.0
     clip_grad: float | None = None
     accum_steps: int = 1
+    query_lr_scale: bool = True  # CrossMAE: lr x model.query / mask ratio when a fraction is decoded (base_lr only)
+
+
+@dataclass
+class OnlineKnnSettings:
+    """``engine.online_knn``: every ``every`` steps (0 = off) embed a small labelled set and log kNN top-1.
+    ``train`` / ``test`` are labelled sources in the ``evaluate`` format (class folders, CSV label lists);
+    without ``test`` the ``split`` column of the ``train`` lists divides them. Kept in memory: keep it small."""
+
+    every: int = 0
+    train: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+    k: int = 20
+    temperature: float = 0.07
+    pool: str = "cls"
+    batch_size: int = 64
 
 
 @dataclass
@@ -100,6 +122,43 @@ class EngineConfig:
     seed: int = 0
     tensorboard: bool = False
     threads: int | None = None
+    activation_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1/3 more compute
+    distributed: str = "ddp"  # under torchrun: "ddp" (replicated weights) or "fsdp" (FSDP2, sharded; ViT-L/H)
+    compile: bool = False  # torch.compile the model (falls back to eager, with a warning, when it fails)
+    online_knn: OnlineKnnSettings = field(default_factory=OnlineKnnSettings)
+
+
+POSITION_TABLES = ("fixed", "trained")
+ERASING_MODES = ("const", "rand", "pixel")
+
+
+@dataclass
+class FinetuneSettings:
+    """``eval.finetune``: the ``finetune`` protocol's settings a run picks; None leaves the protocol's (or the
+    adapter's) default. Meanings in :class:`mae_domains.evaluation.finetune.FinetuneConfig`;
+    ``configs/image_vit_base.yaml`` gives MAE's ViT-B recipe."""
+
+    epochs: int | None = None
+    base_lr: float | None = None
+    min_lr: float | None = None
+    warmup_epochs: float | None = None
+    layer_decay: float | None = None
+    weight_decay: float | None = None
+    drop_path: float | None = None
+    label_smoothing: float | None = None
+    mixup: float | None = None  # mixup alpha (0 = off)
+    cutmix: float | None = None  # cutmix alpha (0 = off)
+    mixup_prob: float | None = None
+    mixup_switch_prob: float | None = None
+    erase_prob: float | None = None  # random erasing: probability per sample (MAE's reprob)
+    erase_mode: str | None = None  # const, rand or pixel (MAE: pixel)
+    erase_count: int | None = None
+    auto_augment: str | None = None  # timm RandAugment string, e.g. rand-m9-mstd0.5-inc1; "none" = off
+    randaugment_magnitude: float | None = None
+    position_table: str | None = None  # "trained" (MAE) or "fixed"
+    fc_norm: bool | None = None  # a new LayerNorm after average pooling (MAE) instead of the encoder's
+    pool: str | None = None
+    clip_grad: float | None = None
 
 
 @dataclass
@@ -110,6 +169,7 @@ class EvalConfig:
     probe_epochs: int = 50
     pool: str = "cls"
     batch_size: int = 128
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 
 
 @dataclass
@@ -205,6 +265,10 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError(f"mask.noise must be one of {', '.join(MASK_NOISES)}, got {mask.noise!r}")
     if model.decoder not in ("self", "cross"):
         raise ConfigError(f"model.decoder must be 'self' or 'cross', got {model.decoder!r}")
+    if model.cross_features not in ("mixed", "last"):
+        raise ConfigError(f"model.cross_features must be 'mixed' (CrossMAE feature mapping) or 'last' (the "
+                          f"encoder's final output), got {model.cross_features!r}"
+                          f"{suggest(str(model.cross_features), ['mixed', 'last'])}")
     if model.loss not in ("mse", "l1"):
         raise ConfigError(f"model.loss must be 'mse' or 'l1', got {model.loss!r}")
     if isinstance(model.query, str) and model.query not in ("masked", "all"):
@@ -225,7 +289,8 @@ def validate(config: RunConfig) -> RunConfig:
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
     non_negative = {"engine.figure_every": engine.figure_every, "data.num_workers": config.data.num_workers,
-                    "optim.warmup_steps": optim.warmup_steps, "optim.weight_decay": optim.weight_decay,
+                    "optim.warmup_steps": optim.warmup_steps, "optim.warmup_epochs": optim.warmup_epochs,
+                    "optim.weight_decay": optim.weight_decay,
                     "optim.min_lr": optim.min_lr, "model.drop_path_rate": model.drop_path_rate}
     for key, value in non_negative.items():
         if value is not None and value < 0:
@@ -233,10 +298,43 @@ def validate(config: RunConfig) -> RunConfig:
     for key, value in (("optim.base_lr", optim.base_lr), ("optim.lr", optim.lr), ("optim.clip_grad", optim.clip_grad)):
         if value is not None and not value > 0:
             raise ConfigError(f"{key} must be positive, got {value}")
+    if optim.warmup_steps is not None and optim.warmup_epochs is not None:
+        raise ConfigError(f"optim.warmup_steps ({optim.warmup_steps}) and optim.warmup_epochs ({optim.warmup_epochs}) "
+                          "are both set; give warmup in steps or in epochs, not both (set the other to null)")
+    if optim.warmup_epochs is not None and engine.epochs is not None and engine.max_steps is None \
+            and optim.warmup_epochs >= engine.epochs:
+        raise ConfigError(f"optim.warmup_epochs ({optim.warmup_epochs}) must be shorter than engine.epochs "
+                          f"({engine.epochs})")
+    tune = config.eval.finetune
+    for key in ("label_smoothing", "mixup_prob", "mixup_switch_prob", "erase_prob"):
+        value = getattr(tune, key)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"eval.finetune.{key} must be in [0, 1], got {value}")
+    for key, known in (("position_table", POSITION_TABLES), ("erase_mode", ERASING_MODES)):
+        value = getattr(tune, key)
+        if value is not None and value not in known:
+            raise ConfigError(f"eval.finetune.{key} must be one of {', '.join(known)}, got {value!r}"
+                              f"{suggest(str(value), list(known))}")
     if len(optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in optim.betas):
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {optim.betas}")
     if not (engine.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", engine.device)):
         raise ConfigError(f"engine.device must be auto, cpu, cuda, cuda:N or mps, got {engine.device!r}")
+    knn = engine.online_knn
+    if knn.every < 0 or knn.k < 1 or not knn.temperature > 0 or knn.batch_size < 1:
+        raise ConfigError(f"engine.online_knn: every must be >= 0 (0 = off), k and batch_size >= 1 and temperature "
+                          f"> 0; got every={knn.every}, k={knn.k}, batch_size={knn.batch_size}, "
+                          f"temperature={knn.temperature}")
+    if knn.pool not in ("cls", "avg"):
+        raise ConfigError(f"engine.online_knn.pool must be 'cls' or 'avg', got {knn.pool!r}")
+    if knn.every and not knn.train:
+        raise ConfigError(f"engine.online_knn.every={knn.every} needs engine.online_knn.train (labelled sources: "
+                          "class folders or CSV label lists, as evaluate reads them)")
+    if engine.distributed not in ("ddp", "fsdp"):
+        raise ConfigError(f"engine.distributed must be 'ddp' or 'fsdp', got {engine.distributed!r}"
+                          f"{suggest(str(engine.distributed), ['ddp', 'fsdp'])}")
+    if engine.distributed == "fsdp" and engine.precision == "fp16":
+        raise ConfigError("engine.distributed=fsdp does not support engine.precision=fp16 (its GradScaler is not "
+                          "shard-aware); use bf16 or fp32")
     if engine.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"engine.precision must be auto, fp32, bf16 or fp16, got {engine.precision!r}")
     if config.model.img_size % config.model.patch_size:
@@ -312,5 +410,7 @@ def load_config(
     return config_from_dict(data, where)
 
 
-def dump_config(config: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+def dump_config(config: RunConfig, path: str | Path, comments: Sequence[str] = ()) -> None:
+    """Write ``config`` as YAML, ``comments`` (e.g. the resolved schedule) as ``#`` lines on top."""
+    header = "".join(f"# {line}\n" for line in comments)
+    Path(path).write_text(header + yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -8,11 +8,14 @@
   group also carries ``lr_scale = layer_decay ** (depth + 1 - layer_id)`` (MAE's layer-wise lr decay),
   with layer ids from :func:`layer_id`.
 - :func:`apply_lr`: sets every group's lr to ``lr * lr_scale``.
+- :class:`Schedule` / :func:`resolve_schedule`: a run's schedule in optimizer steps, from warmup given in
+  epochs or steps and the run's optimizer steps per epoch (micro-batches per epoch / accumulation).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
@@ -40,6 +43,64 @@ def lr_at(step: int, peak_lr: float, total_steps: int, warmup_steps: int, min_lr
     span = max(total_steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / span, 1.0)
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_steps_for(warmup_epochs: float | None, warmup_steps: int | None, steps_per_epoch: float) -> int:
+    """Warmup in optimizer steps: ``warmup_steps`` as given, or ``round(warmup_epochs * steps_per_epoch)``
+    (exact MAE when the product is whole); 0 when neither is given. Both given is an error."""
+    if warmup_epochs is not None and warmup_steps is not None:
+        raise ValueError("give warmup in epochs or in steps, not both")
+    if warmup_epochs is not None:
+        return int(round(warmup_epochs * steps_per_epoch))
+    return int(warmup_steps or 0)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A run's resolved schedule: warmup from 0 over ``warmup_steps``, half-cycle cosine to ``min_lr``
+    at ``total_steps`` (optimizer steps); ``steps_per_epoch`` is in optimizer steps (may be fractional
+    with accumulation)."""
+
+    peak_lr: float
+    total_steps: int
+    warmup_steps: int
+    steps_per_epoch: float
+    min_lr: float = 0.0
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.peak_lr, self.total_steps, self.warmup_steps, self.min_lr)
+
+    def epochs(self, steps: int) -> float:
+        return steps / self.steps_per_epoch if self.steps_per_epoch else 0.0
+
+    def describe(self) -> str:
+        """One line for the log and the run's config.yaml."""
+        return (f"schedule: peak lr {self.peak_lr:.4g}, warmup {self.warmup_steps} steps "
+                f"({self.epochs(self.warmup_steps):.4g} epochs), total {self.total_steps} steps "
+                f"({self.epochs(self.total_steps):.4g} epochs of {self.steps_per_epoch:.4g} steps), "
+                f"min lr {self.min_lr:.4g}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_schedule(
+    peak_lr: float,
+    micro_batches_per_epoch: int,
+    accum_steps: int = 1,
+    epochs: float | None = None,
+    max_steps: int | None = None,
+    warmup_epochs: float | None = None,
+    warmup_steps: int | None = None,
+    min_lr: float = 0.0,
+) -> Schedule:
+    """The schedule of a run of ``max_steps`` optimizer steps, else ``epochs`` (default 1) epochs of
+    ``micro_batches_per_epoch`` global batches accumulated ``accum_steps`` at a time, with warmup in
+    epochs or steps (:func:`warmup_steps_for`)."""
+    steps_per_epoch = micro_batches_per_epoch / accum_steps
+    total = max_steps or int((epochs or 1) * micro_batches_per_epoch) // accum_steps
+    warmup = warmup_steps_for(warmup_epochs, warmup_steps, steps_per_epoch)
+    return Schedule(peak_lr, total, warmup, steps_per_epoch, min_lr)
 
 
 def decays(name: str, param: torch.Tensor) -> bool:

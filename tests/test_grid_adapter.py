@@ -47,7 +47,8 @@ def test_the_config_overrides_the_recipe_and_feeds_the_builder():
     assert isinstance(model.decoder, CrossAttentionDecoder) and model.query == 0.25
     assert len(model.encoder.blocks) == 1 and model.target.norm_pix is False and model.loss_kind == "l1"
     out = model(torch.randn(2, 3, 32, 32), mask_seeds=[1, 2])
-    assert out.masking.num_keep == int(16 * (1 - 0.9)) and out.query_ids.shape[1] == round(0.25 * 16)
+    # CrossMAE's count: N - int(N * (1 - r)) - int(N * (r - q)) = 16 - 1 - int(10.4) = 5
+    assert out.masking.num_keep == int(16 * (1 - 0.9)) and out.query_ids.shape[1] == 16 - 1 - int(16 * (0.9 - 0.25))
     _, plain = bound("image")
     assert isinstance(plain.decoder, SelfAttentionDecoder) and plain.target.norm_pix is True
 

@@ -1,7 +1,11 @@
-"""Remote-sensing adapters: SatMAE band groups (``remote_sensing.multispectral``) and time series
-(``remote_sensing.temporal``) on real GeoTIFF/COG, band-file and Zarr archives."""
+"""Remote-sensing adapters: SatMAE band groups (``remote_sensing.multispectral``), time series
+(``remote_sensing.temporal``) and Scale-MAE (``remote_sensing.scale``) on real GeoTIFF/COG, band-file and
+Zarr archives; importing the package registers the ``knn_multiscale`` protocol."""
 
+import mae_remote_sensing.converters  # noqa: F401  (registers the checkpoint converters)
 from mae_remote_sensing.multispectral import MultispectralAdapter
+from mae_remote_sensing.multiscale_knn import MultiscaleKnnProtocol
+from mae_remote_sensing.scale import ScaleAdapter
 from mae_remote_sensing.temporal import TemporalAdapter
 
-__all__ = ["MultispectralAdapter", "TemporalAdapter"]
+__all__ = ["MultiscaleKnnProtocol", "MultispectralAdapter", "ScaleAdapter", "TemporalAdapter"]

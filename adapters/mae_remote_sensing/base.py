@@ -14,7 +14,10 @@ Options common to both adapters (``data.options``):
 - chips (size = ``model.img_size``): ``sampling`` (random | grid), ``chips_per_scene`` (an int, or "auto"
   = the scene's area in chips), ``stride`` (grid), ``min_valid_fraction``, ``window_attempts``,
   ``jitter`` (extra read margin as a fraction of the chip, for a random crop per epoch), ``flips``;
-- labels: ``label_from_folder`` (EuroSAT's ``class_name/*.tif``).
+- labels: ``label_from_folder`` (EuroSAT's ``class_name/*.tif``);
+- reconstruction target: ``target`` (pixels | hog | indices | hog+indices, FG-MAE), ``indices`` (names, default
+  NDVI, NDWI, NDBI), ``hog_window`` (Gaussian window in px; None = the patch size, 0 = none); see
+  :mod:`mae_remote_sensing.feature_targets`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from mae_domains.data.pixel_limit import DEFAULT_MAX_PIXELS
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
 from mae_domains.grid_adapter import GridAdapter
 from mae_remote_sensing.band_files import DEFAULT_BAND_PATTERN
-from mae_remote_sensing.bands import normalize_band_names, wavelength_of
+from mae_remote_sensing.bands import SENTINEL2_BANDS, normalize_band_names, wavelength_of
+from mae_remote_sensing.feature_targets import build_feature_target, check_target_bands, fit_head, parse_target
 from mae_remote_sensing.chips import ChipRef, chips_for_scene, grid_windows, random_window, window_rng
 from mae_remote_sensing.geotiff import ReadSettings
 from mae_remote_sensing.manifest import date_features
@@ -64,6 +68,9 @@ COMMON_OPTIONS: dict[str, Any] = {
     "jitter": 0.125,
     "flips": True,
     "label_from_folder": True,
+    "target": "pixels",
+    "indices": ["NDVI", "NDWI", "NDBI"],
+    "hog_window": None,
 }
 
 
@@ -101,6 +108,11 @@ class RemoteSensingAdapter(GridAdapter):
         self.settings.resampling_for(1.0, 1.0)  # unknown resampling names fail here, not in a worker
         self.classes: list[str] = []
         self.multilabel = False
+        self.target_parts = parse_target(o["target"])
+        check_target_bands(self.target_parts, self.bands, o["indices"] or ())
+        if self.target_parts and type(self).build_model is not RemoteSensingAdapter.build_model:
+            raise ValueError(f"adapter {self.name}: data.options.target={o['target']!r} is not available; this "
+                             "adapter reconstructs its own targets (use target: pixels)")
 
     def bind(self, config: Any) -> "RemoteSensingAdapter":
         """Attach the run config: the model input has one channel per selected band, whatever
@@ -117,6 +129,23 @@ class RemoteSensingAdapter(GridAdapter):
     @property
     def max_pixels(self) -> int | None:
         return getattr(self.config.data, "max_pixels", DEFAULT_MAX_PIXELS)
+
+    def describe_input(self) -> dict[str, Any]:
+        """Input-contract entries of an export (mae_domains.runs.input_contract): each band's centre
+        wavelength and native GSD (Sentinel-2 table) in channel order, and the GSD of the model input."""
+        infos = [SENTINEL2_BANDS.get(b) for b in self.bands]
+        native = [i.native_gsd_m if i else None for i in infos]
+        if self.target_gsd is not None:
+            gsd, note = self.target_gsd, "data.options.target_gsd: every band resampled to it"
+        elif self.options["gsd"] is not None:
+            gsd, note = self.options["gsd"], "data.options.gsd, for files without georeferencing"
+        elif all(n is not None for n in native) and native:
+            gsd, note = min(native), ("the finest selected band's native resolution (Sentinel-2); bands are "
+                                      "resampled to it, files at another resolution keep their own GSD")
+        else:
+            gsd, note = None, "each file's own georeferencing (finest selected band)"
+        return {"wavelengths_nm": [wavelength_of(b) for b in self.bands], "native_gsd_m": native,
+                "band_descriptions": [i.description if i else None for i in infos], "gsd_m": gsd, "gsd_note": note}
 
 
     # ----- sizes ---------------------------------------------------------------------------------
@@ -289,6 +318,8 @@ class RemoteSensingAdapter(GridAdapter):
             image = np.where(valid[:, None], image, mean)
             image = (image - mean) / std
         meta = dict(sample.meta)
+        if stats is not None:  # lets feature targets (spectral indices) undo the normalization
+            meta["norm_mean"], meta["norm_std"] = mean.reshape(-1).tolist(), std.reshape(-1).tolist()
         if meta.get("window"):
             row, col = meta["window"][0] + offset[0], meta["window"][1] + offset[1]
             meta["window"] = [row, col, size, size]
@@ -311,7 +342,30 @@ class RemoteSensingAdapter(GridAdapter):
         gsds = [m.get("gsd") for m in metas]
         if metas and all(g is not None for g in gsds):
             out["spacing"] = torch.tensor([[g[1], g[0]] for g in gsds], dtype=torch.float64, device=device)
+        means, stds = [m.get("norm_mean") for m in metas], [m.get("norm_std") for m in metas]
+        if metas and all(v is not None for v in means + stds):
+            out["band_mean"] = torch.tensor(means, dtype=torch.float32, device=device)
+            out["band_std"] = torch.tensor(stds, dtype=torch.float32, device=device)
         return out
+
+    # ----- scene segmentation --------------------------------------------------------------------
+    def open_scene(self, path: str | Path, stats: NormStats | None):
+        """A whole scene as the windowed reader of ``mae-domains segment`` (its grid, CRS and transform)."""
+        from mae_remote_sensing.scene_segmentation import open_scene_windows
+
+        return open_scene_windows(self, path, stats)
+
+    # ----- reconstruction target -----------------------------------------------------------------
+    def build_target(self, model):
+        """Pixels, or FG-MAE's HOG and/or spectral indices (``data.options.target``)."""
+        return build_feature_target(self.options, self.bands, int(model.patch_size), bool(model.norm_pix_loss))
+
+    def build_model(self, model, mask):
+        """The GridMAE, with a prediction head as wide as a feature target when one is selected."""
+        net = super().build_model(model, mask)
+        if self.target_parts:
+            fit_head(net, net.target.output_dim(net.embedding))
+        return net
 
 
 def crop_or_pad(image: np.ndarray, valid: np.ndarray, size: int, rng: np.random.Generator | None):

@@ -1,9 +1,22 @@
 """``remote_sensing.multispectral``: SatMAE band groups on multispectral chips (Sentinel-2 by default).
 
 One patch projection and one prediction head per band group; grid ``(group, y, x)``; the group code is
-concatenated to (default, SatMAE) or added to the 2D position code; masking is independent across
-groups (SatMAE's better choice) or consistent; targets are built per group from the same band indices
-the projection reads, so prediction and target can never be in different band orders.
+concatenated to (default, SatMAE) or added to the 2D position code; targets are built per group from the
+same band indices the projection reads, so prediction and target can never be in different band orders.
+
+Masking (``mask.strategy``): ``independent`` (default; SatMAE's: uniform over all group x location tokens,
+the kept count per group varies), ``stratified`` (an own mask per group, same kept count: what
+``independent`` meant in 0.1.0) or ``consistent`` (SatMAE's ``--spatial_mask``).
+
+Choices against SatMAE's ``models_mae_group_channels.py`` (defaults first, the faithful one settable):
+
+- decoder CLS code (``data.options.decoder_cls_code``): ``zero`` (MAE's convention, the CLS token gets no
+  code) by default; ``group`` gives it SatMAE's group code G (zero position part ++ the sin-cos code of
+  index G, one past the last group), with the self-attention decoder.
+- ``model.norm_pix_loss``: SatMAE's pretraining command has no ``--norm_pix_loss``, so its recipe runs
+  without it (``configs/remote_sensing_multispectral_vit_base.yaml``). When on, ours normalizes each group
+  token's patch over that group's own bands (the unit that is predicted); SatMAE's code, if the flag were
+  set, would normalize over all bands of a location before splitting them by group.
 """
 
 from __future__ import annotations
@@ -26,6 +39,8 @@ GROUP_OPTIONS: dict[str, Any] = {
     "group_names": None,
     "group_code": "concat",
     "group_fraction": 0.25,
+    "decoder_group_fraction": None,  # None: group_fraction (SatMAE ViT-B: 1/3 encoder, 1/4 decoder)
+    "decoder_cls_code": "zero",
 }
 
 
@@ -48,6 +63,9 @@ class MultispectralAdapter(RemoteSensingAdapter):
         if names is not None and len(names) != len(self.groups):
             raise ValueError(f"adapter {self.name}: {len(names)} group_names for {len(self.groups)} groups")
         self.group_names = tuple(names) if names else tuple("+".join(g) for g in self.groups)
+        if self.options["decoder_cls_code"] not in ("zero", "group"):
+            raise ValueError(f"adapter {self.name}: decoder_cls_code must be 'zero' (MAE) or 'group' (SatMAE's "
+                             f"group code G), got {self.options['decoder_cls_code']!r}")
 
     # ----- loading -------------------------------------------------------------------------------
     def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
@@ -78,7 +96,10 @@ class MultispectralAdapter(RemoteSensingAdapter):
         """One patch projection per band group at the preset's width."""
         o = self.options
         return BandGroupPatchEmbed(self.group_indices(), self.embed_dim(model), model.patch_size,
-                                   self.group_names, code_mode=o["group_code"], group_fraction=float(o["group_fraction"]))
+                                   self.group_names, code_mode=o["group_code"], group_fraction=float(o["group_fraction"]),
+                                   decoder_cls_code=o["decoder_cls_code"],
+                                   decoder_group_fraction=None if o["decoder_group_fraction"] is None
+                                   else float(o["decoder_group_fraction"]))
 
     # ----- visualization -------------------------------------------------------------------------
     def render_reconstruction(self, model, batch: dict[str, Any], output, path: Path) -> Path:

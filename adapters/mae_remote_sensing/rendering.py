@@ -56,5 +56,10 @@ def reconstruction_rows(adapter, model, batch: dict[str, Any], output, frames: b
 
 def reconstruction_figure(adapter, model, batch: dict[str, Any], output, path: Path, frames: bool,
                           max_rows: int = 4) -> Path:
-    """:func:`reconstruction_rows` drawn and saved as PNG."""
+    """:func:`reconstruction_rows` drawn and saved as PNG (feature maps for an FG-MAE feature target)."""
+    from mae_remote_sensing.feature_figure import feature_figure
+    from mae_remote_sensing.feature_targets import FeatureTarget
+
+    if isinstance(getattr(model, "target", None), FeatureTarget):
+        return feature_figure(adapter, model, batch, output, path, max_rows)
     return save_panels(reconstruction_rows(adapter, model, batch, output, frames, max_rows), path, title=adapter.name)

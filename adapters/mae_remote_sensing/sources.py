@@ -4,6 +4,7 @@
   used for that folder: the rasters it lists come with its dates, labels and series, the rasters it does
   not list are left out (with a warning). A CSV there that is not a manifest, or two manifests in one
   folder, are refused with the reason, never ignored;
+- a ``.json`` is a STAC item, item collection or catalog (:mod:`mae_remote_sensing.stac`);
 - a ``.zarr`` folder holds 3-D ``(C, H, W)`` or 4-D ``(T, C, H, W)`` arrays;
 - other folders are searched recursively for rasters; files whose names match ``band_pattern`` are
   grouped into one-file-per-band scenes, the others are multi-band files; quality and auxiliary files
@@ -29,6 +30,7 @@ from mae_remote_sensing.bands import AUXILIARY_PATTERN, is_auxiliary_band
 from mae_remote_sensing.geotiff import RasterScene, ReadSettings
 from mae_remote_sensing.manifest import date_from_name, read_manifest
 from mae_remote_sensing.scene import Scene
+from mae_remote_sensing.stac import stac_scenes
 from mae_remote_sensing.zarr_store import ZarrScene, list_zarr_arrays, zarr_dates
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
@@ -178,6 +180,8 @@ def discover_scenes(sources: Sequence[str | Path], settings: ReadSettings, layou
         for path in expand_source(source):
             if path.suffix.lower() == ".csv":
                 entries.extend(_manifest_entries(path, settings))
+            elif path.suffix.lower() == ".json":  # STAC item, item collection or catalog
+                entries.extend(SceneEntry(scene, None, series) for scene, series in stac_scenes(path, settings))
             elif _is_zarr(path):
                 entries.extend(_zarr_entries(path, settings))
             elif path.is_dir():

@@ -1,14 +1,28 @@
 """``remote_sensing.temporal``: SatMAE-temporal / Prithvi on time series of one place.
 
-T frames share one patch embedding; grid ``(time, y, x)``; each frame's date (year, day of year) gets a
-sin-cos code concatenated to (SatMAE, default) or added to (Prithvi) the 2D position code; masking is
-independent across time (default) or consistent (tube). Training chips use ``frames`` dates of a series
-(a random ordered subset); ``frames: null`` takes every date, so any T works at inference.
+T frames share one patch embedding; grid ``(time, y, x)``; each frame's date gets a sin-cos code. Masking
+is ``independent`` across time (SatMAE's: uniform over all T x L tokens), ``stratified`` (same kept count
+per date), or ``consistent`` (tube). Training chips use ``frames`` dates of a series (a random ordered
+subset); ``frames: null`` takes every date, so any T works at inference.
+
+Date codes (``data.options.date_preset``):
+
+- ``null`` (ours, default): (year, day of year), coded sin-cos in ``date_fraction`` of the width (0.25)
+  concatenated to the 2D position code (``date_code: concat``) or added at full width (``add``).
+- ``satmae``: SatMAE's ``models_mae_temporal.py``: (year - 2002, month - 1, hour), each component in a
+  third of 3/8 of the width (384 of 1024 encoder dims, 192 of 512 decoder dims) concatenated to the 2D
+  position code; the CLS token gets no code. The hour is read from the date text (``T10:30``), else 0.
+- ``prithvi``: Prithvi-EO-2.0 (``prithvi_mae.py``): a 3D sin-cos table of (frame index, y, x) in 4/16,
+  6/16, 6/16 of the width plus a full-width code of (year, day of year), the year in the first half,
+  added (``TemporalEncoder`` with a fixed scale of 1).
+
+A preset fixes ``date_code`` and ``date_fraction``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,10 +30,13 @@ import numpy as np
 import torch
 
 from mae_domains.data.sample import BadSampleError, Sample
+from mae_domains.grid import GridLayout, expand_along_axis, value_codes
+from mae_domains.grid.batch import GridBatch
+from mae_domains.grid.codes import grid_index_codes
 from mae_domains.models.embeddings.patch2d import TemporalPatchEmbed
 from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter, series_dates
 from mae_remote_sensing.chips import ChipRef
-from mae_remote_sensing.manifest import date_features
+from mae_remote_sensing.manifest import date_features, parse_date
 from mae_remote_sensing.rendering import reconstruction_figure
 from mae_remote_sensing.bands import wavelength_of
 from mae_remote_sensing.scene import Scene
@@ -43,9 +60,44 @@ PRITHVI_BANDS = ("B2", "B3", "B4", "B8A", "B11", "B12")
 
 TEMPORAL_OPTIONS: dict[str, Any] = {
     "frames": 3,
+    "date_preset": None,
     "date_code": "concat",
     "date_fraction": 0.25,
 }
+
+DATE_PRESETS = ("satmae", "prithvi")
+SATMAE_MIN_YEAR = 2002  # hard-coded for fMoW in SatMAE's util/datasets.py
+SATMAE_DATE_FRACTION = 384 / 1024  # 384 of 1024 encoder dims, 192 of 512 decoder dims
+PRITHVI_POSITION_WEIGHTS = (6, 6, 4)  # x, y, frame index in sixteenths of the width
+_HOUR = re.compile(r"\d[T ](\d{2}):\d{2}")
+
+
+def satmae_date_values(iso: str | None) -> tuple[float, float, float]:
+    """SatMAE's date inputs ``(year - 2002, month - 1, hour)`` of a date text; zeros when unknown."""
+    if not iso:
+        return (0.0, 0.0, 0.0)
+    d = parse_date(iso)
+    hour = _HOUR.search(str(iso))
+    return (float(d.year - SATMAE_MIN_YEAR), float(d.month - 1), float(hour.group(1)) if hour else 0.0)
+
+
+def satmae_series_dates(meta: dict[str, Any]) -> np.ndarray:
+    """``(T, 3)`` SatMAE date inputs of a chip's frames."""
+    return np.asarray([satmae_date_values(d) for d in meta.get("dates") or [None]], np.float32)
+
+
+class PrithviTemporalPatchEmbed(TemporalPatchEmbed):
+    """Prithvi-EO-2.0's codes on the shared-projection frames: the 3D (frame, y, x) sin-cos table plus the
+    full-width (year, day of year) code, added, at any width (the decoder's too)."""
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int = 16) -> None:
+        super().__init__(in_chans, embed_dim, patch_size, date_mode="add")
+
+    def codes(self, batch: GridBatch, layout: GridLayout, width: int) -> torch.Tensor:
+        device = batch.images.device
+        dates = self.date_values(batch, layout.axis("time").size).to(device)
+        position = grid_index_codes(layout, width, PRITHVI_POSITION_WEIGHTS, device=device)
+        return position + expand_along_axis(value_codes(width, dates), layout, "time")
 
 
 class TemporalAdapter(RemoteSensingAdapter):
@@ -63,6 +115,10 @@ class TemporalAdapter(RemoteSensingAdapter):
             raise ValueError(f"adapter {self.name}: frames must be a positive integer or null, got {frames!r}")
         if self.options["date_code"] not in ("concat", "add"):
             raise ValueError(f"adapter {self.name}: date_code must be 'concat' or 'add'")
+        preset = self.options["date_preset"]
+        if preset is not None and preset not in DATE_PRESETS:
+            raise ValueError(f"adapter {self.name}: date_preset must be null (year, day of year), 'satmae' or "
+                             f"'prithvi', got {preset!r}")
 
     # ----- loading -------------------------------------------------------------------------------
     def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
@@ -132,13 +188,21 @@ class TemporalAdapter(RemoteSensingAdapter):
         out = super().batch_meta(batch, device)
         metas = batch.get("meta") or []
         if metas:
-            out["dates"] = torch.from_numpy(np.stack([series_dates(m) for m in metas])).to(device, torch.float64)
+            dates_of = satmae_series_dates if self.options["date_preset"] == "satmae" else series_dates
+            out["dates"] = torch.from_numpy(np.stack([dates_of(m) for m in metas])).to(device, torch.float64)
         return out
 
     def build_embedding(self, model) -> TemporalPatchEmbed:
-        """One patch projection shared by all frames, at the preset's width."""
+        """One patch projection shared by all frames, at the preset's width, with the date code of
+        ``date_preset`` (see the module docstring)."""
         o = self.options
-        return TemporalPatchEmbed(len(self.bands), self.embed_dim(model), model.patch_size,
+        width = self.embed_dim(model)
+        if o["date_preset"] == "prithvi":
+            return PrithviTemporalPatchEmbed(len(self.bands), width, model.patch_size)
+        if o["date_preset"] == "satmae":
+            return TemporalPatchEmbed(len(self.bands), width, model.patch_size, date_mode="concat",
+                                      date_fraction=SATMAE_DATE_FRACTION)
+        return TemporalPatchEmbed(len(self.bands), width, model.patch_size,
                                   date_mode=o["date_code"], date_fraction=float(o["date_fraction"]))
 
     # ----- visualization -------------------------------------------------------------------------

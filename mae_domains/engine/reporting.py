@@ -6,8 +6,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MILESTONES = 10  # a log row at every tenth of the run, whatever log_every says
+# metrics.csv columns shown in the log line: (column, label, unit)
+HEALTH_LABELS = (("recon_psnr", "psnr", "dB"), ("pred_std_ratio", "std-ratio", ""), ("grad_norm", "grad-norm", ""),
+                 ("data_share", "data-share", "%"), ("knn_top1", "knn-top1", "%"))
 
 
 def at_milestone(step: int, total: int, parts: int = MILESTONES) -> bool:
@@ -18,6 +22,17 @@ def at_milestone(step: int, total: int, parts: int = MILESTONES) -> bool:
 def should_log(step: int, total: int, log_every: int | None) -> bool:
     """First and last step, every ``log_every`` steps (None: milestones only) and every tenth of the run."""
     return step == 1 or step == total or bool(log_every and step % log_every == 0) or at_milestone(step, total)
+
+
+def log_line(row: dict[str, Any], total: int) -> str:
+    """The log line of a metrics.csv row: loss and lr, then the health columns present (engine.health)."""
+    parts = [f"step {row['step']}/{total}", f"loss {float(row['loss']):.4f}", f"lr {float(row['lr']):.2e}"]
+    for key, label, unit in HEALTH_LABELS:
+        if row.get(key) not in (None, ""):
+            value = float(row[key])
+            parts.append(f"{label} {value:.1%}" if unit == "%" else f"{label} {value:.4g}{unit}")
+    parts += [f"data {float(row['data_time']):.3f}s", f"step {float(row['step_time']):.3f}s"]
+    return " ".join(parts)
 
 
 MIN_FIGURE_INTERVAL = 50

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 from mae_domains.runs.folder import write_atomic
 
-METRIC_FIELDS = ["step", "epoch", "loss", "lr", "data_time", "step_time", "samples_per_s"]
+METRIC_FIELDS = ["step", "epoch", "loss", "lr", "data_time", "step_time", "samples_per_s",
+                 "recon_psnr", "pred_std_ratio", "grad_norm", "data_share", "knn_top1"]  # see engine.health
 SKIP_FIELDS = ["step", "rank", "source", "reason"]
 ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 

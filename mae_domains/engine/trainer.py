@@ -7,7 +7,6 @@ up; only then are ``config.yaml``, ``stats.json`` and the CSV logs written."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -27,17 +26,24 @@ from mae_domains.data.loaders import pretraining_loader, sample_signatures
 from mae_domains.data.sample import NormStats
 from mae_domains.data.sampler import batches_per_epoch
 from mae_domains.device import autocast, select_device, select_precision
+from mae_domains.engine.activation_checkpointing import enable_activation_checkpointing
 from mae_domains.engine.checkpoint import capture_rng, load_resume_state, restore_rng, save_atomic
+from mae_domains.engine.compilation import compile_model
 from mae_domains.engine.disk import check_free_space, disk_full, free_bytes, is_disk_full, needed_bytes, state_nbytes
 from mae_domains.engine.distributed import (
-    DistInfo, all_gather_objects, all_reduce_sum, cleanup, init_distributed, run_on_main,
+    DistInfo, all_gather_objects, all_reduce_sum, cleanup, gather_full_state, gradient_sync, init_distributed,
+    load_full_state, run_on_main, shard_model, total_grad_norm,
 )
 from mae_domains.engine.errors import TrainingStopped
-from mae_domains.engine.optim import build_optimizer, effective_lr, lr_at
+from mae_domains.engine.health import HEALTH_FIELDS, TrainingHealth
+from mae_domains.engine.online_knn import OnlineKnn, isolated_rng
+from mae_domains.engine.optim import build_optimizer, effective_lr
 from mae_domains.engine.preemption import StopRequest
-from mae_domains.engine.reporting import StartupSummary, figure_interval, should_draw, should_log
+from mae_domains.engine.reporting import StartupSummary, figure_interval, log_line, should_draw, should_log
 from mae_domains.engine.run_files import METRIC_FIELDS, SKIP_FIELDS, CsvLog
 from mae_domains.engine.skips import SkipTracker
+from mae_domains.models.attention import prefer_matmul_attention
+from mae_domains.optim import resolve_schedule
 from mae_domains.runs.folder import clear_previous_run, open_run_folder, write_atomic
 from mae_domains.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, SKIPPED_NAME, STATS_NAME
 from mae_domains.runs.lock import RunLock
@@ -75,6 +81,20 @@ def configure_threads(config: RunConfig) -> int:
     return threads
 
 
+def query_lr_factor(model: Any, config: RunConfig) -> float:
+    """CrossMAE's lr factor ``kept_mask_ratio / mask_ratio`` (``model.query`` / mask ratio) when a fraction of
+    the tokens is decoded, the lr comes from ``optim.base_lr`` and ``optim.query_lr_scale`` is on; else 1.
+    Logged when it applies."""
+    factor_of = getattr(model, "query_lr_factor", None)
+    if factor_of is None or not config.optim.query_lr_scale or config.optim.lr is not None:
+        return 1.0
+    factor = float(factor_of())
+    if factor != 1.0:
+        log.info("lr x %.4g: model.query %s / mask ratio %s, as CrossMAE scales by kept_mask_ratio / mask_ratio "
+                 "(optim.query_lr_scale=false turns this off)", factor, config.model.query, model.mask_ratio)
+    return factor
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
@@ -106,7 +126,7 @@ class Trainer:
         self.device = select_device(config.engine.device)
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.precision = select_precision(self.device, config.engine.precision)
+        self.precision = select_precision(self.device, config.engine.precision, cpu_bf16=True)
         self.adapter = (adapter or get_adapter(config.adapter, config.data.options)).bind(config)
         self.lock: RunLock | None = None
         self.stop = StopRequest()
@@ -132,8 +152,24 @@ class Trainer:
             self.stats = self.adapter.compute_stats(self.refs, cfg.data.stats_samples, cfg.engine.seed)
         torch.manual_seed(cfg.engine.seed)
         self.model = self.adapter.build_model(cfg.model, cfg.mask).to(self.device)
+        self.init_report = None
+        if state is None and cfg.model.init:  # a new run from published or earlier weights
+            from mae_domains.runs.initial_weights import load_initial_weights
+
+            self.init_report = load_initial_weights(self.model, cfg.model.init, self.adapter, cfg)
+        if cfg.engine.activation_checkpointing:
+            enable_activation_checkpointing(self.model)
+        if self.device.type == "cpu" and self.precision.dtype is not None:
+            prefer_matmul_attention(self.model)  # CPU bf16: faster than the flash kernel (models/attention.py)
+        if cfg.engine.compile:
+            compile_model(self.model)
+        self.sharded = self.dist.enabled and cfg.engine.distributed == "fsdp"
+        if self.sharded:  # before the optimizer, which must hold the sharded parameters
+            shard_model(self.model, self.dist, self.device)
         world_batch = cfg.engine.batch_size * self.dist.world_size * cfg.optim.accum_steps
         self.peak_lr = effective_lr(cfg.optim.base_lr, cfg.optim.lr, world_batch)
+        self.query_lr_factor = query_lr_factor(self.model, cfg)
+        self.peak_lr *= self.query_lr_factor
         self.optimizer = build_optimizer(self.model, self.peak_lr, cfg.optim.weight_decay, tuple(cfg.optim.betas))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_grad_scaler)
         self.step = 0
@@ -148,7 +184,10 @@ class Trainer:
             raise ValueError(f"the archive holds {len(self.refs)} samples, fewer than one global batch "
                              f"({cfg.engine.batch_size} x {self.dist.world_size})"
                              f"{' of one grid signature' if signatures else ''}; lower engine.batch_size")
-        self.total_steps = cfg.engine.max_steps or (cfg.engine.epochs or 1) * steps_per_epoch // cfg.optim.accum_steps
+        o = cfg.optim  # the schedule in optimizer steps, warmup given in epochs or steps
+        self.schedule = resolve_schedule(self.peak_lr, steps_per_epoch, o.accum_steps, cfg.engine.epochs,
+                                         cfg.engine.max_steps, o.warmup_epochs, o.warmup_steps, o.min_lr)
+        self.total_steps = self.schedule.total_steps
         self.steps_per_epoch = steps_per_epoch
         self.figure_every = figure_interval(cfg.engine.figure_every, self.total_steps)
         accum = cfg.optim.accum_steps
@@ -157,24 +196,35 @@ class Trainer:
             rank=self.dist.rank, world_size=self.dist.world_size, start_step=self.step * accum,
             max_steps=self.total_steps * accum, signatures=signatures, num_workers=cfg.data.num_workers,
             pin_memory=cfg.data.pin_memory and self.device.type == "cuda")
-        self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-                          if self.dist.enabled else self.model)
+        with isolated_rng(self.device):  # the labelled set of engine.online_knn (None when off)
+            self.online_knn = OnlineKnn.from_config(cfg.engine.online_knn, self.adapter, self.stats)
+        self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                                  find_unused_parameters=bool(getattr(self.model, "has_unused_parameters", False)))
+                          if self.dist.enabled and not self.sharded else self.model)
         # The run is known good: room for a checkpoint, then its files.
         run_on_main(self.start_run_files, self.dist)
         if self.dist.is_main:
             for line in self.summary().lines():
                 log.info(line)
+            log.info(self.schedule.describe())
+            if self.schedule.warmup_steps >= self.total_steps:
+                log.warning("the warmup (%d steps) is not shorter than the run (%d steps): the lr never reaches "
+                            "its peak", self.schedule.warmup_steps, self.total_steps)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Model, optimizer, scaler, step, skipped samples and RNG from a checkpoint that fits the config."""
         path = self.run_dir / CHECKPOINT_NAME
         try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as err:
+            if self.sharded:
+                load_full_state(self.model, self.optimizer, state["model"], state["optimizer"])
+            else:
+                self.model.load_state_dict(state["model"])
+        except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointFormatError(f"{path}: the checkpoint does not fit the model of the run's config "
                                         f"({describe_load_error(err)})") from None
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            if not self.sharded:  # a sharded optimizer was loaded with the model
+                self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
         except (ValueError, KeyError, RuntimeError) as err:
             raise CheckpointFormatError(f"{path}: the optimizer state does not fit the model ({err})") from None
@@ -193,9 +243,13 @@ class Trainer:
         try:
             if self.overwrite:
                 clear_previous_run(self.run_dir)
-            write_atomic(self.run_dir / CONFIG_NAME, lambda p: dump_config(self.config, p))
+            write_atomic(self.run_dir / CONFIG_NAME,
+                         lambda p: dump_config(self.config, p, [f"resolved {self.schedule.describe()}"]))
             stats = json.dumps(self.stats.as_dict(), indent=2)
             write_atomic(self.run_dir / STATS_NAME, lambda p: p.write_text(stats))
+            if self.init_report is not None:  # what the initial weights mapped, adapted and left fresh
+                report = json.dumps(self.init_report.as_dict(), indent=2)
+                write_atomic(self.run_dir / "init_report.json", lambda p: p.write_text(report))
             truncate = self.step if self.resume else None
             self.metrics_log = CsvLog(self.run_dir / METRICS_NAME, METRIC_FIELDS, truncate)
             self.skip_log = CsvLog(self.run_dir / SKIPPED_NAME, SKIP_FIELDS, truncate)
@@ -218,7 +272,7 @@ class Trainer:
         params = list(self.model.parameters())
         return StartupSummary(
             self.run_dir, mode, self.adapter.name, len(set(self.skips.files)), len(self.refs), len(self.skips.samples),
-            str(self.device), self.precision.name, self.threads, cfg.data.num_workers,
+            str(self.device), self.precision.describe(), self.threads, cfg.data.num_workers,
             sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad),
             self.step, self.total_steps, self.steps_per_epoch, cfg.engine.batch_size * self.dist.world_size,
             cfg.engine.checkpoint_every, cfg.engine.log_every, self.figure_every)
@@ -226,14 +280,18 @@ class Trainer:
     # ----- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         path = self.run_dir / CHECKPOINT_NAME
-        run_on_main(lambda: self.write_checkpoint(path), self.dist)
+        # FSDP2: every rank takes part in gathering the full state; rank 0 writes it
+        full = gather_full_state(self.model, self.optimizer) if self.sharded else None
+        run_on_main(lambda: self.write_checkpoint(path, full), self.dist)
         self.last_checkpoint_step = self.step
         return path
 
-    def write_checkpoint(self, path: Path) -> None:
-        """Check for room, then write atomically; a full disk ends the run naming the intact checkpoint."""
+    def write_checkpoint(self, path: Path, full: tuple[dict, dict] | None = None) -> None:
+        """Check for room, then write atomically; a full disk ends the run naming the intact checkpoint.
+        ``full``: the gathered (model, optimizer) state of a sharded model."""
+        model_state, optimizer_state = full or (unwrap(self.ddp_model).state_dict(), self.optimizer.state_dict())
         state = {
-            "model": unwrap(self.ddp_model).state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": model_state, "optimizer": optimizer_state,
             "scaler": self.scaler.state_dict(), "step": self.step, "rng": capture_rng(),
             "stats": self.stats.as_dict(), **self.skips.state(),
             "config": self.config.to_dict(), "adapter": self.adapter.name, "version": __version__,
@@ -285,8 +343,7 @@ class Trainer:
         self.skips.check(self.run_dir / SKIPPED_NAME, self.checkpoint_note(), exhausted)
 
     def set_lr(self) -> float:
-        o = self.config.optim
-        lr = lr_at(self.step, self.peak_lr, self.total_steps, o.warmup_steps, o.min_lr)
+        lr = self.schedule.lr(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
@@ -294,13 +351,15 @@ class Trainer:
     def report(self, row: dict[str, Any], last_loss: float, lr: float, data_time: float, step_time: float,
                batch: dict[str, Any], output: Any) -> None:
         """metrics.csv row and log line, TensorBoard scalars and the reconstruction figure (rank 0)."""
-        if should_log(self.step, self.total_steps, self.config.engine.log_every):
+        if should_log(self.step, self.total_steps, self.config.engine.log_every) or row.get("knn_top1"):
             self.bookkeep(METRICS_NAME, self.step, lambda: self.metrics_log.write(row))
-            log.info("step %d/%d loss %.4f lr %.2e data %.3fs step %.3fs", self.step, self.total_steps,
-                     last_loss, lr, data_time, step_time)
+            log.info(log_line(row, self.total_steps))
         if self.tb is not None:
             self.bookkeep("tensorboard", self.step, lambda: (self.tb.add_scalar("loss", last_loss, self.step),
                                                   self.tb.add_scalar("lr", lr, self.step)))
+            for key in HEALTH_FIELDS:  # present on log rows only
+                if row.get(key) not in (None, ""):
+                    self.bookkeep("tensorboard", self.step, lambda key=key: self.tb.add_scalar(key, float(row[key]), self.step))
         if should_draw(self.step, self.total_steps, self.figure_every):
             figure = self.run_dir / FIGURES_DIR / f"step{self.step:07d}.png"
             model = unwrap(self.ddp_model)
@@ -334,14 +393,14 @@ class Trainer:
         step_start = data_start
         data_time = 0.0
         last_loss = math.nan
+        health = TrainingHealth(self.device)
         try:
             for batch in self.loader:
                 data_time += time.perf_counter() - data_start
                 self.record_skips(batch)
                 lr = self.set_lr()
                 sync = (micro + 1) % accum == 0
-                ctx = self.ddp_model.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
-                with ctx:
+                with gradient_sync(self.ddp_model, sync):
                     with autocast(self.device, self.precision):
                         output = self.ddp_model(**self.adapter.model_inputs(batch, self.device))
                     den = loss_denominator(output)
@@ -349,6 +408,7 @@ class Trainer:
                     # gradient of the global mean: DDP averages over ranks, so scale by world / global_den
                     loss = output.loss.float() * den * self.dist.world_size / global_den / accum
                     self.scaler.scale(loss).backward()
+                health.add_micro_batch(output)
                 # this rank's share of the global mean: summed over ranks (below) it is the loss over
                 # all masked patches, weighted by denominator as the gradient is
                 loss_sum += loss.detach() / self.dist.world_size
@@ -361,12 +421,8 @@ class Trainer:
                 # scaler skips such steps itself. The flags (and a stop signal) are all-reduced so every
                 # rank decides alike.
                 check_grads = not self.precision.use_grad_scaler
-                if cfg.optim.clip_grad:
-                    self.scaler.unscale_(self.optimizer)
-                grad_norm = None
-                if cfg.optim.clip_grad or check_grads:
-                    grad_norm = torch.nn.utils.get_total_norm(
-                        [p.grad for p in self.model.parameters() if p.grad is not None])
+                self.scaler.unscale_(self.optimizer)  # true gradients to clip, check and log (step reuses them)
+                grad_norm = total_grad_norm(self.model.parameters())
                 grads_ok = torch.isfinite(grad_norm).to(self.device) if check_grads else torch.isfinite(loss_sum)
                 flags = torch.stack([torch.isfinite(loss_sum), grads_ok,
                                      torch.tensor(self.stop.requested, device=self.device)])
@@ -390,6 +446,12 @@ class Trainer:
                        "loss": f"{last_loss:.6f}", "lr": f"{lr:.6e}", "data_time": f"{data_time:.4f}",
                        "step_time": f"{step_time:.4f}",
                        "samples_per_s": f"{cfg.engine.batch_size * accum * self.dist.world_size / max(step_time, 1e-9):.2f}"}
+                health.end_step(grad_norm, data_time, step_time)
+                knn_now = self.online_knn is not None and self.online_knn.due(self.step, self.total_steps)
+                if knn_now:  # every rank embeds (a sharded model needs them all); no RNG drawn
+                    row["knn_top1"] = f"{self.online_knn.evaluate(self.model, self.device, self.precision):.4f}"
+                if knn_now or should_log(self.step, self.total_steps, cfg.engine.log_every):  # alike on every rank
+                    row.update(health.read(lambda sums: all_reduce_sum(sums, self.dist)))
                 if self.dist.is_main:
                     self.report(row, last_loss, lr, data_time, step_time, batch, output)
                     if self.lock is not None:

@@ -52,6 +52,15 @@ def parse_settings(pairs: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def _run_config(path: str | None) -> dict[str, Any] | None:
+    """The run config of ``--config`` (for published weights), validated, as a dict."""
+    if not path:
+        return None
+    from mae_domains.config import load_config
+
+    return load_config(path).to_dict()
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     """Run what the parsed ``evaluate`` arguments ask for and print the summary table; returns 0.
 
@@ -76,6 +85,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     records = evaluate_checkpoint(
         args.run, args.protocol, out, train=args.train, test=args.test, manifest=manifest, seeds=[args.seed],
         device=args.device, settings=parse_settings(getattr(args, "set", None)),
+        adapter=getattr(args, "adapter", None), config=_run_config(getattr(args, "config", None)),
         dataset_name=(named.stem if manifest else named.parent.name) or "dataset",
     )
     _report(records, out)

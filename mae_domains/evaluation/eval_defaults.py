@@ -11,6 +11,9 @@ given explicitly (``settings=``, ``--set``) still win, and a protocol only takes
                     whose average pooling is part of MAE's recipe)
 ``batch_size``      the loaders' batch size
 ``protocols``       the protocols run when none is named
+``finetune.*``      the ``finetune`` protocol's settings of the same names
+                    (those set, not None: e.g. MAE's recipe in
+                    ``configs/image_vit_base.yaml``)
 =================== ==========================================================
 
 A section value that equals both :class:`~mae_domains.config.EvalConfig`'s default and the protocol's own
@@ -70,6 +73,10 @@ class RunEvalDefaults:
                 take(key, targets[protocol])
         if "pool" in self.section and "pool" in known and not handler.trains_encoder:
             take("pool", "pool")
+        if protocol == "finetune":  # eval.finetune: the values a run sets (None = no choice)
+            for key, value in (self.section.get("finetune") or {}).items():
+                if value is not None and key in known:
+                    out[key] = value
         return out
 
 

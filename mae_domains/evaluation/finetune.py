@@ -9,13 +9,19 @@ encoder's :class:`GridBatch` (pixels, validity, spacing, dates ...; by default t
   parameter's lr is multiplied by ``layer_decay ** (depth + 1 - layer_id)``.
 - No weight decay on biases, norms (1-D parameters) and the code tables (CLS, channel codes ...).
 - Drop path rising linearly over the blocks to ``drop_path``.
-- Pooling: ``avg`` is the mean of the valid grid tokens before the final LayerNorm (MAE's global pool,
-  the encoder's norm in the place of ``fc_norm``), a :meth:`TokenGrid.pool` over every grid axis;
-  ``cls`` is the normalized CLS token.
-- Cross-entropy (optional label smoothing) for single-label, BCE for multi-hot targets.
-- Warmup + half-cycle cosine (:func:`mae_domains.optim.lr_at`), ``lr = base_lr * batch / 256``.
-- ``randaugment_magnitude`` (0 = off) is read by the runner's augmented loader: it is passed to the
-  adapter's ``finetune_transform`` (the medical adapters apply RandAugment-style ops of that magnitude).
+- Pooling: ``avg`` is the mean of the valid grid tokens (MAE's global pool, a :meth:`TokenGrid.pool` over
+  every grid axis) through ``fc_norm``: a new LayerNorm as MAE (``fc_norm: true``) or the encoder's final
+  norm (``false``); ``cls`` is the normalized CLS token.
+- ``position_table: trained`` (MAE: timm's ``pos_embed`` is a parameter, loaded from the fixed sin-cos table
+  and trained): a learned table over the spatial grid axes, initialized at zero and added to the encoder's
+  fixed codes (the same as training the table itself), layer 0, no weight decay; shared across the other
+  axes (channels, groups, frames), whose codes stay as pretrained. ``fixed`` keeps the codes frozen.
+- Cross-entropy for single-label (timm ``LabelSmoothingCrossEntropy`` with ``label_smoothing``, or
+  ``SoftTargetCrossEntropy`` on mixed targets), BCE for multi-hot targets.
+- Batch augmentation (:mod:`mae_domains.evaluation.finetune_transforms`): random erasing, then mixup /
+  cutmix (timm), on any input whose last two axes are spatial; ``auto_augment`` (timm RandAugment, RGB
+  images) and ``randaugment_magnitude`` (the medical adapters' own ops) act in the runner's loader.
+- Warmup + half-cycle cosine (:func:`mae_domains.optim.lr_at`), per step, ``lr = base_lr * batch / 256``.
 - Adapters may change these defaults for their modality (``protocol_defaults``, e.g. X-ray: layer decay
   0.55, drop path 0.2, RandAugment magnitude 6); the caller's settings win.
 The caller's encoder is copied, never modified. Seeded: the same seed gives the same run. Registered as
@@ -25,6 +31,7 @@ the ``finetune`` protocol (:class:`FinetuneProtocol`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -34,10 +41,13 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from mae_domains.config import ERASING_MODES, POSITION_TABLES
 from mae_domains.device import autocast, select_device, select_precision
 from mae_domains.evaluation.features import dataset_size, extract_features
+from mae_domains.evaluation.finetune_transforms import BatchMixing, erase_batch, seeded_python_and_numpy
 from mae_domains.evaluation.metrics import score_result
 from mae_domains.grid import GridBatch, as_grid_batch
+from mae_domains.grid.axes import AxisKind
 from mae_domains.optim import apply_lr, build_optimizer, lr_at
 from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
 
@@ -55,17 +65,29 @@ def image_grid_batch(batch: Mapping[str, Any], device: torch.device) -> GridBatc
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tuning settings; ``lr = base_lr * batch_size / 256`` with the loader's batch size."""
+    """Fine-tuning settings; ``lr = base_lr * batch_size / 256`` with the loader's batch size. MAE's ViT-B
+    recipe (FINETUNE.md) is the ``eval.finetune`` section of ``configs/image_vit_base.yaml``; the defaults
+    leave its augmentations off."""
 
     epochs: int = 50
     base_lr: float = 5e-4
     min_lr: float = 1e-6
-    warmup_epochs: int = 5
+    warmup_epochs: float = 5
     layer_decay: float = 0.75
     weight_decay: float = 0.05
     drop_path: float = 0.1
     pool: str = "avg"
+    fc_norm: bool = False  # avg pool: a new LayerNorm (MAE) instead of the encoder's final norm
+    position_table: str = "fixed"  # "trained": a learned spatial table on top of the fixed codes (MAE)
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # mixup alpha (0 = off)
+    cutmix: float = 0.0  # cutmix alpha (0 = off)
+    mixup_prob: float = 1.0  # probability of mixing a batch at all
+    mixup_switch_prob: float = 0.5  # probability of cutmix rather than mixup when both are on
+    erase_prob: float = 0.0  # per-sample probability
+    erase_mode: str = "pixel"
+    erase_count: int = 1
+    auto_augment: str = ""  # timm RandAugment policy for RGB images, e.g. rand-m9-mstd0.5-inc1 ("" = off)
     clip_grad: float | None = None
     max_steps_per_epoch: int | None = None
     randaugment_magnitude: float = 0
@@ -82,6 +104,30 @@ class FinetuneConfig:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.randaugment_magnitude < 0:
             raise ValueError(f"randaugment_magnitude must be >= 0 (0 = off), got {self.randaugment_magnitude}")
+        if self.position_table not in POSITION_TABLES:
+            raise ValueError(f"position_table must be one of {', '.join(POSITION_TABLES)}, got {self.position_table!r}")
+        if self.erase_mode not in ERASING_MODES:
+            raise ValueError(f"erase_mode must be one of {', '.join(ERASING_MODES)}, "
+                             f"got {self.erase_mode!r}")
+        for key in ("label_smoothing", "mixup_prob", "mixup_switch_prob", "erase_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.mixup < 0 or self.cutmix < 0 or self.erase_count < 1:
+            raise ValueError("mixup and cutmix must be >= 0 (0 = off) and erase_count >= 1")
+        if self.auto_augment is None or str(self.auto_augment).lower() == "none":
+            self.auto_augment = ""
+        if self.auto_augment:
+            from timm.data.auto_augment import rand_augment_transform
+
+            try:
+                rand_augment_transform(self.auto_augment, {})
+            except Exception as err:  # timm raises assorted errors for a bad policy string
+                raise ValueError(f"auto_augment {self.auto_augment!r} is not a timm RandAugment policy "
+                                 f"(e.g. rand-m9-mstd0.5-inc1): {err}") from None
+
+    @property
+    def mixes(self) -> bool:
+        return self.mixup > 0 or self.cutmix > 0
 
     def settings(self) -> dict:
         """The settings that define a result (device and precision excluded)."""
@@ -102,10 +148,11 @@ def set_drop_path(encoder: nn.Module, rate: float) -> None:
 
 class GridClassifier(nn.Module):
     """A grid encoder (``embedding``, ``cls_token``, ``blocks``, ``norm``) plus a linear head, on
-    :class:`GridBatch` inputs (a plain tensor is taken as the images)."""
+    :class:`GridBatch` inputs (a plain tensor is taken as the images). ``fc_norm``: a new LayerNorm after
+    average pooling (MAE). A trained position table is added by :meth:`add_position_table`."""
 
     def __init__(self, encoder: nn.Module, num_classes: int, pool: str = "avg",
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, fc_norm: bool = False) -> None:
         super().__init__()
         if pool not in POOL_MODES:
             raise ValueError(f"unknown pooling {pool!r}; use 'avg' or 'cls'")
@@ -114,6 +161,10 @@ class GridClassifier(nn.Module):
             raise TypeError(f"fine-tuning needs a GridEncoder; {type(encoder).__name__} lacks {', '.join(missing)}")
         self.encoder = encoder
         self.pool_mode = pool
+        self.fc_norm: nn.Module | None = None
+        if fc_norm and pool == "avg":
+            self.fc_norm = nn.LayerNorm(encoder.embed_dim, eps=getattr(encoder.norm, "eps", 1e-6))
+        self.pos_embed: nn.Parameter | None = None  # (1, *grid axes (1 off the spatial ones), D)
         self.head = nn.Linear(encoder.embed_dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5, generator=generator)
         nn.init.zeros_(self.head.bias)
@@ -122,14 +173,41 @@ class GridClassifier(nn.Module):
     def depth(self) -> int:
         return len(self.encoder.blocks)
 
+    @staticmethod
+    def table_shape(layout: Any) -> tuple[int, ...]:
+        """The position table's grid shape: the spatial axes' sizes, 1 along the others."""
+        return tuple(a.size if a.kind is AxisKind.SPATIAL else 1 for a in layout.axes)
+
+    def add_position_table(self, batch: GridBatch | torch.Tensor) -> nn.Parameter:
+        """A learned position table for the grid of ``batch`` (zeros: at first the pretrained codes alone)."""
+        layout = self.encoder.embedding.layout(as_grid_batch(batch))
+        shape = self.table_shape(layout)
+        if not any(a.kind is AxisKind.SPATIAL for a in layout.axes):
+            raise ValueError("position_table=trained needs spatial grid axes")
+        device = next(self.encoder.parameters()).device
+        self.pos_embed = nn.Parameter(torch.zeros(1, *shape, self.encoder.embed_dim, device=device))
+        return self.pos_embed
+
+    def add_table(self, grid: Any) -> Any:
+        shape = self.table_shape(grid.layout)
+        if tuple(self.pos_embed.shape[1:-1]) != shape:  # type: ignore[union-attr]
+            raise ValueError(f"the trained position table is for a grid of {tuple(self.pos_embed.shape[1:-1])} "  # type: ignore[union-attr]
+                             f"tokens, this batch has {shape}: fine-tune and evaluate at one input size "
+                             "(or use position_table: fixed)")
+        table = self.pos_embed.expand(1, *grid.layout.shape, -1).reshape(1, -1, self.encoder.embed_dim)  # type: ignore[union-attr]
+        return dataclasses.replace(grid, tokens=grid.tokens + table.to(grid.tokens.dtype))
+
     def forward_features(self, batch: GridBatch | torch.Tensor) -> torch.Tensor:
         """Pooled, normalized embedding ``(B, D)``."""
         encoder = self.encoder
         grid = encoder.embedding(as_grid_batch(batch))
+        if self.pos_embed is not None:
+            grid = self.add_table(grid)
         grid = grid.with_prefix(encoder.cls_token.to(grid.tokens.dtype).expand(grid.batch_size, -1, -1))
         grid = grid.replace_sequence(encoder.blocks(grid.sequence()))
         if self.pool_mode == "avg":
-            return encoder.norm(grid.pool(grid.layout.names).tokens[:, 0])
+            pooled = grid.pool(grid.layout.names).tokens[:, 0]
+            return self.fc_norm(pooled) if self.fc_norm is not None else encoder.norm(pooled)
         return encoder.norm(grid.prefix[:, 0])
 
     def forward(self, batch: GridBatch | torch.Tensor) -> torch.Tensor:
@@ -148,11 +226,35 @@ class FinetuneResult:
     test_sample_ids: list[str] | None = None
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """BCE for multi-hot ``(B, C)`` labels, else cross-entropy with optional label smoothing."""
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
+                        soft: bool = False) -> torch.Tensor:
+    """BCE for multi-hot ``(B, C)`` labels; ``soft`` single-label targets ``(B, C)`` (mixup): timm's
+    ``SoftTargetCrossEntropy``; integer labels: timm's ``LabelSmoothingCrossEntropy`` (``(1 - e) * NLL + e *
+    mean over classes of -log p``), plain cross-entropy without smoothing."""
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if soft:
+        return SoftTargetCrossEntropy()(logits.float(), labels.float())
     if labels.ndim == 2:
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-    return F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing)
+    if label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(label_smoothing)(logits.float(), labels.long())
+    return F.cross_entropy(logits.float(), labels.long())
+
+
+def augment_batch(grid_batch: GridBatch, labels: torch.Tensor, config: FinetuneConfig,
+                  mixing: BatchMixing | None) -> tuple[GridBatch, torch.Tensor, bool]:
+    """Random erasing, then mixup / cutmix of a training batch: ``(batch, targets, targets are soft)``."""
+    images = grid_batch.images
+    if config.erase_prob > 0:
+        images = erase_batch(images.clone(), config.erase_prob, config.erase_mode,
+                             config.erase_count)
+    valid = grid_batch.valid
+    if mixing is not None:
+        images, labels, valid, _ = mixing(images, labels, valid)
+    if images is grid_batch.images and valid is grid_batch.valid:
+        return grid_batch, labels, mixing is not None
+    return dataclasses.replace(grid_batch, images=images, valid=valid), labels, mixing is not None
 
 
 @torch.enable_grad()
@@ -166,13 +268,14 @@ def train_classifier(
     """Train ``model`` in place with AdamW over layer-decayed groups; returns mean loss per epoch."""
     precision = select_precision(device, config.precision)
     model.to(device).train()
-    optimizer = build_optimizer(model, config.base_lr, config.weight_decay, (0.9, 0.999), config.layer_decay, model.depth)
+    optimizer: torch.optim.Optimizer | None = None  # built at the first batch (after a position table is added)
     scaler = torch.amp.GradScaler(device.type) if precision.use_grad_scaler else None
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = config.epochs * steps_per_epoch
-    warmup_steps = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
+    warmup_steps = round(min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch)
+    mixing: BatchMixing | None = None
     peak_lr: float | None = None
     losses: list[float] = []
     step = 0
@@ -185,11 +288,21 @@ def train_classifier(
                 continue
             grid_batch = batch_fn(batch, device)
             labels = torch.as_tensor(batch["label"]).to(device)
-            if peak_lr is None:
+            if optimizer is None:
                 peak_lr = config.base_lr * grid_batch.batch_size / 256
+                if config.position_table == "trained" and model.pos_embed is None:
+                    model.add_position_table(grid_batch)
+                optimizer = build_optimizer(model, config.base_lr, config.weight_decay, (0.9, 0.999),
+                                            config.layer_decay, model.depth)
+                if config.mixes:
+                    mixing = BatchMixing(model.head.out_features, config.mixup, config.cutmix, config.mixup_prob,
+                                         config.mixup_switch_prob, config.label_smoothing, multi_label=labels.ndim == 2)
+            assert peak_lr is not None
             apply_lr(optimizer, lr_at(step, peak_lr, total_steps, warmup_steps, config.min_lr))
+            grid_batch, targets, soft = augment_batch(grid_batch, labels, config, mixing)
             with autocast(device, precision):
-                loss = classification_loss(model(grid_batch), labels, config.label_smoothing)
+                loss = classification_loss(model(grid_batch), targets, config.label_smoothing,
+                                           soft=soft and targets.ndim == 2 and labels.ndim == 1)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite fine-tuning loss at step {step}: {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
@@ -231,12 +344,12 @@ def finetune(
     batch_fn = batch_fn or image_grid_batch
     device = select_device(config.device)
     fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(config.seed)
+    with torch.random.fork_rng(devices=fork_devices), seeded_python_and_numpy(config.seed):
+        torch.manual_seed(config.seed)  # Python's and NumPy's RNGs draw the erasing boxes and mixing lambdas
         encoder_copy = copy.deepcopy(encoder).float()
         set_drop_path(encoder_copy, config.drop_path)
         generator = torch.Generator().manual_seed(config.seed)
-        model = GridClassifier(encoder_copy, num_classes, config.pool, generator)
+        model = GridClassifier(encoder_copy, num_classes, config.pool, generator, fc_norm=config.fc_norm)
         losses = train_classifier(model, train_loader, config, device, batch_fn)
     result = FinetuneResult(model=model, loss_per_epoch=losses)
     if test_loader is not None:

@@ -36,7 +36,9 @@ from mae_domains.data.sample import NormStats
 from mae_domains.evaluation.features import BatchEmbedFn, EncoderEmbedding
 from mae_domains.evaluation.finetune_transforms import FinetuneTransformReader
 from mae_domains.evaluation.labelled_sources import LabelledRefs, encode_labels, read_labelled
-from mae_domains.runs import build_model, model_from_source, open_weights
+from mae_domains.conversion import split_family
+from mae_domains.runs import LoadedModel, build_model, model_from_source, open_weights
+from mae_domains.runs.initial_weights import OWN_KINDS, load_initial_weights
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +104,16 @@ def _resolve(path: str | os.PathLike, root: Path) -> Path:
 
 def load_pretrained(spec: Mapping[str, Any], root: Path) -> LoadedCheckpoint:
     """A checkpoint entry with ``path:`` (see the module docstring for the accepted files)."""
-    path = _resolve(spec["path"], root)
+    family, raw_path = split_family(str(spec["path"]))
+    family = spec.get("family", family)
+    path = _resolve(raw_path, root)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {spec.get('name', path)}: {path} not found")
     source = open_weights(path)
-    loaded = model_from_source(source, config=spec.get("config"), adapter_name=spec.get("adapter"))
+    if source.kind not in OWN_KINDS and (spec.get("adapter") or family):
+        loaded = converted_model(source, family, spec)
+    else:
+        loaded = model_from_source(source, config=spec.get("config"), adapter_name=spec.get("adapter"))
     step = spec.get("step", loaded.step)
     return LoadedCheckpoint(
         name=str(spec.get("name", source.path.stem)), checkpoint_id=f"{source.path.name}:{file_digest(source.path)}",
@@ -114,6 +121,19 @@ def load_pretrained(spec: Mapping[str, Any], root: Path) -> LoadedCheckpoint:
         stats=loaded.stats, config=loaded.config.to_dict(), step=None if step is None else int(step),
         source_kind=loaded.kind,
     )
+
+
+def converted_model(source: Any, family: str | None, spec: Mapping[str, Any]) -> LoadedModel:
+    """Published weights (``family:`` or found from the keys) converted into the model of the entry's
+    ``adapter:`` and ``config:`` (the adapter's defaults without one); the conversion report is logged."""
+    config = dict(spec.get("config") or {})
+    adapter_name = spec.get("adapter") or config.get("adapter")
+    if not adapter_name:
+        raise ValueError(f"checkpoint {spec.get('name', source.path)}: published weights need an adapter "
+                         f"(adapter: in the entry, or --adapter)")
+    adapter, model, run_config = build_model(config, adapter_name)
+    load_initial_weights(model, f"{family}:{source.path}" if family else source.path, adapter, run_config, source)
+    return LoadedModel(adapter, model.eval(), None, run_config, None, source.path, "foreign")
 
 
 def load_checkpoint(spec: Mapping[str, Any], root: Path, loaded: Mapping[str, LoadedCheckpoint]) -> LoadedCheckpoint:

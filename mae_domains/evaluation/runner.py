@@ -34,6 +34,7 @@ import mae_domains.evaluation.linear_probe  # noqa: F401
 import mae_domains.evaluation.multilabel  # noqa: F401
 import mae_domains.evaluation.segmentation  # noqa: F401
 import mae_domains.evaluation.volume_probe  # noqa: F401
+from mae_domains.conversion import split_family
 from mae_domains.evaluation.eval_defaults import RunEvalDefaults, merged_settings, run_eval_settings
 from mae_domains.evaluation.features import (
     BatchEmbedFn, EmbedFn, FeatureCache, FeatureSet, cached_features, grid_embedder,
@@ -374,8 +375,11 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool | None = None,
     run_defaults: bool = True,
+    adapter: str | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> list[ResultRecord]:
-    """One checkpoint (run folder, ``checkpoint.pt`` or exported ``.safetensors``), one dataset (``train`` /
+    """One checkpoint (run folder, ``checkpoint.pt`` or exported ``.safetensors``; or published weights as
+    ``FAMILY:PATH`` or ``PATH`` with ``adapter`` and optionally a run ``config`` dict), one dataset (``train`` /
     ``test`` class folders or label-list CSVs, each a path or a list of paths, or a ``manifest`` CSV with a
     ``split`` column; ``test`` alone for protocols that score only it, e.g. ``anomaly``), one or more protocols;
     writes the same files as a benchmark run. This is what ``mae-domains evaluate`` calls.
@@ -384,6 +388,7 @@ def evaluate_checkpoint(
     :mod:`mae_domains.evaluation.eval_defaults`): protocol settings, under ``settings``; the batch size,
     unless ``batch_size`` is given (else 64); the protocols, when ``protocol`` is None (else ``knn``).
     """
+    family, checkpoint = split_family(str(checkpoint))
     defaults = run_eval_settings(checkpoint) if run_defaults else RunEvalDefaults()
     if protocol is None:
         protocols = defaults.protocols or ["knn"]
@@ -406,7 +411,9 @@ def evaluate_checkpoint(
         "name": f"{', '.join(protocols)} on {dataset_name}",
         "seeds": list(seeds), "batch_size": batch_size or defaults.batch_size or 64, "num_workers": num_workers,
         "checkpoints": [{"name": Path(checkpoint).stem if Path(checkpoint).is_file() else Path(checkpoint).name,
-                         "path": str(Path(checkpoint).absolute())}],
+                         "path": str(Path(checkpoint).absolute()),
+                         **({"family": family} if family else {}), **({"adapter": adapter} if adapter else {}),
+                         **({"config": dict(config)} if config else {})}],
         "datasets": [dataset],
         "protocols": [{"name": name, **values} for name, values in merged_settings(defaults, protocols, settings).items()],
     }

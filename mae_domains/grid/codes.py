@@ -95,6 +95,18 @@ def spatial_codes(
     return sincos_positions(dim, coords, weights)
 
 
+def grid_index_codes(layout: GridLayout, dim: int, weights: Sequence[float] | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """Sin-cos code of every axis's integer index (spatial or not) for every token: ``(1, N, dim)``.
+
+    Axes are coded last-first as in :func:`sincos_positions`; for a ``(time, y, x)`` grid,
+    ``weights=(6, 6, 4)`` gives x 6/16, y 6/16 and the frame index 4/16 of the width: Prithvi's
+    ``get_3d_sincos_pos_embed`` table (exact when ``dim`` is a multiple of 16).
+    """
+    coords = layout.all_coordinates(device=device).to(torch.float64).unsqueeze(0)
+    return sincos_positions(dim, coords, weights)
+
+
 def index_codes(dim: int, size: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Fixed 1D sin-cos code of indices ``0..size-1`` -> ``(1, size, dim)`` (SatMAE's group code)."""
     return sincos_1d(dim, torch.arange(size, device=device, dtype=torch.float64)).unsqueeze(0)

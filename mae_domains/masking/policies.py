@@ -4,8 +4,13 @@ Modes (``axes`` names the grid axes the policy is about, e.g. ``("group",)``, ``
 
 - ``random``: uniform over all N tokens (MAE; CA-MAE over all C x L tokens); keeps ``int(N * (1 - r))``.
 - ``consistent``: one spatial mask shared by every index along ``axes`` (same mask for every group /
-  date / channel, "tube" masking); keeps ``int(L * (1 - r))`` per slice, L = tokens per slice.
-- ``independent``: every index along ``axes`` gets its own mask with the same kept count per slice.
+  date / channel, "tube" masking; SatMAE's ``--spatial_mask`` / ``same_mask``); keeps ``int(L * (1 - r))``
+  per slice, L = tokens per slice.
+- ``independent``: SatMAE's independent masking: uniform over all slice x location tokens, keeping
+  ``int(N * (1 - r))``; the kept count per slice varies (3 groups x 144 tokens at 0.75: 20-54 per
+  group, mean 36). Each slice draws its own spatial noise pattern (matters for ColorMAE noise).
+- ``stratified``: every index along ``axes`` gets its own mask with the same kept count per slice,
+  ``int(L * (1 - r))`` (what ``independent`` meant in 0.1.0: a different method from SatMAE's).
 
 The spatial pattern is uniform noise or :class:`~mae_domains.masking.color_noise.ColorNoise`. Invalid
 tokens are pushed behind every valid one, so they are masked whenever the masked set can hold them and
@@ -15,6 +20,7 @@ the same in every run and independent of which samples share the batch.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Protocol, Sequence
 
@@ -23,7 +29,23 @@ import torch
 from mae_domains.grid import GridLayout
 from mae_domains.masking.indices import MaskIndices, masking_from_noise, num_kept_tokens
 
-MASK_MODES = ("random", "consistent", "independent")
+MASK_MODES = ("random", "consistent", "independent", "stratified")
+SLICED_MODES = ("consistent", "stratified")  # kept count fixed per slice
+
+log = logging.getLogger(__name__)
+_told_about_independent = False
+
+
+def note_independent_meaning(axes: Sequence[str]) -> None:
+    """Say once per process what ``independent`` means now, for configs written for 0.1.0."""
+    global _told_about_independent
+    if _told_about_independent:
+        return
+    _told_about_independent = True
+    along = "/".join(axes) or "slice"
+    log.info("mask strategy 'independent' is SatMAE's: uniform over all %s x location tokens, so the kept count "
+             "per %s varies; in mae-domains 0.1.0 it kept the same count per %s, which is now "
+             "mask.strategy=stratified", along, along, along)
 
 
 class NoiseSource(Protocol):
@@ -76,14 +98,14 @@ class TokenMasker:
         return slices, layout.num_tokens // slices
 
     def num_keep(self, layout: GridLayout, mask_ratio: float) -> int:
-        if self.mode == "random":
+        if self.mode not in SLICED_MODES:
             return num_kept_tokens(layout.num_tokens, mask_ratio)
         slices, per_slice = self.split(layout)
         return slices * num_kept_tokens(per_slice, mask_ratio)
 
     def scores(self, layout: GridLayout, batch_size: int, seeds: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
         """``(B, N)`` keep order: the ``num_keep`` lowest scores are kept."""
-        if self.mode == "random":
+        if self.mode in ("random", "independent"):
             return per_sample_noise(self.noise, layout.shape, batch_size, seeds).reshape(batch_size, -1)
         slice_dims = [layout.index(a) for a in self.axes]
         other_dims = [i for i in range(len(layout)) if i not in slice_dims]
@@ -126,6 +148,8 @@ class TokenMasker:
 def build_masker(mode: str = "random", axes: Sequence[str] | str = (), color: str | None = None,
                  cache_dir: str | None = None, **noise_settings) -> TokenMasker:
     """``build_masker("independent", "group")``; ``color`` in red/blue/green/purple uses ColorMAE noise."""
+    if mode == "independent":
+        note_independent_meaning((axes,) if isinstance(axes, str) else tuple(axes))
     noise: NoiseSource | None = None
     if color is not None:
         from mae_domains.masking.color_noise import ColorNoise

@@ -62,14 +62,25 @@ class GridEncoder(nn.Module):
         init_mae_weights(self.norm)
         nn.init.normal_(self.cls_token, std=0.02)
 
-    def encode(self, grid: TokenGrid) -> TokenGrid:
-        """Run the blocks over CLS + the grid's tokens."""
+    def encode(self, grid: TokenGrid, feature_maps: list[torch.Tensor] | None = None) -> TokenGrid:
+        """Run the blocks over CLS + the grid's tokens. A ``feature_maps`` list receives the tokens entering
+        the first block and every block's output, before the final norm (CrossMAE's feature maps)."""
         grid = grid.with_prefix(self.cls_token.to(grid.tokens.dtype).expand(grid.batch_size, -1, -1))
-        return grid.replace_sequence(self.norm(self.blocks(grid.sequence())))
+        x = grid.sequence()
+        if feature_maps is None:
+            x = self.blocks(x)
+        else:
+            feature_maps.append(x)
+            for block in self.blocks:
+                x = block(x)
+                feature_maps.append(x)
+        return grid.replace_sequence(self.norm(x))
 
-    def forward_visible(self, batch: GridBatch, ids_keep: torch.Tensor) -> TokenGrid:
-        """Encode only positions ``ids_keep`` ``(B, K)`` (only those patches are projected)."""
-        return self.encode(self.embedding(batch, ids_keep))
+    def forward_visible(self, batch: GridBatch, ids_keep: torch.Tensor,
+                        feature_maps: list[torch.Tensor] | None = None) -> TokenGrid:
+        """Encode only positions ``ids_keep`` ``(B, K)`` (only those patches are projected); see
+        :meth:`encode` for ``feature_maps``."""
+        return self.encode(self.embedding(batch, ids_keep), feature_maps)
 
     def forward_grid(self, batch: GridBatch | torch.Tensor | Mapping[str, Any]) -> TokenGrid:
         """Encode every token; the result can be pooled over named axes (``.pool(["channel"])``)."""
@@ -131,9 +142,11 @@ class GridMAE(nn.Module):
     """Masked autoencoder over a token grid.
 
     ``query``: which positions are decoded and scored: ``"masked"`` (all masked tokens, MAE), a float
-    fraction of all N tokens taken from the masked ones (CrossMAE, e.g. 0.25), or ``"all"`` (every
-    token, e.g. deblurring scores visible tokens too). ``loss_on``: ``"masked"`` or ``"all"`` queried
-    tokens. Invalid tokens never count.
+    fraction of all N tokens taken from the masked ones (CrossMAE's ``kept_mask_ratio``, e.g. 0.25; count
+    in :meth:`query_count`), or ``"all"`` (every token, e.g. deblurring scores visible tokens too).
+    ``loss_on``: ``"masked"`` or ``"all"`` queried tokens. Invalid tokens never count. A decoder with
+    ``uses_feature_maps`` (CrossMAE's feature mapping) gets the encoder's intermediate maps; others don't
+    make the encoder keep them.
     """
 
     def __init__(
@@ -167,12 +180,49 @@ class GridMAE(nn.Module):
     def embedding(self) -> GridEmbedding:
         return self.encoder.embedding
 
-    def query_ids(self, masking: MaskIndices, num_tokens: int) -> torch.Tensor:
+    @property
+    def uses_feature_maps(self) -> bool:
+        """Whether the decoder reads the encoder's intermediate feature maps (CrossMAE feature mapping)."""
+        return bool(getattr(self.decoder, "uses_feature_maps", False))
+
+    @property
+    def has_unused_parameters(self) -> bool:
+        """True when pretraining leaves parameters without gradient (the encoder's final norm when the
+        decoder mixes the pre-norm feature maps): distributed training must then look for them."""
+        return self.uses_feature_maps
+
+    def query_lr_factor(self, mask_ratio: float | None = None) -> float:
+        """CrossMAE's learning-rate factor ``kept_mask_ratio / mask_ratio``: the decoded fraction of all
+        tokens over the masked fraction when a fraction is decoded, else 1."""
+        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        if isinstance(self.query, str):
+            return 1.0
+        return min(float(self.query) / ratio, 1.0)
+
+    def query_count(self, num_tokens: int, num_masked: int, mask_ratio: float) -> int:
+        """Decoded tokens for a fractional ``query`` q, as CrossMAE computes it: the masked tokens less
+        ``int(N * (mask_ratio - q))``, i.e. ``N - int(N * (1 - r)) - int(N * (r - q))`` under random
+        masking; at least 1, at most the masked count."""
+        skipped = int(num_tokens * (mask_ratio - float(self.query)))
+        return min(max(1, num_masked - skipped), num_masked)
+
+    def decoder_prefix_codes(self, device: torch.device) -> torch.Tensor | None:
+        """Codes the embedding gives the decoder's prefix tokens (``decoder_prefix_codes(width)``, e.g. SatMAE's
+        group code G on the CLS token), for a self-attention decoder; None when it gives none."""
+        codes_of = getattr(self.embedding, "decoder_prefix_codes", None)
+        width = getattr(self.decoder, "decoder_embed_dim", None)
+        if codes_of is None or width is None or not isinstance(self.decoder, SelfAttentionDecoder):
+            return None
+        codes = codes_of(width)
+        return None if codes is None else codes.to(device)
+
+    def query_ids(self, masking: MaskIndices, num_tokens: int, mask_ratio: float | None = None) -> torch.Tensor:
         if self.query == "masked":
             return masking.ids_masked
         if self.query == "all":
             return torch.arange(num_tokens, device=masking.ids_keep.device).expand(masking.ids_keep.shape[0], -1)
-        count = min(max(1, round(float(self.query) * num_tokens)), masking.ids_masked.shape[1])
+        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        count = self.query_count(num_tokens, masking.ids_masked.shape[1], ratio)
         return masking.ids_masked[:, :count]  # masked ids come in random (score) order: a random subset
 
     def forward(
@@ -192,9 +242,16 @@ class GridMAE(nn.Module):
         token_valid = self.embedding.token_validity(batch, layout)
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         masking = self.masker(layout, ratio, batch.batch_size, seeds=mask_seeds, valid=token_valid, device=device)
-        latent = self.encoder.forward_visible(batch, masking.ids_keep)
-        query_ids = self.query_ids(masking, layout.num_tokens)
-        pred = self.head(self.decoder(latent, query_ids), query_ids, layout)
+        feature_maps: list[torch.Tensor] | None = [] if self.uses_feature_maps else None
+        latent = self.encoder.forward_visible(batch, masking.ids_keep, feature_maps)
+        query_ids = self.query_ids(masking, layout.num_tokens, ratio)
+        if feature_maps is not None:
+            features = self.decoder(latent, query_ids, feature_maps=feature_maps)
+        elif (prefix_codes := self.decoder_prefix_codes(device)) is not None:
+            features = self.decoder(latent, query_ids, prefix_codes=prefix_codes)
+        else:
+            features = self.decoder(latent, query_ids)
+        pred = self.head(features, query_ids, layout)
         target, weight = self.target(batch, self.embedding, layout)
         target, weight = gather_tokens(target, query_ids), gather_tokens(weight, query_ids)
         token_weight = torch.ones_like(query_ids, dtype=torch.float32)
@@ -258,11 +315,14 @@ def build_grid_mae(embedding: GridEmbedding, config: ModelConfig | None = None, 
     embedding.prepare_code_width(config.decoder_embed_dim)
     encoder = GridEncoder(embedding, config.depth or preset.depth, preset.num_heads, preset.mlp_ratio,
                           config.drop_path_rate)
-    decoders = {"self": SelfAttentionDecoder, "cross": CrossAttentionDecoder}
-    if config.decoder not in decoders:
+    sizes = (preset.embed_dim, config.decoder_embed_dim, config.decoder_depth, config.decoder_num_heads,
+             preset.mlp_ratio)
+    if config.decoder == "self":
+        decoder: nn.Module = SelfAttentionDecoder(*sizes)
+    elif config.decoder == "cross":
+        decoder = CrossAttentionDecoder(*sizes, features=config.cross_features, encoder_depth=len(encoder.blocks))
+    else:
         raise ValueError(f"unknown decoder {config.decoder!r}; use 'self' or 'cross'")
-    decoder = decoders[config.decoder](preset.embed_dim, config.decoder_embed_dim, config.decoder_depth,
-                                       config.decoder_num_heads, preset.mlp_ratio)
     if embedding.route_axis is not None:
         head: nn.Module = RoutedHead(config.decoder_embed_dim, embedding.target_dim, embedding.route_axis,
                                      embedding.num_routes)

@@ -1,7 +1,10 @@
-"""Export a run's encoder: ``encoder.safetensors``, ``config.json``, ``stats.json`` and ``MODEL_CARD.md``.
+"""Export a run's encoder: ``encoder.safetensors``, ``config.json``, ``stats.json`` and ``MODEL_CARD.md``;
+or, in the ``hf`` layout, a Hugging Face Hub model repository (``model.safetensors``, ``config.json`` with
+timm's Hub fields, ``stats.json``, ``README.md`` with YAML front matter; :mod:`mae_domains.runs.hub`).
 
 2D encoders are written under timm ``VisionTransformer`` keys and ``config.json`` says how timm rebuilds
-them (``timm_model``: the keywords of ``timm.create_model``). Other encoders (band groups, time series,
+them (``timm_model``: the keywords of ``timm.create_model``; ``pretrained_cfg``: timm's mean, std and input
+size). Other encoders (band groups, time series,
 channel-agnostic, 3D) keep their own keys under their own format name and make no timm claim;
 :func:`mae_domains.runs.load_model` rebuilds any export. ``config.json`` and the card state the real input
 (:mod:`mae_domains.runs.input_contract`). Files get ordinary permissions (``0666`` less the umask).
@@ -17,14 +20,17 @@ from typing import Any
 
 from mae_domains import __version__
 from mae_domains.runs.encoder_weights import TIMM_FORMAT, export_encoder_state
+from mae_domains.runs.hub import HF_LAYOUT, front_matter, hub_config, timm_pretrained_cfg
 from mae_domains.runs.input_contract import input_contract
-from mae_domains.runs.layout import ENCODER_NAME, EXPORT_CONFIG_NAME, STATS_NAME
+from mae_domains.runs.layout import ENCODER_NAME, EXPORT_CONFIG_NAME, HF_CARD_NAME, HF_WEIGHTS_NAME, STATS_NAME
 from mae_domains.runs.model import LoadedModel, grid_hw, load_model
 from mae_domains.runs.model_card import write_model_card
 from mae_domains.runs.timm_model import timm_create_kwargs, timm_vit_kwargs
 from mae_domains.weights import save_safetensors
 
 LOADER = "mae_domains.runs.load_model"
+NATIVE_LAYOUT = "mae-domains"
+LAYOUTS = (NATIVE_LAYOUT, HF_LAYOUT)
 
 
 def architecture(loaded: LoadedModel, weights_format: str) -> str:
@@ -53,7 +59,7 @@ def export_info(loaded: LoadedModel, weights_format: str) -> dict[str, Any]:
     run_config = copy.deepcopy(cfg.to_dict())
     if in_chans is not None:
         run_config["model"]["in_chans"] = int(in_chans)
-    return {
+    info = {
         "adapter": cfg.adapter, "preset": cfg.model.preset, "patch_size": cfg.model.patch_size,
         "img_size": cfg.model.img_size, "in_chans": in_chans, "embed_dim": getattr(encoder, "embed_dim", None),
         "depth": depth,
@@ -65,6 +71,8 @@ def export_info(loaded: LoadedModel, weights_format: str) -> dict[str, Any]:
         "input": contract, "normalization": stats, "data_sources": cfg.data.sources,
         "adapter_options": contract["adapter_options"], "run_config": run_config,
     }
+    info["pretrained_cfg"] = timm_pretrained_cfg(info)
+    return info
 
 
 def ordinary_permissions(path: Path) -> Path:
@@ -76,21 +84,33 @@ def ordinary_permissions(path: Path) -> Path:
     return path
 
 
-def export_run(source: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write the encoder of ``source`` (a run folder, a ``checkpoint.pt`` or another export) to ``out_dir``;
-    returns the written paths by kind (``encoder``, ``config``, ``stats``, ``model_card``)."""
+def export_run(source: str | Path, out_dir: str | Path, layout: str = NATIVE_LAYOUT,
+               license: str | None = None) -> dict[str, Path]:
+    """Write the encoder of ``source`` (a run folder, a ``checkpoint.pt``, another export or a Hub id) to
+    ``out_dir`` in ``layout`` (``mae-domains``, or ``hf``: a Hub model repository whose card declares
+    ``license``, a placeholder when None); returns the written paths by kind (``encoder``, ``config``,
+    ``stats``, ``model_card``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"export layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     loaded = load_model(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state, weights_format = export_encoder_state(loaded.model, grid_hw(loaded.config))
     info = export_info(loaded, weights_format)
-    paths = {"encoder": save_safetensors(state, out / ENCODER_NAME, metadata={"format": weights_format, "config": info})}
+    hub = layout == HF_LAYOUT
+    config = hub_config(info) if hub else info
+    weights = out / (HF_WEIGHTS_NAME if hub else ENCODER_NAME)
+    paths = {"encoder": save_safetensors(state, weights, metadata={"format": weights_format, "config": info})}
     paths["config"] = out / EXPORT_CONFIG_NAME
-    paths["config"].write_text(json.dumps(info, indent=2, default=str))
+    paths["config"].write_text(json.dumps(config, indent=2, default=str))
     if info["normalization"] is not None:
         paths["stats"] = out / STATS_NAME
         paths["stats"].write_text(json.dumps(info["normalization"], indent=2))
-    paths["model_card"] = write_model_card(out, info)
+    if hub:
+        paths["model_card"] = write_model_card(out / HF_CARD_NAME, info, front_matter=front_matter(info, license),
+                                               weights_file=HF_WEIGHTS_NAME)
+    else:
+        paths["model_card"] = write_model_card(out, info)
     for path in paths.values():
         ordinary_permissions(path)
     return paths

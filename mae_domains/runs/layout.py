@@ -4,7 +4,9 @@ A run directory (``mae-domains pretrain --out DIR``) holds ``config.yaml`` (the 
 ``stats.json`` (normalization statistics), ``checkpoint.pt`` (full resume state: model, optimizer, step,
 RNG, config, statistics), ``metrics.csv``, ``skipped.csv``, ``figures/``, and ``run.lock`` while a run
 is using it. An export folder
-(``mae-domains export``) holds ``encoder.safetensors``, ``config.json``, ``stats.json`` and ``MODEL_CARD.md``.
+(``mae-domains export``) holds ``encoder.safetensors``, ``config.json``, ``stats.json`` and ``MODEL_CARD.md``;
+one in the ``hf`` layout (a Hub model repository) ``model.safetensors``, ``config.json``, ``stats.json`` and
+``README.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ LOCK_NAME = "run.lock"
 ENCODER_NAME = "encoder.safetensors"
 EXPORT_CONFIG_NAME = "config.json"
 MODEL_CARD_NAME = "MODEL_CARD.md"
+# The ``hf`` export layout (a Hugging Face Hub model repository, mae_domains.runs.hub): weights and card.
+HF_WEIGHTS_NAME = "model.safetensors"
+HF_CARD_NAME = "README.md"
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -30,5 +35,12 @@ def is_run_dir(path: str | Path) -> bool:
 
 
 def is_export_dir(path: str | Path) -> bool:
-    """A folder written by ``mae-domains export``."""
-    return (Path(path) / ENCODER_NAME).is_file()
+    """A folder written by ``mae-domains export`` (either layout)."""
+    path = Path(path)
+    return (path / ENCODER_NAME).is_file() or ((path / HF_WEIGHTS_NAME).is_file() and (path / EXPORT_CONFIG_NAME).is_file())
+
+
+def export_weights_file(path: str | Path) -> Path:
+    """The weights file of an export folder: ``encoder.safetensors``, else the ``hf`` layout's."""
+    path = Path(path)
+    return path / ENCODER_NAME if (path / ENCODER_NAME).is_file() else path / HF_WEIGHTS_NAME

@@ -1,5 +1,5 @@
-"""Rebuild a ready-to-embed model from a run folder, a ``checkpoint.pt``, an export folder or its
-``encoder.safetensors`` (or foreign MAE/timm weights plus a run config): :func:`load_model`."""
+"""Rebuild a ready-to-embed model from a run folder, a ``checkpoint.pt``, an export folder or its weights,
+a Hub model id (or foreign MAE/timm weights plus a run config): :func:`load_model`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mae_domains.config import RunConfig, config_from_dict
 from mae_domains.data.sample import NormStats
 from mae_domains.registry import get_adapter
 from mae_domains.runs.encoder_weights import load_pretrained_weights
+from mae_domains.runs.hub import download_hub_model, is_hub_id
 from mae_domains.runs.layout import CONFIG_NAME
 from mae_domains.runs.sources import WeightsSource, is_export_config, open_weights, run_config_from_export
 from mae_domains.weights import CheckpointFormatError
@@ -102,9 +103,12 @@ def model_from_source(source: WeightsSource, device: torch.device | str = "cpu",
 
 def load_model(path: str | Path, device: torch.device | str = "cpu", *,
                config: RunConfig | Mapping[str, Any] | None = None, adapter_name: str | None = None) -> LoadedModel:
-    """The model behind ``path``: a run folder, its ``checkpoint.pt``, an export folder, its
-    ``encoder.safetensors``, or foreign MAE/timm weights (then ``config`` is needed). ``config`` replaces
-    the config found with the weights; ``adapter_name`` the adapter."""
+    """The model behind ``path``: a run folder, its ``checkpoint.pt``, an export folder (either layout), its
+    weights file, a Hub model id ``hf-hub:<owner>/<name>[@revision]`` (needs ``huggingface_hub``), or
+    foreign MAE/timm weights (then ``config`` is needed). ``config`` replaces the config found with the
+    weights; ``adapter_name`` the adapter."""
+    if is_hub_id(path):
+        path = download_hub_model(str(path))
     return model_from_source(open_weights(path), device, config, adapter_name)
 
 

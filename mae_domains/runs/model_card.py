@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import mae_domains
-from mae_domains.runs.layout import CHECKPOINT_NAME, MODEL_CARD_NAME
+from mae_domains.runs.layout import CHECKPOINT_NAME, HF_CARD_NAME, HF_WEIGHTS_NAME, MODEL_CARD_NAME
 from mae_domains.weights import safe_torch_load
 
 SPACING_OPTION_KEYS = ("gsd", "ground_sample_distance", "spacing", "target_spacing", "voxel_spacing", "pixel_size")
@@ -57,6 +57,10 @@ class ModelCardInfo:
     timm_model: dict[str, Any] | None = None
     timm_vision_transformer: dict[str, Any] | None = None
     loader: str = ""
+    wavelengths_nm: list[float | None] = field(default_factory=list)
+    gsd: dict[str, Any] = field(default_factory=dict)  # gsd_m and gsd_note of the input contract
+    pretrained_cfg: dict[str, Any] | None = None
+    hub_layout: bool = False
 
     @classmethod
     def from_run(cls, name: str, config: Mapping[str, Any], stats: Mapping[str, Any] | None = None,
@@ -128,11 +132,18 @@ class ModelCardInfo:
             card.spacing_settings = dict(contract["spacing"] or {})
             card.spacing = "; ".join(f"{k} = {_spacing_value(v)}" for k, v in card.spacing_settings.items())
         card.adapter_options = dict(contract.get("adapter_options") or info.get("adapter_options") or card.adapter_options)
-        card.architecture = str(info.get("architecture") or "")
+        card.architecture = str(info.get("architecture_description") or info.get("architecture") or "")
+        if "architecture_description" in info:  # the hf layout's config.json
+            card.hub_layout = True
+            if weights_file == "encoder.safetensors":
+                card.weights_file = HF_WEIGHTS_NAME
         card.weights_format = str(info.get("format") or "")
         card.timm_model = info.get("timm_model") if isinstance(info.get("timm_model"), Mapping) else None
         card.timm_vision_transformer = info.get("timm_vision_transformer")
         card.loader = str((info.get("loader") or {}).get("function") or "")
+        card.wavelengths_nm = list(contract.get("wavelengths_nm") or [])
+        card.gsd = {k: contract[k] for k in ("gsd_m", "gsd_note") if contract.get(k) is not None}
+        card.pretrained_cfg = info.get("pretrained_cfg") if isinstance(info.get("pretrained_cfg"), Mapping) else None
         return card
 
 
@@ -154,12 +165,18 @@ def _channel_table(info: ModelCardInfo) -> list[str]:
     count = max(len(info.channels), len(info.normalization_mean), len(info.normalization_std), info.in_chans or 0)
     if count == 0:
         return ["No channel information recorded."]
-    lines = ["| # | channel | mean | std |", "|---|---|---|---|"]
+    waves = any(w is not None for w in info.wavelengths_nm)
+    lines = ["| # | channel | centre wavelength (nm) | mean | std |", "|---|---|---|---|---|"] if waves else \
+        ["| # | channel | mean | std |", "|---|---|---|---|"]
     for i in range(count):
         name = info.channels[i] if i < len(info.channels) else f"channel {i}"
         mean = f"{info.normalization_mean[i]:.6g}" if i < len(info.normalization_mean) else ""
         std = f"{info.normalization_std[i]:.6g}" if i < len(info.normalization_std) else ""
-        lines.append(f"| {i} | {name} | {mean} | {std} |")
+        if waves:
+            wave = info.wavelengths_nm[i] if i < len(info.wavelengths_nm) else None
+            lines.append(f"| {i} | {name} | {'' if wave is None else f'{wave:g}'} | {mean} | {std} |")
+        else:
+            lines.append(f"| {i} | {name} | {mean} | {std} |")
     return lines
 
 
@@ -179,6 +196,11 @@ def _input_lines(info: ModelCardInfo) -> list[str]:
         if key in info.time:
             lines.append(f"- {text}: {_value(info.time[key]) if info.time[key] is not None else 'any number'}")
     lines.append(f"- Spacing / ground sample distance: {_value(info.spacing)}")
+    if info.gsd:
+        gsd = info.gsd.get("gsd_m")
+        lines.append(f"- Ground sample distance of the pretraining input: "
+                     f"{'from each file' if gsd is None else f'{_value(gsd)} m'}"
+                     + (f" ({info.gsd['gsd_note']})" if info.gsd.get("gsd_note") else ""))
     if info.adapter_options:
         lines += ["", "Adapter options (defaults included):", ""]
         lines += [f"- `{key}`: `{json.dumps(value, default=str)}`" for key, value in sorted(info.adapter_options.items())]
@@ -189,7 +211,16 @@ def _loading_lines(info: ModelCardInfo) -> list[str]:
     lines = []
     if info.architecture:
         lines += [f"Weights: {info.architecture}.", ""]
-    if info.timm_model:
+    if info.hub_layout and info.pretrained_cfg:
+        lines += ["With timm (mean, std and input size come from `pretrained_cfg` in config.json):", "", "```python",
+                  "import timm", "",
+                  "model = timm.create_model(\"hf-hub:<owner>/<name>\", pretrained=True)  # or \"local-dir:<this folder>\"",
+                  "config = timm.data.resolve_data_config(model=model)  # "
+                  f"mean={_short(info.pretrained_cfg.get('mean'))}, std={_short(info.pretrained_cfg.get('std'))}",
+                  "transform = timm.data.create_transform(**config)", "```", "",
+                  f"The mean and std apply to values as the `{info.adapter}` adapter reads them (the image adapters "
+                  "scale 8/16-bit pixels to [0, 1], as timm's ToTensor does).", ""]
+    elif info.timm_model:
         lines += ["With timm:", "", "```python", "import json, timm", "from safetensors.torch import load_file", "",
                   "config = json.load(open(\"config.json\"))",
                   f"model = timm.create_model(**config[\"timm_model\"])  # {_kwargs(info.timm_model)}",
@@ -202,11 +233,16 @@ def _loading_lines(info: ModelCardInfo) -> list[str]:
     loader = info.loader or "mae_domains.runs.load_model"
     lines += [f"With mae-domains ({info.version} or later, adapter `{info.adapter}` installed), for this and every "
               "export:", "", "```python", "from mae_domains.runs import load_model", "",
-              "loaded = load_model(\"<this folder>\")  # model, adapter, statistics, config",
+              "loaded = load_model(\"<this folder>\")  # model, adapter, statistics, config"
+              + ("; or \"hf-hub:<owner>/<name>\"" if info.hub_layout else ""),
               "embeddings = loaded.adapter.embed(loaded.model, batch, \"cpu\")", "```"]
     if loader != "mae_domains.runs.load_model":
         lines.append(f"(loader: `{loader}`)")
     return lines
+
+
+def _short(values: Any) -> str:
+    return "[" + ", ".join(f"{float(v):.4g}" for v in values or []) + "]"
 
 
 def _kwargs(kwargs: Mapping[str, Any]) -> str:
@@ -242,17 +278,34 @@ def render_model_card(info: ModelCardInfo, results_markdown: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_model_card(path: str | os.PathLike, info: ModelCardInfo | Mapping[str, Any], results_markdown: str = "") -> Path:
+def write_model_card(path: str | os.PathLike, info: ModelCardInfo | Mapping[str, Any], results_markdown: str = "",
+                     front_matter: str = "", weights_file: str | None = None) -> Path:
     """Write the card (UTF-8 Markdown) and return its path. ``path`` may be a folder (an export folder:
-    the card goes to ``MODEL_CARD.md`` in it); ``info`` may be the export's ``config.json`` dict."""
+    the card goes to ``MODEL_CARD.md`` in it); ``info`` may be the export's ``config.json`` dict.
+    ``front_matter`` (YAML between ``---`` lines, for the Hub) goes first and makes the card describe the
+    ``hf`` layout; ``weights_file`` names the weights."""
     path = Path(path)
     if path.is_dir() or not path.suffix:
-        path = path / MODEL_CARD_NAME
+        hub = (path / HF_WEIGHTS_NAME).is_file() and (path / HF_CARD_NAME).is_file()
+        path = path / (HF_CARD_NAME if hub else MODEL_CARD_NAME)
+    if not front_matter and path.name == HF_CARD_NAME and path.is_file():
+        front_matter = existing_front_matter(path)  # a rewritten Hub card keeps its metadata (license, tags)
     if not isinstance(info, ModelCardInfo):
-        info = ModelCardInfo.from_export(info, name=path.parent.name)
+        info = ModelCardInfo.from_export(info, name=path.parent.name, **({"weights_file": weights_file} if weights_file else {}))
+    if front_matter:
+        info.hub_layout = True
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_model_card(info, results_markdown), encoding="utf-8")
+    path.write_text(front_matter + render_model_card(info, results_markdown), encoding="utf-8")
     return path
+
+
+def existing_front_matter(path: Path) -> str:
+    """The YAML front matter (``---`` ... ``---``) at the top of a card, or ""."""
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---\n"):
+        return ""
+    end = text.find("\n---\n", 4)
+    return text[: end + 5] if end >= 0 else ""
 
 
 def model_card_from_checkpoint(path: str | os.PathLike, name: str | None = None) -> ModelCardInfo:

@@ -20,9 +20,10 @@ from mae_domains.weights import SAFE_GLOBALS, CheckpointFormatError, safe_torch_
 RESUMABLE = (
     "engine.max_steps", "engine.epochs", "engine.checkpoint_every", "engine.log_every", "engine.figure_every",
     "engine.tensorboard", "engine.device", "engine.precision", "engine.threads",
+    "engine.activation_checkpointing", "engine.distributed",  # memory and sharding, not the arithmetic
     "data.num_workers", "data.pin_memory", "data.max_bad_fraction",
 )
-RESUMABLE_SECTIONS = ("eval.",)  # evaluation settings do not touch pretraining
+RESUMABLE_SECTIONS = ("eval.", "engine.online_knn.")  # evaluation settings do not touch pretraining
 
 
 def may_change_on_resume(key: str) -> bool:
@@ -61,7 +62,7 @@ def check_resume_config(saved: Mapping[str, Any], config: RunConfig, where: str 
     if refused:
         changes = ", ".join(f"{k}={new!r} (the run has {old!r})" for k, (old, new) in refused.items())
         raise ConfigError(f"{where}: cannot resume with {changes}; on resume only these may change: "
-                          f"{', '.join(RESUMABLE)} and eval.*; start a new run (--out) for the others")
+                          f"{', '.join(RESUMABLE)}, eval.* and engine.online_knn.*; start a new run (--out) for the others")
 
 
 def read_saved_config(run_dir: str | Path) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import yaml
 
 from mae_domains.weights import check_finite_weights
 from mae_domains.runs.layout import (
-    CHECKPOINT_NAME, CONFIG_NAME, ENCODER_NAME, EXPORT_CONFIG_NAME, STATS_NAME, is_export_dir, is_run_dir,
+    CHECKPOINT_NAME, CONFIG_NAME, ENCODER_NAME, EXPORT_CONFIG_NAME, STATS_NAME, export_weights_file, is_export_dir,
+    is_run_dir,
 )
 from mae_domains.weights import CheckpointFormatError, extract_state_dict, load_safetensors, safe_torch_load
 
@@ -54,7 +55,7 @@ def weights_file(path: str | Path) -> Path:
         if is_run_dir(path):
             return path / CHECKPOINT_NAME
         if is_export_dir(path):
-            return path / ENCODER_NAME
+            return export_weights_file(path)
         raise FileNotFoundError(f"{path}: not a run directory (no {CHECKPOINT_NAME}) nor an export folder "
                                 f"(no {ENCODER_NAME})")
     if not path.is_file():

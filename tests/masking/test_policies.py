@@ -15,9 +15,11 @@ def maskers(tmp_path):
         TokenMasker(),
         TokenMasker("consistent", "group"),
         TokenMasker("independent", "group"),
+        TokenMasker("stratified", "group"),
         build_masker("random", color="green", cache_dir=tmp_path),
         build_masker("consistent", "group", color="red", cache_dir=tmp_path),
         build_masker("independent", "group", color="blue", cache_dir=tmp_path),
+        build_masker("stratified", "group", color="blue", cache_dir=tmp_path),
     ]
 
 
@@ -49,11 +51,20 @@ def test_consistent_masking_same_spatial_mask_across_axis(ratio, tmp_path):
         assert m.num_keep == 3 * int(24 * (1 - ratio))
 
 
-def test_independent_masking_same_count_different_masks():
-    m = TokenMasker("independent", "group")(LAYOUT, 0.75, 4, seeds=[1, 2, 3, 4])
+def test_stratified_masking_same_count_different_masks():
+    """``stratified`` (``independent`` in 0.1.0): an own mask per group, the same kept count in each."""
+    m = TokenMasker("stratified", "group")(LAYOUT, 0.75, 4, seeds=[1, 2, 3, 4])
     per_group = m.mask.reshape(4, 3, 24)
     assert (per_group.sum(-1) == 24 - 6).all()
     assert not torch.equal(per_group[:, 0], per_group[:, 1])
+
+
+def test_independent_masking_is_satmae_uniform_over_group_and_location():
+    """SatMAE's independent masking is MAE random masking over all G x L tokens (same draws for the same
+    noise), so only the total kept count is fixed: ``int(72 * 0.25) = 18``."""
+    m = TokenMasker("independent", "group")(LAYOUT, 0.75, 2, seeds=[11, 12])
+    ref = random_masking(2, 72, 0.75, noise=noise_from_seeds([11, 12], 72))
+    assert torch.equal(m.mask, ref.mask) and m.num_keep == 18
 
 
 def test_consistent_across_time_on_a_time_grid():

@@ -86,7 +86,7 @@ def test_unknown_names_share_the_fallback_code():
     torch.testing.assert_close(table(["Actin"]), table(["Tubulin"]))
 
 
-@pytest.mark.parametrize("strategy", ["random", "consistent", "independent"])
+@pytest.mark.parametrize("strategy", ["random", "consistent", "independent", "stratified"])
 def test_masking_across_channels(strategy):
     adapter = make_adapter(32)
     model = adapter.build_model(adapter.config.model, MaskConfig(ratio=0.75, strategy=strategy))
@@ -97,9 +97,9 @@ def test_masking_across_channels(strategy):
     kept = (mask == 0).sum(-1)
     if strategy == "consistent":  # one spatial mask for every channel
         assert (mask == mask[:, :1]).all() and (kept == 4).all()
-    elif strategy == "independent":  # own mask per channel, same kept count
+    elif strategy == "stratified":  # own mask per channel, same kept count
         assert (kept == 4).all() and not (mask == mask[:, :1]).all()
-    else:  # CA-MAE: uniform over all C x L tokens, kept count per channel varies
+    else:  # random (CA-MAE) and independent (SatMAE): uniform over all C x L tokens, count per channel varies
         assert kept.sum(-1).tolist() == [20, 20] and len(set(kept.flatten().tolist())) > 1
 
 

@@ -1,5 +1,6 @@
 """Decoders for a query set and heads routed by axis index."""
 
+import pytest
 import torch
 
 from mae_domains.grid import GridLayout, TokenGrid, ordinal_axis, spatial_axis, spatial_codes
@@ -16,21 +17,33 @@ def latent(batch=2, keep=5, width=32, seed=0):
                      code_fn=lambda w: spatial_codes(LAYOUT, w))
 
 
-def test_cross_decoder_queries_are_independent_of_each_other():
+def feature_maps(lat, count=3, seed=1):
+    """``count`` encoder feature maps ``(B, 1 + K, D)`` (CLS + visible tokens)."""
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(lat.batch_size, 1 + lat.num_tokens, lat.dim, generator=gen) for _ in range(count)]
+
+
+def build_cross(features, depth):
+    return CrossAttentionDecoder(32, 16, depth=depth, num_heads=2, features=features, encoder_depth=2).eval()
+
+
+@pytest.mark.parametrize("features", ["mixed", "last"])
+def test_cross_decoder_queries_are_independent_of_each_other(features):
     torch.manual_seed(0)
-    dec = CrossAttentionDecoder(32, 16, depth=2, num_heads=2).eval()
+    dec = build_cross(features, 2)
     lat = latent()
+    maps = feature_maps(lat)
     all_ids = torch.arange(16).expand(2, -1)
     with torch.no_grad():
-        full = dec(lat, all_ids)
-        subset = dec(lat, all_ids[:, [3, 9]])
+        full = dec(lat, all_ids, feature_maps=maps)
+        subset = dec(lat, all_ids[:, [3, 9]], feature_maps=maps)
     assert full.shape == (2, 16, 16) and subset.shape == (2, 2, 16)
     assert torch.allclose(subset, full[:, [3, 9]], atol=1e-5)
 
 
 def test_cross_decoder_ignores_non_visible_positions():
     torch.manual_seed(0)
-    dec = CrossAttentionDecoder(32, 16, depth=1, num_heads=2).eval()
+    dec = build_cross("last", 1)
     lat = latent()
     ids = torch.tensor([[0, 1], [2, 3]])
     with torch.no_grad():

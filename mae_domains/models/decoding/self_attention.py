@@ -14,6 +14,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from mae_domains.grid import TokenGrid, gather_tokens, scatter_tokens
+from mae_domains.models.attention import attention
 from mae_domains.models.encoder import build_blocks, init_mae_weights
 
 
@@ -31,7 +32,7 @@ def block_at_rows(block: Block, x: torch.Tensor, rows: torch.Tensor) -> torch.Te
     q = F.linear(h_rows, weight[:width], None if bias is None else bias[:width])
     q = q.reshape(b, rows.shape[1], heads, head_dim).transpose(1, 2)
     q, k = attn.q_norm(q), attn.k_norm(k)
-    out = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop.p if attn.training else 0.0)
+    out = attention(q, k, v, dropout_p=attn.attn_drop.p if attn.training else 0.0)
     out = attn.norm(out.transpose(1, 2).reshape(b, rows.shape[1], width))
     if getattr(attn, "gate", None) is not None:
         out = out * attn.gate(h_rows).sigmoid()
@@ -55,7 +56,10 @@ class SelfAttentionDecoder(nn.Module):
         init_mae_weights(self)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def forward(self, latent: TokenGrid, query_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, latent: TokenGrid, query_ids: torch.Tensor | None = None,
+                prefix_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """``prefix_codes`` ``(1, P, Dd)``: codes added to the prefix tokens (SatMAE gives the decoder's CLS
+        token the group code G); None leaves them without code, as MAE."""
         x = self.embed(latent.sequence())
         p = latent.num_prefix_tokens
         n = latent.layout.num_tokens
@@ -64,7 +68,8 @@ class SelfAttentionDecoder(nn.Module):
             base = self.mask_token.to(x.dtype).expand(1, n, -1)
             grid = scatter_tokens(grid, latent.ids, base)
         grid = grid + latent.codes_at(self.decoder_embed_dim).to(x.dtype)
-        x = torch.cat([x[:, :p], grid], dim=1)
+        prefix = x[:, :p] if prefix_codes is None else x[:, :p] + prefix_codes.to(x.dtype)
+        x = torch.cat([prefix, grid], dim=1)
         if query_ids is None:
             return self.norm(self.blocks(x)[:, p:])
         x = self.blocks[:-1](x)

@@ -44,7 +44,12 @@ class BandGroupPatchEmbed(GridEmbedding):
     """``(B, C, H, W)`` -> grid ``(group, y, x)`` with one ``Conv2d(len(group), D, p, p)`` per group.
 
     Code: 2D sin-cos position ++ sin-cos of the group index (``code_mode="concat"``, group width =
-    ``group_fraction * D``, SatMAE's 256 of 1024) or their sum (``"add"``).
+    ``group_fraction * D``, SatMAE's 256 of 1024) or their sum (``"add"``). ``decoder_group_fraction`` (None =
+    ``group_fraction``) is the share at any other width, i.e. the decoder's: SatMAE's ViT-B codes groups
+    in 256 of 768 encoder dims (1/3) but 128 of 512 decoder dims (1/4). ``decoder_cls_code="group"``
+    gives the decoder's CLS token the code of group index G (zero position code ++ group code G, SatMAE's
+    ``decoder_channel_embed`` row G); ``"zero"`` leaves it uncoded (MAE). The encoder's CLS gets no code
+    either way (as in SatMAE).
     """
 
     route_axis = "group"
@@ -58,12 +63,18 @@ class BandGroupPatchEmbed(GridEmbedding):
         code_mode: str = "concat",
         group_fraction: float = 0.25,
         reference_spacing: Sequence[float] | None = None,
+        decoder_cls_code: str = "zero",
+        decoder_group_fraction: float | None = None,
     ) -> None:
         super().__init__()
         if not groups or any(len(g) == 0 for g in groups):
             raise ValueError("band groups must be non-empty lists of band indices")
         if code_mode not in ("concat", "add"):
             raise ValueError(f"code_mode must be 'concat' or 'add', got {code_mode!r}")
+        if decoder_cls_code not in ("zero", "group"):
+            raise ValueError(f"decoder_cls_code must be 'zero' or 'group', got {decoder_cls_code!r}")
+        self.decoder_cls_code = decoder_cls_code
+        self.decoder_group_fraction = group_fraction if decoder_group_fraction is None else decoder_group_fraction
         self.groups = [list(map(int, g)) for g in groups]
         self.group_names = tuple(group_names) if group_names is not None else tuple(f"group_{i}" for i in range(len(groups)))
         self.embed_dim = embed_dim
@@ -106,9 +117,26 @@ class BandGroupPatchEmbed(GridEmbedding):
         if self.code_mode == "add":
             group = expand_along_axis(index_codes(width, num_groups, device), layout, "group")
             return spatial_codes(layout, width, scale=scale, device=device) + group
-        group_width = fraction_width(width, self.group_fraction)
+        group_width = self.group_width(width)
         group = expand_along_axis(index_codes(group_width, num_groups, device), layout, "group")
         return concat_codes(spatial_codes(layout, width - group_width, scale=scale, device=device), group)
+
+    def group_width(self, width: int) -> int:
+        """Channels of the concatenated group code at ``width`` (the encoder's or another, the decoder's)."""
+        fraction = self.group_fraction if width == self.embed_dim else self.decoder_group_fraction
+        return fraction_width(width, fraction)
+
+    def decoder_prefix_codes(self, width: int) -> torch.Tensor | None:
+        """``(1, 1, width)`` code of the decoder's CLS token: group index G (one past the last group) with a
+        zero position part, or None (``decoder_cls_code="zero"``)."""
+        if self.decoder_cls_code == "zero":
+            return None
+        g = len(self.groups)
+        if self.code_mode == "add":
+            return index_codes(width, g + 1)[:, g:]
+        group_width = self.group_width(width)
+        group = index_codes(group_width, g + 1)[:, g:]
+        return torch.cat([torch.zeros(1, 1, width - group_width), group], dim=-1)
 
     def check_bands(self, images: torch.Tensor) -> None:
         if images.shape[1] < self.num_bands:

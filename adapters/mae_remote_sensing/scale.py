@@ -1,0 +1,184 @@
+"""``remote_sensing.scale``: Scale-MAE (Reed et al., ICCV 2023) on georeferenced chips of any band count.
+
+- **GSD per sample**: read from each file's georeferencing (metres; degrees converted at the scene's
+  latitude, :mod:`mae_remote_sensing.gsd`) and carried in ``meta["gsd"]``; the 2D sin-cos position code
+  of the patch grid is multiplied by ``gsd / reference_gsd`` per sample before the sin-cos, in fp32
+  (Scale-MAE's ``get_2d_sincos_pos_embed_with_resolution``), in the encoder and the decoder.
+- **Multi-scale training**: every training read is a random resized crop: a square window of
+  ``source_factor * sqrt(area) * chip`` native pixels (area fraction uniform in ``crop_area``, Scale-MAE's
+  ``--scale_min/--scale_max`` 0.2/1.0 of a source window twice the input side) resampled onto the chip,
+  and its effective GSD is what ``meta["gsd"]`` records. Coarser reads are decimated rasterio window
+  reads (``out_shape``), for which GDAL reads the COG overview level instead of the full resolution.
+- **Decoder**: dense, with two upsampling heads: a low-pass image at ``low_scale`` of the input (L2)
+  and the residual ``x - up(down(x))`` at full resolution (L1), masked pixels only
+  (:mod:`mae_domains.models.decoding.frequency_heads`).
+- **Evaluation**: the ``knn_multiscale`` protocol (:mod:`mae_remote_sensing.multiscale_knn`) as well as the
+  shared ones.
+
+Options (``data.options``) besides the common ones of :mod:`mae_remote_sensing.base`: ``reference_gsd``
+(metres; GSD at which the code equals MAE's unscaled table), ``multiscale`` (random resized crops when
+training), ``crop_area`` ([min, max] area fraction), ``source_factor``, ``low_scale``, ``residual_size``
+(grid of the residual's low pass; None = the token grid), ``high_weight`` (weight of the L1 term),
+``head_width`` (hidden width of the upsampling heads; None = the decoder width).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from affine import Affine
+
+from mae_domains.config import MaskConfig, ModelConfig
+from mae_domains.data.sample import BadSampleError, Sample
+from mae_domains.models.embeddings.patch2d import PatchEmbed2D
+from mae_domains.models.frequency_mae import FrequencyMAE, build_frequency_mae
+from mae_remote_sensing.bands import wavelength_of
+from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter
+from mae_remote_sensing.chips import ChipRef, random_window, window_rng
+from mae_remote_sensing.gsd import draw_gsd_factor
+from mae_remote_sensing.rendering import reconstruction_figure
+from mae_remote_sensing.scene import ChipWindow
+from mae_remote_sensing.synthetic import synthetic_scene
+
+log = logging.getLogger(__name__)
+
+SCALE_OPTIONS: dict[str, Any] = {
+    "reference_gsd": 10.0,
+    "multiscale": True,
+    "crop_area": [0.2, 1.0],
+    "source_factor": 2.0,
+    "low_scale": 0.5,
+    "residual_size": None,
+    "high_weight": 1.0,
+    "head_width": None,
+}
+
+
+class ScaleAdapter(RemoteSensingAdapter):
+    name = "remote_sensing.scale"
+    summary = ("Scale-MAE on multispectral GeoTIFF/COG, band files or Zarr: GSD-scaled position code per "
+               "sample, multi-scale random resized crops, low/high-frequency decoder.")
+    option_defaults = {**COMMON_OPTIONS, **SCALE_OPTIONS, "jitter": 0.0}
+    default_bands = ("B4", "B3", "B2")  # Scale-MAE pretrains on RGB; any band list works
+    default_mask_strategy = "random"  # Scale-MAE masks uniformly at random
+    evaluation_protocols = ("knn_multiscale", "knn", "linear_probe", "multilabel_map")
+    mask_axis = None
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        o = self.options
+        if float(o["reference_gsd"]) <= 0:
+            raise ValueError(f"adapter {self.name}: reference_gsd must be positive metres, got {o['reference_gsd']}")
+        area = o["crop_area"]
+        if not (isinstance(area, (list, tuple)) and len(area) == 2 and 0 < float(area[0]) <= float(area[1]) <= 1):
+            raise ValueError(f"adapter {self.name}: crop_area must be [min, max] with 0 < min <= max <= 1, got {area!r}")
+        if float(o["source_factor"]) <= 0:
+            raise ValueError(f"adapter {self.name}: source_factor must be positive, got {o['source_factor']}")
+        if o["residual_size"] is not None and not (isinstance(o["residual_size"], (list, tuple))
+                                                   and len(o["residual_size"]) == 2):
+            raise ValueError(f"adapter {self.name}: residual_size must be null or [rows, cols], got {o['residual_size']!r}")
+        self._warned_no_gsd = False
+
+    # ----- loading -------------------------------------------------------------------------------
+    def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
+        entries = self.scene_entries(sources)
+        self.check_bands([e.scene for e in entries])
+        self.set_classes([e.label for e in entries])
+        refs: list[ChipRef] = []
+        for entry in entries:
+            refs.extend(self.refs_for((entry.scene,), entry.label))
+        return refs
+
+    def read_training(self, ref: Any, seed: int) -> Sample:
+        """A random resized crop (multi-scale) drawn anew for every sample seed."""
+        factor = 1.0
+        if self.options["multiscale"]:
+            rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5CA1E])
+            factor = draw_gsd_factor(rng, self.options["crop_area"], float(self.options["source_factor"]))
+        return self.read_chip(ref, seed, factor)
+
+    def read_chip(self, ref: Any, seed: int, gsd_factor: float = 1.0) -> Sample:
+        """The chip at ``gsd_factor`` x the native (or ``target_gsd``) GSD: a window of ``gsd_factor`` x
+        the chip side in native pixels resampled onto the chip (decimated reads use COG overviews).
+        ``meta["gsd"]`` is the effective GSD, ``meta["gsd_factor"]`` the factor."""
+        if not isinstance(ref, ChipRef):
+            raise TypeError(f"{self.name} reads ChipRef objects from discover(), got {type(ref).__name__}")
+        scene = ref.frames[0]
+        grid = scene.grid(self.bands, self.target_gsd)
+        if gsd_factor != 1.0 and ref.window is None:
+            if grid.gsd is None:
+                if not self._warned_no_gsd:
+                    log.warning("%s: %s has no GSD (no CRS and no data.options.gsd): multi-scale crops are off",
+                                self.name, scene.source)
+                    self._warned_no_gsd = True
+                gsd_factor = 1.0
+            else:
+                grid = scene.grid(self.bands, math.sqrt(grid.gsd[0] * grid.gsd[1]) * gsd_factor)
+        attempts = 1 if ref.window is not None else max(1, int(self.options["window_attempts"]))
+        min_valid = float(self.options["min_valid_fraction"])
+        fraction = 0.0
+        for attempt in range(attempts):
+            rng = window_rng(ref, seed, attempt)
+            window = ChipWindow(*ref.window) if ref.window is not None else random_window(rng, grid, (self.read_size,) * 2)
+            chip = scene.read(window, self.bands, grid)
+            fraction = float(chip.valid.mean())
+            if fraction >= min_valid and fraction > 0:
+                break
+        else:
+            what = "all nodata" if fraction == 0 else f"only {fraction:.0%} valid pixels"
+            raise BadSampleError(str(ref), f"chip is {what} (min_valid_fraction={min_valid}; {attempts} window(s) tried)")
+        image = np.where(chip.valid[None], chip.image, 0.0).astype(np.float32)
+        bounds = grid.bounds(window)
+        meta = {
+            "source": ref.source, "sample_id": ref.sample_id, "channel_names": list(self.bands),
+            "band_names": list(self.bands), "wavelengths": [wavelength_of(b) for b in self.bands],
+            "crs": grid.crs, "bounds": list(bounds) if bounds else None, "window": list(window.as_tuple()),
+            "gsd": list(grid.gsd) if grid.gsd else None, "gsd_factor": float(gsd_factor), "dates": [scene.date],
+            "valid_fraction": fraction,
+        }
+        if grid.transform is not None:
+            meta["chip_transform"] = list(grid.transform @ Affine.translation(window.col, window.row))[:6]
+        return Sample(image[None], meta, chip.valid[None, None], self.label_value(ref.label))
+
+    def pack(self, image: np.ndarray, valid: np.ndarray, meta: dict[str, Any], label: Any) -> Sample:
+        return Sample(image[0], meta, valid[0], label)
+
+    # ----- model ---------------------------------------------------------------------------------
+    @property
+    def reference_gsd(self) -> float:
+        return float(self.options["reference_gsd"])
+
+    def build_embedding(self, model: ModelConfig) -> PatchEmbed2D:
+        """A 2D patch embedding of all bands whose sin-cos code is scaled by ``gsd / reference_gsd``."""
+        return PatchEmbed2D(len(self.bands), self.embed_dim(model), model.patch_size,
+                            reference_spacing=(self.reference_gsd, self.reference_gsd))
+
+    def build_model(self, model: ModelConfig, mask: MaskConfig) -> FrequencyMAE:
+        mask = self.resolve_mask(mask)
+        o = self.options
+        return build_frequency_mae(self.build_embedding(model), model, mask_ratio=float(mask.ratio),
+                                   masker=self.build_masker(mask), low_scale=float(o["low_scale"]),
+                                   head_width=o["head_width"], residual_size=o["residual_size"],
+                                   high_weight=float(o["high_weight"]))
+
+    # ----- visualization -------------------------------------------------------------------------
+    def render_reconstruction(self, model, batch: dict[str, Any], output, path: Path) -> Path:
+        return reconstruction_figure(self, model, batch, output, path, frames=False)
+
+    # ----- testing -------------------------------------------------------------------------------
+    def synthetic_sample(self, seed: int) -> Sample:
+        """A chip of fields, a river and a town at a GSD between 5 and 20 m (varying with the seed), so a
+        batch mixes scales; a nodata corner."""
+        size = self.read_size
+        gsd = float((5.0, 10.0, 20.0)[seed % 3])
+        image, valid = synthetic_scene(seed, self.bands, size, size)
+        meta = {"source": f"synthetic:{seed}", "sample_id": f"synthetic-{seed}", "channel_names": list(self.bands),
+                "band_names": list(self.bands), "wavelengths": [wavelength_of(b) for b in self.bands],
+                "crs": "EPSG:32633", "gsd": [gsd, gsd], "gsd_factor": 1.0, "window": [0, 0, size, size],
+                "chip_transform": [gsd, 0.0, 500000.0, 0.0, -gsd, 5800000.0],
+                "bounds": [500000.0, 5800000.0 - gsd * size, 500000.0 + gsd * size, 5800000.0], "dates": ["2021-06-15"]}
+        return Sample(image[None], meta, valid[None, None], None)
