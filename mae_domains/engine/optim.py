@@ -11,26 +11,13 @@ run takes it from the checkpoint (exact resume stays exact).
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
-from mae_domains.optim import apply_lr, effective_lr, lr_at, param_groups
-
-log = logging.getLogger("mae_domains.engine")
+from mae_domains.optim import apply_lr, effective_lr, fused_adamw_supported, lr_at, param_groups
+from mae_domains.optim import build_optimizer as build_shared_optimizer
 
 __all__ = ["apply_lr", "build_optimizer", "effective_lr", "fused_adamw_supported", "lr_at", "param_groups"]
-
-FUSED_DEVICE_TYPES = ("cpu", "cuda", "xpu", "mps")
-
-
-def fused_adamw_supported(params: list[torch.Tensor]) -> bool:
-    """Whether fused AdamW can update ``params``: floating point, all on one device of a supported type."""
-    devices = {p.device for p in params}
-    if len(devices) > 1:
-        return False
-    return all(p.is_floating_point() for p in params) and all(d.type in FUSED_DEVICE_TYPES for d in devices)
 
 
 def build_optimizer(
@@ -42,15 +29,5 @@ def build_optimizer(
     depth: int | None = None,
     fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`. ``fused=None`` uses the fused kernel where supported and falls back
-    to the multi-tensor (``foreach``) loop otherwise; ``False`` forces the fallback."""
-    groups = param_groups(model, weight_decay, layer_decay, depth)
-    for group in groups:
-        group.pop("param_names")
-    params = [p for g in groups for p in g["params"]]
-    if fused is not False and params and fused_adamw_supported(params):
-        try:
-            return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
-        except (RuntimeError, ValueError) as err:  # a build or dtype without the fused kernel
-            log.info("fused AdamW is not available here (%s); using the foreach update", err)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True if params else None)
+    """The shared AdamW (:func:`mae_domains.optim.build_optimizer`) with the fused update by default."""
+    return build_shared_optimizer(model, lr, weight_decay, betas, layer_decay, depth, fused=fused)

@@ -12,7 +12,6 @@ predicted images are kept on the output as ``pred_low`` / ``pred_high``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -25,8 +24,7 @@ from mae_domains.masking import TokenMasker
 from mae_domains.models.decoding import SelfAttentionDecoder
 from mae_domains.models.decoding.frequency_heads import FrequencyHeads, combine_frequencies, frequency_loss
 from mae_domains.models.embeddings.base import GridEmbedding
-from mae_domains.models.grid_mae import GridEncoder, GridMAE, GridMAEOutput
-from mae_domains.models.presets import get_preset, with_preset_decoder
+from mae_domains.models.grid_mae import GridEncoder, GridMAE, GridMAEOutput, build_encoder
 from mae_domains.models.targets import PixelTarget
 
 
@@ -102,19 +100,7 @@ def build_frequency_mae(embedding: GridEmbedding, config: ModelConfig | None = N
     replace its fields, as in :func:`~mae_domains.models.grid_mae.build_grid_mae`). The heads output one
     channel per input channel of the embedding (``embedding.in_chans``); ``head_width`` (their hidden width)
     defaults to the decoder width (Scale-MAE: ``fcn_dim`` 512 beside a 512-wide decoder)."""
-    config = dataclasses.replace(config or ModelConfig(norm_pix_loss=False))
-    for key, value in overrides.items():
-        if not hasattr(config, key):
-            raise TypeError(f"unknown model setting {key!r}")
-        setattr(config, key, value)
-    config = with_preset_decoder(config)
-    preset = get_preset(config.preset)
-    if embedding.embed_dim != preset.embed_dim:
-        raise ValueError(f"embedding width {embedding.embed_dim} differs from preset {config.preset!r} "
-                         f"width {preset.embed_dim}")
-    embedding.prepare_code_width(config.decoder_embed_dim)
-    encoder = GridEncoder(embedding, config.depth or preset.depth, preset.num_heads, preset.mlp_ratio,
-                          config.drop_path_rate)
+    config, preset, encoder = build_encoder(embedding, config, overrides)
     if config.decoder != "self":
         raise ValueError(f"model.decoder={config.decoder!r}: frequency decoding reconstructs every position, "
                          "so it uses the self-attention decoder (model.decoder=self)")

@@ -294,14 +294,10 @@ class GridMAE(nn.Module):
         return self.embedding.unpatchify(merged, output.layout)
 
 
-def build_grid_mae(embedding: GridEmbedding, config: ModelConfig | None = None, *, mask_ratio: float = 0.75,
-                   masker: TokenMasker | None = None, target: TargetFn | None = None, loss_on: str = "masked",
-                   **overrides: Any) -> GridMAE:
-    """A GridMAE around ``embedding`` from a :class:`~mae_domains.config.ModelConfig` (the run's ``model``
-    section); keyword ``overrides`` replace its fields: ``build_grid_mae(PatchEmbed2D(3, 384),
-    preset="small", decoder="cross", query=0.25)``. Without a config the defaults are the original MAE
-    code's (``norm_pix_loss`` off). A routed head (one per index) is used when the embedding sets
-    ``route_axis`` (band groups). ``target`` defaults to pixels (normalized per patch with norm_pix)."""
+def build_encoder(embedding: GridEmbedding, config: ModelConfig | None,
+                  overrides: dict[str, Any]) -> tuple[ModelConfig, Any, GridEncoder]:
+    """The run's ``model`` section with ``overrides`` and the preset's decoder applied, the preset, and the
+    encoder around ``embedding`` (its codes sized for the decoder width too)."""
     config = dataclasses.replace(config or ModelConfig(norm_pix_loss=False))
     for key, value in overrides.items():
         if not hasattr(config, key):
@@ -315,6 +311,18 @@ def build_grid_mae(embedding: GridEmbedding, config: ModelConfig | None = None, 
     embedding.prepare_code_width(config.decoder_embed_dim)
     encoder = GridEncoder(embedding, config.depth or preset.depth, preset.num_heads, preset.mlp_ratio,
                           config.drop_path_rate)
+    return config, preset, encoder
+
+
+def build_grid_mae(embedding: GridEmbedding, config: ModelConfig | None = None, *, mask_ratio: float = 0.75,
+                   masker: TokenMasker | None = None, target: TargetFn | None = None, loss_on: str = "masked",
+                   **overrides: Any) -> GridMAE:
+    """A GridMAE around ``embedding`` from a :class:`~mae_domains.config.ModelConfig` (the run's ``model``
+    section); keyword ``overrides`` replace its fields: ``build_grid_mae(PatchEmbed2D(3, 384),
+    preset="small", decoder="cross", query=0.25)``. Without a config the defaults are the original MAE
+    code's (``norm_pix_loss`` off). A routed head (one per index) is used when the embedding sets
+    ``route_axis`` (band groups). ``target`` defaults to pixels (normalized per patch with norm_pix)."""
+    config, preset, encoder = build_encoder(embedding, config, overrides)
     sizes = (preset.embed_dim, config.decoder_embed_dim, config.decoder_depth, config.decoder_num_heads,
              preset.mlp_ratio)
     if config.decoder == "self":

@@ -21,10 +21,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from mae_image import ImageAdapter  # noqa: E402
 
-MICRO = [
-    "model.preset=micro", "model.img_size=32", "model.patch_size=8", "model.decoder_embed_dim=32",
-    "model.decoder_depth=1", "model.decoder_num_heads=4", "data.stats_samples=16", "engine.device=cpu",
-]
+try:  # imported by the tests as tests.engine.<name>, run by torchrun as a script
+    from .conftest import MICRO  # fp32 pinned there
+except ImportError:
+    from conftest import MICRO  # noqa: E402
 
 
 class WeightedMAE(nn.Module):

@@ -28,7 +28,7 @@ def test_start_up_summary_progress_and_figures(png_archive, tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "mae_domains.engine"]
     threads = len(os.sched_getaffinity(0))
     for expected in (f"run folder {run.resolve()} (new run)", "data: 24 samples from 24 files (adapter image); 0 skipped",
-                     f"compute: cpu, fp32, {threads} threads, 0 loader workers", "model: 133,728 parameters",
+                     f"compute: cpu, fp32 (requested), {threads} threads, 0 loader workers", "model: 133,728 parameters",
                      "steps: 0 -> 12 (6 per epoch, global batch 4)"):
         assert any(line.startswith(expected) for line in lines), (expected, lines[:8])
     assert len(read_csv(run / "metrics.csv")) >= 10

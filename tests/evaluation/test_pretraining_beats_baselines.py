@@ -76,7 +76,7 @@ def test_pretrained_encoder_beats_random_init_and_raw_pixels(tmp_path):
             "model.decoder_embed_dim=64", "model.decoder_depth=1", "model.decoder_num_heads=4",
             "model.norm_pix_loss=true", "optim.base_lr=4e-3", "optim.warmup_steps=100",
             "engine.batch_size=64", "engine.max_steps=3000", "engine.checkpoint_every=3000", "engine.log_every=500",
-            f"engine.seed={seed}", "engine.threads=2",
+            f"engine.seed={seed}", "engine.threads=2", "engine.precision=fp32",
         ])
         pretrain(config, tmp_path / f"run{seed}")
         run = load_run(tmp_path / f"run{seed}")
