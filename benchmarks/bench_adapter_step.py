@@ -9,11 +9,11 @@ Cases (files generated in a temporary folder, each adapter's recipe from ``confi
   adapter (the cache is filled by a first, untimed run, as after the first epoch of a real run);
 - ``microscopy.channel_agnostic``: 5-channel Cell Painting OME-TIFFs (uint16), ViT-S/16 on 256 px crops.
 
-Each run is ``pretrain()`` with the recipe (batch lowered to ``--batch``; ``--preset`` can shrink the
-model), ``--steps`` steps of which the first ``--warmup`` are not counted (worker start-up, first
-allocations). From the engine's per-step log: step time, data time (waiting for the next batch) and its
-share of the step (target under 10 %), samples/s; and the step time with the recipe's workers over the
-step time with 0 workers (target >= 0.9: workers must not slow the model down).
+Each run is ``pretrain()`` with the recipe (batch lowered to ``--batch``, no gradient accumulation;
+``--preset`` can shrink the model), ``--steps`` steps of which the first ``--warmup`` are not counted
+(worker start-up, first allocations). From the engine's per-step log: step time, data time (waiting for
+the next batch) and its share of the step (target under 10 %), samples/s; and the step time with the
+recipe's workers over the step time with 0 workers (target >= 0.9: workers must not slow the model down).
 
     python benchmarks/bench_adapter_step.py
     python benchmarks/bench_adapter_step.py --cases microscopy --batch 16 --steps 12 --precisions bf16
@@ -112,7 +112,7 @@ def run(case: str, archive: Path, extra: list[str], run_dir: Path, precision: st
     adapter_name, recipe = CASES[case]
     overrides = [f"data.sources=[{archive}]", f"engine.batch_size={args.batch}", f"engine.max_steps={args.steps}",
                  f"engine.precision={precision}", "engine.checkpoint_every=1000000", "engine.log_every=1",
-                 "engine.figure_every=0", "data.stats_samples=16", *extra]
+                 "engine.figure_every=0", "data.stats_samples=16", "optim.accum_steps=1", *extra]
     if workers is not None:
         overrides.append(f"data.num_workers={workers}")
     if args.preset:

@@ -211,19 +211,28 @@ def held_out_loss(model: torch.nn.Module, images: torch.Tensor, seeds: list[int]
     return sum(losses) / len(losses)
 
 
-def trained_loss(preset: str, decoder: str, precision: str, args: argparse.Namespace) -> float:
-    """Held-out loss after ``--train-steps`` steps on the same data and masks in ``precision``."""
+def trained_loss(preset: str, decoder: str, precision: str, args: argparse.Namespace) -> tuple[float, float]:
+    """Held-out loss before and after ``--train-steps`` steps on the same data and masks in ``precision``."""
     device = args.device
     model = build_ours(preset, decoder, precision, args)
     optimizer = build_optimizer(model, args.train_lr, 0.05, (0.9, 0.95))
     train = synthetic_images(args.train_batch * 4, args.img, seed=100).to(device)
+    held = synthetic_images(args.held_out, args.img, seed=999).to(device)
+    held_seeds = [10**6 + i for i in range(args.held_out)]
+
+    def score() -> float:
+        prefer_matmul_attention(model, enabled=False)
+        loss = held_out_loss(model, held, held_seeds, args.train_batch)
+        if args.device.type == "cpu" and precision != "fp32":
+            prefer_matmul_attention(model)
+        return loss
+
+    before = score()
     for step in range(args.train_steps):
         start = (step * args.train_batch) % len(train)
         train_step(model, optimizer, train[start:start + args.train_batch],
                    [step * args.train_batch + i for i in range(args.train_batch)], device, precision)
-    held = synthetic_images(args.held_out, args.img, seed=999).to(device)
-    prefer_matmul_attention(model, enabled=False)
-    return held_out_loss(model, held, [10**6 + i for i in range(args.held_out)], args.train_batch)
+    return before, score()
 
 
 def profile_step(preset: str, decoder: str, precision: str, args: argparse.Namespace, rows: int) -> str:
@@ -252,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per model (interleaved)")
     parser.add_argument("--steps-per-run", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--train-steps", type=int, default=8, help="training steps before the held-out loss (0: skip)")
+    parser.add_argument("--train-steps", type=int, default=30, help="training steps before the held-out loss (0: skip)")
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--train-lr", type=float, default=5e-4)
     parser.add_argument("--held-out", type=int, default=16, help="held-out images")
@@ -297,8 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"held-out loss after {args.train_steps} steps (batch {args.train_batch}, lr {args.train_lr}), scored in fp32:")
         for preset in args.presets.split(","):
             for decoder in args.decoders:
-                losses = {p: trained_loss(preset, decoder, p, args) for p in args.precisions.split(",")}
-                text = ", ".join(f"{p} {v:.4f}" for p, v in losses.items())
+                runs = {p: trained_loss(preset, decoder, p, args) for p in args.precisions.split(",")}
+                losses = {p: after for p, (_, after) in runs.items()}
+                text = ", ".join(f"{p} {before:.4f} -> {after:.4f}" for p, (before, after) in runs.items())
                 if "fp32" in losses and "bf16" in losses:
                     text += f" (bf16 {100 * (losses['bf16'] / losses['fp32'] - 1):+.2f}%)"
                 print(f"  ViT-{preset[0].upper()} {decoder}: {text}", flush=True)

@@ -11,6 +11,7 @@ never draws from torch's global RNG (drop path, checkpointed for resume).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any, Hashable, Sequence
@@ -23,12 +24,23 @@ from mae_domains.data.sample import NormStats
 from mae_domains.data.sampler import EpochBatchSampler, SeededBatchSampler
 
 
+WORKER_NICENESS = 10  # the OS gives a worker about a tenth of a core the model's threads want
+
+
 def worker_init(_: int) -> None:
-    """Loader workers compute on one thread each, so workers plus the main process do not oversubscribe
-    the cores. They ignore SIGTERM: a scheduler that signals the whole process group must not kill them
-    before the main process has written its checkpoint (they exit with it)."""
+    """Loader workers compute on one thread each and at a lower scheduling priority: the model's threads
+    get every core they can use, and workers fill the idle time (while the model waits for a batch, they
+    run at full speed). So workers never slow the model below running without them; at equal priority,
+    a busy worker pre-empts one of the model's threads and the others wait for it at every parallel op.
+    Workers ignore SIGTERM: a scheduler that signals the whole process group must not kill them before
+    the main process has written its checkpoint (they exit with it)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
+    if hasattr(os, "nice"):
+        try:
+            os.nice(WORKER_NICENESS)
+        except OSError:  # not permitted here: equal priority
+            pass
 
 
 def single_threaded_opencv() -> None:

@@ -3,6 +3,7 @@ grid-signature buckets, and bad samples replaced by samples of the same signatur
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -87,3 +88,23 @@ def test_bad_samples_are_replaced_within_their_signature():
 def test_mixed_shapes_without_signatures_name_the_fix():
     with pytest.raises(ValueError, match="grid_signature"):
         list(evaluation_loader(ArrayAdapter(bucketed=False), mixed_refs(), None, batch_size=4))
+
+
+class WorkerPriority(torch.utils.data.Dataset):
+    """Each item is the niceness of the process that loads it."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        return os.nice(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities on this platform")
+def test_loader_workers_run_below_the_models_priority():
+    from mae_domains.data.loaders import WORKER_NICENESS, worker_init
+
+    parent = os.nice(0)
+    loader = torch.utils.data.DataLoader(WorkerPriority(), batch_size=None, num_workers=1, worker_init_fn=worker_init)
+    assert {int(n) for n in loader} == {min(parent + WORKER_NICENESS, 19)}
+    assert os.nice(0) == parent  # the main process keeps its priority

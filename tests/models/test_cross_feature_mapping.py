@@ -108,6 +108,22 @@ def test_decoder_output_equals_the_reference_computation(features):
     torch.testing.assert_close(out.pred, expected, atol=2e-5, rtol=1e-4)
 
 
+def test_gradients_equal_the_reference_computation():
+    """The mixes are taken apart with ``unbind`` (one stacked gradient in backward, not a zero-filled
+    full-size gradient per block): every parameter's gradient equals the reference's."""
+    model = cross_model("mixed")
+    images, seeds = torch.randn(2, 3, 32, 32), [5, 6]
+    model(images, mask_seeds=seeds).pred.square().mean().backward()
+    ours = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    expected, _ = reference_predictions(model, images, seeds, "mixed")
+    expected.square().mean().backward()
+    reference = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert ours.keys() == reference.keys() and "decoder.feature_mix.weight" in ours
+    for name, grad in ours.items():
+        torch.testing.assert_close(grad, reference[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
 def test_feature_maps_are_kept_only_for_the_mixing_decoder(monkeypatch):
     seen = []
     original = GridEncoder.encode

@@ -123,7 +123,9 @@ class CrossAttentionDecoder(nn.Module):
         if feature_maps is None:
             raise ValueError("the mixed cross-attention decoder needs the encoder's feature maps")
         mixed = mix_feature_maps(self.feature_mix.weight, feature_maps)
-        return [norm(mixed[i]) for i, norm in enumerate(self.context_norms)]
+        # unbind, not mixed[i]: its backward stacks the slices' gradients once, where indexing builds a
+        # zero-filled full-size gradient per slice and sums them
+        return [norm(part) for norm, part in zip(self.context_norms, mixed.unbind(0))]
 
     def forward(self, latent: TokenGrid, query_ids: torch.Tensor,
                 feature_maps: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
