@@ -164,6 +164,16 @@ class RemoteSensingAdapter(GridAdapter):
         return self.chip_size + 2 * int(round(self.chip_size * float(self.options["jitter"]) / 2))
 
     # ----- discovery -----------------------------------------------------------------------------
+    def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
+        """Chips of every single-date scene (the temporal adapter groups scenes into series instead)."""
+        entries = self.scene_entries(sources)
+        self.check_bands([e.scene for e in entries])
+        self.set_classes([e.label for e in entries])
+        refs: list[ChipRef] = []
+        for entry in entries:
+            refs.extend(self.refs_for((entry.scene,), entry.label))
+        return refs
+
     def scene_entries(self, sources: Sequence[str | Path]) -> list[SceneEntry]:
         o = self.options
         return discover_scenes(sources, self.settings, o["layout"], o["band_pattern"], bool(o["label_from_folder"]))

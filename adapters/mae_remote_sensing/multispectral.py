@@ -30,7 +30,6 @@ from mae_domains.data.sample import Sample
 from mae_domains.models.embeddings.band_groups import BandGroupPatchEmbed
 from mae_remote_sensing.bands import DEFAULT_GROUPS, validate_groups, wavelength_of
 from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter
-from mae_remote_sensing.chips import ChipRef
 from mae_remote_sensing.rendering import reconstruction_figure
 from mae_remote_sensing.synthetic import synthetic_scene
 
@@ -68,15 +67,6 @@ class MultispectralAdapter(RemoteSensingAdapter):
                              f"group code G), got {self.options['decoder_cls_code']!r}")
 
     # ----- loading -------------------------------------------------------------------------------
-    def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
-        entries = self.scene_entries(sources)
-        self.check_bands([e.scene for e in entries])
-        self.set_classes([e.label for e in entries])
-        refs: list[ChipRef] = []
-        for entry in entries:
-            refs.extend(self.refs_for((entry.scene,), entry.label))
-        return refs
-
     def pack(self, image: np.ndarray, valid: np.ndarray, meta: dict[str, Any], label: Any) -> Sample:
         return Sample(image[0], meta, valid[0], label)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -84,15 +84,6 @@ class ScaleAdapter(RemoteSensingAdapter):
         self._warned_no_gsd = False
 
     # ----- loading -------------------------------------------------------------------------------
-    def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
-        entries = self.scene_entries(sources)
-        self.check_bands([e.scene for e in entries])
-        self.set_classes([e.label for e in entries])
-        refs: list[ChipRef] = []
-        for entry in entries:
-            refs.extend(self.refs_for((entry.scene,), entry.label))
-        return refs
-
     def read_training(self, ref: Any, seed: int) -> Sample:
         """A random resized crop (multi-scale) drawn anew for every sample seed."""
         factor = 1.0
