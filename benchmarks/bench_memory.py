@@ -59,6 +59,10 @@ def measure(job: dict) -> dict:
 
     if job.get("baseline"):
         return {"rss": peak_rss_bytes()}
+    if job.get("retain_host_memory"):
+        from mae_domains.engine.host_memory import retain_freed_host_memory
+
+        retain_freed_host_memory()  # as the trainer does (engine.retain_host_memory)
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
     torch.manual_seed(0)
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads per measurement (default: torch's); "
                         "memory barely depends on it, time does")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
+    parser.add_argument("--release-host-memory", action="store_true",
+                        help="leave malloc returning freed memory to the system (engine.retain_host_memory=false)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -137,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline process failed: {baseline['error']}", file=sys.stderr)
         return 1
     print(f"# peak memory of {args.steps} pretraining steps, {args.img} px, patch {args.patch}, mask 0.75, "
-          f"default decoder, AdamW; device {args.device}; torch threads per process: {args.threads or 'default'}")
+          f"default decoder, AdamW; device {args.device}; torch threads per process: {args.threads or 'default'}; "
+          f"freed host memory {'returned to the system' if args.release_host_memory else 'retained (as the trainer)'}")
     print(f"# baseline process (imports only): {baseline['rss'] / MIB:.0f} MiB RSS, subtracted below")
     print("# per sample = (peak at B2 - peak at B1) / (B2 - B1); fixed = peak at B1 - B1 x per sample "
           "(weights, gradients, AdamW moments, allocator slack)")
@@ -155,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 for batch in (b1, b2):
                     job = {"preset": preset, "precision": precision, "checkpointing": ckpt == "on",
                            "batch": batch, "img": args.img, "patch": args.patch, "steps": args.steps,
-                           "device": args.device, "threads": args.threads}
+                           "device": args.device, "threads": args.threads,
+                           "retain_host_memory": not args.release_host_memory}
                     results.append(run_fresh(job, args.timeout))
                 failed = next((r["error"] for r in results if "error" in r), None)
                 if failed:

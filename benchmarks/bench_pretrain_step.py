@@ -7,9 +7,10 @@ One step = forward + backward + AdamW update on a batch of synthetic images. Pri
 - for each preset (ViT-S, ViT-B) and precision: the plain MAE (``mae_domains.models.MaskedAutoencoder``,
   the golden reference: timm blocks, decoder over all tokens, plain ``torch.optim.AdamW`` and plain
   autocast, as the original code) and our step with the cross-attention and the self-attention decoder
-  (engine optimizer: fused AdamW; CPU bf16: matmul attention, as the trainer sets up). Images/s (median and
-  min-max over interleaved rounds), our speed over the plain MAE's, our bf16 speed over our fp32 speed,
-  FLOPs per step (``FlopCounterMode``) and MFU against the same round's GEMM rate of the precision in use;
+  (engine optimizer: fused AdamW; CPU bf16: matmul attention; freed host memory kept for reuse, as the
+  trainer sets up). Images/s (median and min-max over interleaved rounds), our speed over the plain MAE's,
+  our bf16 speed over our fp32 speed, FLOPs per step (``FlopCounterMode``) and MFU against the same
+  round's GEMM rate of the precision in use (the rates of the rounds are printed too);
 - the held-out reconstruction loss of our models after the same short training in fp32 and in bf16
   (scored in fp32 on the same held-out images and masks), and the bf16-fp32 difference;
 - with ``--profile``: the top operators by self CPU time of one ViT-B step in each precision.
@@ -35,6 +36,7 @@ import torch
 from torch.utils import flop_counter
 
 from mae_domains.device import cpu_native_bf16
+from mae_domains.engine.host_memory import retain_freed_host_memory
 from mae_domains.engine.optim import build_optimizer
 from mae_domains.models import MAEConfig, MaskedAutoencoder
 from mae_domains.models.attention import prefer_matmul_attention
@@ -171,8 +173,9 @@ def spread(values: list[float], digits: int = 2) -> str:
     return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
-def time_precision(preset: str, precision: str, args: argparse.Namespace) -> dict[str, Contender]:
-    """Interleaved timed rounds of the plain MAE and our decoders at one preset and precision."""
+def time_precision(preset: str, precision: str, args: argparse.Namespace) -> tuple[dict[str, Contender], list[float]]:
+    """Interleaved timed rounds of the plain MAE and our decoders at one preset and precision; also the
+    GEMM rate of ``precision`` measured before each round (the MFU denominators)."""
     device = args.device
     images = synthetic_images(args.batch, args.img, seed=1).to(device)
     seeds = list(range(args.batch))
@@ -188,8 +191,10 @@ def time_precision(preset: str, precision: str, args: argparse.Namespace) -> dic
         for w in range(args.warmup):
             train_step(c.model, c.optimizer, images, [s + 10**5 * (w + 1) for s in seeds], device, precision)
     names = list(contenders)
+    rates = []
     for r in range(args.repeats):
-        rate = gemm_rates(device)[precision]
+        rate = gemm_rate(device, torch.float32 if DTYPES[precision] is None else DTYPES[precision])
+        rates.append(rate)
         for name in (names if r % 2 == 0 else names[::-1]):
             c = contenders[name]
             synchronize(device)
@@ -200,7 +205,7 @@ def time_precision(preset: str, precision: str, args: argparse.Namespace) -> dic
             synchronize(device)
             c.images_per_s.append(args.batch * args.steps_per_run / (time.perf_counter() - start))
             c.mfu.append(c.images_per_s[-1] / args.batch * c.flops / rate)
-    return contenders
+    return contenders, rates
 
 
 @torch.no_grad()
@@ -247,7 +252,8 @@ def profile_step(preset: str, decoder: str, precision: str, args: argparse.Names
     optimizer = build_optimizer(model, 1e-5, 0.05, (0.9, 0.95))
     images = synthetic_images(args.batch, args.img, seed=1).to(device)
     seeds = list(range(args.batch))
-    train_step(model, optimizer, images, seeds, device, precision)
+    for _ in range(2):  # steady state: the first steps also fault in the memory that later steps reuse
+        train_step(model, optimizer, images, seeds, device, precision)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         train_step(model, optimizer, images, seeds, device, precision)
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
@@ -273,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-rows", type=int, default=15)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (timings synchronize on CUDA)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--release-host-memory", action="store_true",
+                        help="malloc returns freed memory to the system (engine.retain_host_memory=false)")
     args = parser.parse_args(argv)
+    retained = False if args.release_host_memory else retain_freed_host_memory()  # as the trainer does
     if args.threads:
         torch.set_num_threads(args.threads)
     args.device = torch.device(args.device)
@@ -283,16 +292,18 @@ def main(argv: list[str] | None = None) -> int:
     native = cpu_native_bf16()[1] if args.device.type == "cpu" else torch.cuda.get_device_name(args.device)
     print(f"torch {torch.__version__} on {args.device} ({native}), {torch.get_num_threads()} threads; batch "
           f"{args.batch}, {args.img} px, mask {args.mask_ratio}, cross query {args.query}; {args.repeats} "
-          f"interleaved rounds x {args.steps_per_run} step(s)")
+          f"interleaved rounds x {args.steps_per_run} step(s); freed host memory "
+          f"{'retained' if retained else 'returned to the system'}")
     print(f"GEMM 2048^2: fp32 {gemm['fp32'] / 1e12:.3f} TFLOP/s, bf16 {gemm['bf16'] / 1e12:.3f} TFLOP/s "
           f"({gemm['bf16'] / gemm['fp32']:.1f}x)", flush=True)
     ours_speed: dict[tuple[str, str, str], list[float]] = {}
     for preset in args.presets.split(","):
         for precision in args.precisions.split(","):
-            timed = time_precision(preset, precision, args)
+            timed, rates = time_precision(preset, precision, args)
             plain = timed["plain MAE"]
-            print(f"ViT-{preset[0].upper()} {precision}: plain MAE {spread(plain.images_per_s)} img/s, "
-                  f"{plain.flops / 1e9:.0f} GFLOP/step, MFU {spread([100 * m for m in plain.mfu], 0)}%", flush=True)
+            print(f"ViT-{preset[0].upper()} {precision} (GEMM {spread([r / 1e12 for r in rates], 3)} TFLOP/s over the "
+                  f"rounds): plain MAE {spread(plain.images_per_s)} img/s, {plain.flops / 1e9:.0f} GFLOP/step, "
+                  f"MFU {spread([100 * m for m in plain.mfu], 0)}%", flush=True)
             for decoder in args.decoders:
                 c = timed[decoder]
                 ratio = [a / b for a, b in zip(c.images_per_s, plain.images_per_s)]

@@ -125,6 +125,7 @@ class EngineConfig:
     activation_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1/3 more compute
     distributed: str = "ddp"  # under torchrun: "ddp" (replicated weights) or "fsdp" (FSDP2, sharded; ViT-L/H)
     compile: bool = False  # torch.compile the model (falls back to eager, with a warning, when it fails)
+    retain_host_memory: bool = True  # glibc malloc keeps freed memory: steps reuse buffers, no page faults
     online_knn: OnlineKnnSettings = field(default_factory=OnlineKnnSettings)
 
 

@@ -36,6 +36,7 @@ from mae_domains.engine.distributed import (
 )
 from mae_domains.engine.errors import TrainingStopped
 from mae_domains.engine.health import HEALTH_FIELDS, TrainingHealth
+from mae_domains.engine.host_memory import retain_freed_host_memory
 from mae_domains.engine.online_knn import OnlineKnn, isolated_rng
 from mae_domains.engine.optim import build_optimizer, effective_lr
 from mae_domains.engine.preemption import StopRequest
@@ -139,6 +140,8 @@ class Trainer:
     def prepare(self) -> None:
         cfg = self.config
         self.threads = configure_threads(cfg)
+        if cfg.engine.retain_host_memory:
+            retain_freed_host_memory()  # a step reuses the last step's buffers instead of faulting in new pages
         self.lock = run_on_main(lambda: open_run_folder(self.run_dir, self.resume, self.overwrite), self.dist)
         state = load_resume_state(self.run_dir) if self.resume else None
         if state is not None:

@@ -21,6 +21,7 @@ RESUMABLE = (
     "engine.max_steps", "engine.epochs", "engine.checkpoint_every", "engine.log_every", "engine.figure_every",
     "engine.tensorboard", "engine.device", "engine.precision", "engine.threads",
     "engine.activation_checkpointing", "engine.distributed",  # memory and sharding, not the arithmetic
+    "engine.retain_host_memory",
     "data.num_workers", "data.pin_memory", "data.max_bad_fraction",
 )
 RESUMABLE_SECTIONS = ("eval.", "engine.online_knn.")  # evaluation settings do not touch pretraining
