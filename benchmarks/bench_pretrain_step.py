@@ -11,6 +11,8 @@ One step = forward + backward + AdamW update on a batch of synthetic images. Pri
   trainer sets up). Images/s (median and min-max over interleaved rounds), our speed over the plain MAE's,
   our bf16 speed over our fp32 speed, FLOPs per step (``FlopCounterMode``) and MFU against the same
   round's GEMM rate of the precision in use (the rates of the rounds are printed too);
+- ViT-B's plain MAE and cross-decoder rows again at ``--mfu-batch`` (64, the original recipe's batch per
+  GPU), where fixed per-step costs (AdamW update, autocast's weight casts) weigh half as much;
 - the held-out reconstruction loss of our models after the same short training in fp32 and in bf16
   (scored in fp32 on the same held-out images and masks), and the bf16-fp32 difference;
 - with ``--profile``: the top operators by self CPU time of one ViT-B step in each precision.
@@ -259,6 +261,22 @@ def profile_step(preset: str, decoder: str, precision: str, args: argparse.Names
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+def print_rows(preset: str, precision: str, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Time one preset and precision; print the plain MAE's row and ours; return our images/s per decoder."""
+    timed, rates = time_precision(preset, precision, args)
+    plain = timed["plain MAE"]
+    print(f"ViT-{preset[0].upper()} {precision}, batch {args.batch} (GEMM {spread([r / 1e12 for r in rates], 3)} "
+          f"TFLOP/s over the rounds): plain MAE {spread(plain.images_per_s)} img/s, {plain.flops / 1e9:.0f} "
+          f"GFLOP/step, MFU {spread([100 * m for m in plain.mfu], 0)}%", flush=True)
+    for decoder in args.decoders:
+        c = timed[decoder]
+        ratio = [a / b for a, b in zip(c.images_per_s, plain.images_per_s)]
+        print(f"  ours, {decoder:5s} decoder: {spread(c.images_per_s)} img/s, x{spread(ratio)} the plain MAE, "
+              f"{c.flops / 1e9:.0f} GFLOP/step, MFU {spread([100 * m for m in c.mfu], 0)}% of {precision} GEMM",
+              flush=True)
+    return {decoder: timed[decoder].images_per_s for decoder in args.decoders}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default="small,base", help="comma list of encoder presets")
@@ -268,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--img", type=int, default=224)
     parser.add_argument("--mask-ratio", type=float, default=0.75)
     parser.add_argument("--query", type=float, default=0.25, help="fraction of all tokens the cross decoder decodes")
+    parser.add_argument("--mfu-batch", type=int, default=64,
+                        help="also time ViT-B (plain MAE and cross decoder) at this batch (0: skip)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per model (interleaved)")
     parser.add_argument("--steps-per-run", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=1)
@@ -299,24 +319,20 @@ def main(argv: list[str] | None = None) -> int:
     ours_speed: dict[tuple[str, str, str], list[float]] = {}
     for preset in args.presets.split(","):
         for precision in args.precisions.split(","):
-            timed, rates = time_precision(preset, precision, args)
-            plain = timed["plain MAE"]
-            print(f"ViT-{preset[0].upper()} {precision} (GEMM {spread([r / 1e12 for r in rates], 3)} TFLOP/s over the "
-                  f"rounds): plain MAE {spread(plain.images_per_s)} img/s, {plain.flops / 1e9:.0f} GFLOP/step, "
-                  f"MFU {spread([100 * m for m in plain.mfu], 0)}%", flush=True)
-            for decoder in args.decoders:
-                c = timed[decoder]
-                ratio = [a / b for a, b in zip(c.images_per_s, plain.images_per_s)]
-                ours_speed[(preset, decoder, precision)] = c.images_per_s
-                print(f"  ours, {decoder:5s} decoder: {spread(c.images_per_s)} img/s, x{spread(ratio)} the plain MAE, "
-                      f"{c.flops / 1e9:.0f} GFLOP/step, MFU {spread([100 * m for m in c.mfu], 0)}% of {precision} GEMM",
-                      flush=True)
+            for decoder, speed in print_rows(preset, precision, args).items():
+                ours_speed[(preset, decoder, precision)] = speed
     if "fp32" in args.precisions and "bf16" in args.precisions:
         print("bf16 over fp32 (our step, medians of the interleaved rounds; separate rounds, so contention shows):")
         for preset in args.presets.split(","):
             for decoder in args.decoders:
                 fp32, bf16 = ours_speed[(preset, decoder, "fp32")], ours_speed[(preset, decoder, "bf16")]
                 print(f"  ViT-{preset[0].upper()} {decoder}: x{statistics.median(bf16) / statistics.median(fp32):.2f}")
+    if args.mfu_batch and "base" in args.presets.split(","):
+        wide = argparse.Namespace(**{**vars(args), "batch": args.mfu_batch, "decoders": ["cross"]})
+        print(f"ViT-B again at batch {args.mfu_batch} (64 is the original MAE recipe's batch per GPU; fixed per-step "
+              f"costs such as the AdamW update and autocast's weight casts weigh less at larger batches):")
+        for precision in args.precisions.split(","):
+            print_rows("base", precision, wide)
     if args.train_steps > 0:
         print(f"held-out loss after {args.train_steps} steps (batch {args.train_batch}, lr {args.train_lr}), scored in fp32:")
         for preset in args.presets.split(","):
