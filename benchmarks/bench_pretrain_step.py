@@ -195,7 +195,7 @@ def time_precision(preset: str, precision: str, args: argparse.Namespace) -> tup
     names = list(contenders)
     rates = []
     for r in range(args.repeats):
-        rate = gemm_rate(device, torch.float32 if DTYPES[precision] is None else DTYPES[precision])
+        rate = gemm_rate(device, DTYPES[precision] or torch.float32)
         rates.append(rate)
         for name in (names if r % 2 == 0 else names[::-1]):
             c = contenders[name]
