@@ -143,7 +143,7 @@ class GridMAE(nn.Module):
 
     ``query``: which positions are decoded and scored: ``"masked"`` (all masked tokens, MAE), a float
     fraction of all N tokens taken from the masked ones (CrossMAE's ``kept_mask_ratio``, e.g. 0.25; count
-    in :meth:`query_count`), or ``"all"`` (every token, e.g. deblurring scores visible tokens too).
+    in :meth:`query_count`; the masked tokens with the highest noise, in grid order, as CrossMAE), or ``"all"`` (every token, e.g. deblurring scores visible tokens too).
     ``loss_on``: ``"masked"`` or ``"all"`` queried tokens. Invalid tokens never count. A decoder with
     ``uses_feature_maps`` (CrossMAE's feature mapping) gets the encoder's intermediate maps; others don't
     make the encoder keep them.
@@ -223,7 +223,8 @@ class GridMAE(nn.Module):
             return torch.arange(num_tokens, device=masking.ids_keep.device).expand(masking.ids_keep.shape[0], -1)
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         count = self.query_count(num_tokens, masking.ids_masked.shape[1], ratio)
-        return masking.ids_masked[:, :count]  # masked ids come in random (score) order: a random subset
+        # CrossMAE decodes the last ``count`` shuffled tokens (highest noise) in grid order (``masked_select``)
+        return masking.ids_masked[:, masking.ids_masked.shape[1] - count:].sort(dim=1).values
 
     def forward(
         self,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from mae_domains.config import ConfigError, load_config
 from mae_domains.grid import gather_tokens
 from mae_domains.grid.batch import as_grid_batch
+from mae_domains.masking.indices import masking_from_noise, num_kept_tokens
 from mae_domains.models.decoding import CrossAttentionDecoder, SelfAttentionDecoder
 from mae_domains.models.embeddings import PatchEmbed2D
 from mae_domains.models.grid_mae import GridEncoder, build_grid_mae
@@ -61,13 +62,35 @@ def attention(q, k, v, heads):
     return (weights @ v).transpose(1, 2).reshape(b, nq, d)
 
 
+def crossmae_masking(noise, mask_ratio, kept_mask_ratio):
+    """``models_cross.py`` ``random_masking``: the kept ids, and the decoded ids as ``mask_tokens_grid`` takes
+    them (``masked_select`` of the last ``L - len_keep - len_masked`` shuffled tokens, in grid order)."""
+    n, length = noise.shape
+    len_keep = int(length * (1 - mask_ratio))
+    len_masked = int(length * (mask_ratio - kept_mask_ratio))
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = torch.ones(n, length)
+    mask[:, :(len_keep + len_masked)] = 0
+    mask = torch.gather(mask, dim=1, index=ids_restore)
+    positions = torch.arange(length).expand(n, -1)
+    decoded = positions.masked_select(mask.bool()).reshape(n, -1)
+    return ids_shuffle[:, :len_keep], decoded, mask
+
+
+def seeded_noise(seeds, length):
+    """The per-sample noise rows our seeded masker draws (one generator per seed)."""
+    return torch.stack([torch.rand(length, generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+
 def reference_predictions(model, images, seeds, features):
-    """CrossMAE's forward_encoder / forward_decoder, step by step, on this model's weights and masks."""
+    """CrossMAE's forward_encoder / forward_decoder, step by step, on this model's weights and noise."""
     enc, dec = model.encoder, model.decoder
     batch = as_grid_batch(images)
     batch_layout = enc.embedding.layout(batch)
-    masking = model.masker(batch_layout, model.mask_ratio, images.shape[0], seeds=seeds)
-    grid = enc.embedding(batch, masking.ids_keep)
+    ids_keep, query_ids, _ = crossmae_masking(seeded_noise(seeds, batch_layout.num_tokens), model.mask_ratio,
+                                             float(model.query))
+    grid = enc.embedding(batch, ids_keep)
     x = torch.cat([enc.cls_token.expand(images.shape[0], -1, -1), grid.tokens], dim=1)
     maps = [x]  # use_input: the tokens entering the first block
     for block in enc.blocks:
@@ -79,7 +102,6 @@ def reference_predictions(model, images, seeds, features):
         contexts = [F.layer_norm(m, (m.shape[-1],), n.weight, n.bias, 1e-6) for m, n in zip(mixes, dec.context_norms)]
     else:
         contexts = [F.layer_norm(x, (x.shape[-1],), enc.norm.weight, enc.norm.bias, 1e-6)] * len(dec.blocks)
-    query_ids = model.query_ids(masking, batch_layout.num_tokens)
     codes = grid.codes_at(dec.decoder_embed_dim)
     queries = dec.mask_token + gather_tokens(codes, query_ids)  # mask token + decoder position code
     for block, context in zip(dec.blocks, contexts):
@@ -106,6 +128,31 @@ def test_decoder_output_equals_the_reference_computation(features):
         expected, query_ids = reference_predictions(model, images, seeds, features)
     assert torch.equal(out.query_ids, query_ids)
     torch.testing.assert_close(out.pred, expected, atol=2e-5, rtol=1e-4)
+
+
+def test_loss_equals_crossmae_on_the_same_noise():
+    """``forward_loss`` (norm_pix off): the mean squared error over the decoded tokens' pixels; with the same
+    noise, ours decodes the same tokens, so the loss is CrossMAE's and not that of another uniform subset."""
+    model = cross_model("mixed").eval()
+    images, seeds = torch.randn(2, 3, 32, 32), [5, 6]
+    with torch.no_grad():
+        out = model(images, mask_seeds=seeds)
+        expected, query_ids = reference_predictions(model, images, seeds, "mixed")
+    patches = images.reshape(2, 3, 4, 8, 4, 8).permute(0, 2, 4, 3, 5, 1).reshape(2, 16, 8 * 8 * 3)  # nchpwq->nhwpqc
+    _, _, mask = crossmae_masking(seeded_noise(seeds, 16), 0.75, 0.5)
+    target = patches.masked_select(mask.bool().unsqueeze(-1)).reshape(2, -1, patches.shape[-1])
+    reference_loss = ((expected - target) ** 2).mean()
+    assert torch.equal(out.query_ids, query_ids)
+    torch.testing.assert_close(out.loss, reference_loss, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n, ratio, query", [(196, 0.75, 0.25), (196, 0.75, 0.5), (16, 0.9, 0.25), (50, 0.6, 0.6)])
+def test_decoded_tokens_are_crossmaes_highest_noise_ones(n, ratio, query):
+    model = build_grid_mae(PatchEmbed2D(3, 64, 8), preset="micro", decoder="cross", query=query, mask_ratio=ratio)
+    noise = seeded_noise([11, 12, 13], n)
+    ours = model.query_ids(masking_from_noise(noise, num_kept_tokens(n, ratio)), n, ratio)
+    _, reference, _ = crossmae_masking(noise, ratio, query)
+    assert torch.equal(ours, reference)
 
 
 def test_gradients_equal_the_reference_computation():
