@@ -225,13 +225,33 @@ def is_satmae_temporal(state: State) -> bool:
     return is_mae_state(state) and pos is not None and cls is not None and pos.shape[-1] == cls.shape[-1] - 384
 
 
+def satmae_date_widths(state: State) -> tuple[int, int | None]:
+    """The checkpoint's date-code widths: model width less the position table's, for encoder and decoder."""
+    encoder = int(state["cls_token"].shape[-1] - state["pos_embed"].shape[-1])
+    mask_token, table = state.get("mask_token"), state.get("decoder_pos_embed")
+    decoder = None if mask_token is None or table is None else int(mask_token.shape[-1] - table.shape[-1])
+    return encoder, decoder
+
+
 def _convert_satmae_temporal(state: State, model: nn.Module, adapter: Any, report: ConversionReport) -> dict[str, torch.Tensor]:
     width = state["cls_token"].shape[-1]
     out = rgb_into_bands(state, model, adapter, report)
-    date_fraction = getattr(model.encoder.embedding, "date_fraction", None)
-    report.adapt(f"pos_embed: SatMAE's position ({width - 384}) ++ date (384: year, month, hour) code is computed "
-                 f"per batch; data.options.date_fraction={384 / width:g} reproduces its split"
-                 + (f" (this model: {date_fraction:g})" if date_fraction is not None else ""))
+    encoder_dates, decoder_dates = satmae_date_widths(state)
+    split = f"{encoder_dates} of {width} encoder dims" + (
+        "" if decoder_dates is None else f", {decoder_dates} of {state['mask_token'].shape[-1]} decoder dims")
+    report.adapt(f"pos_embed: SatMAE's position ++ date (year, month, hour) code ({split}) is computed per batch; "
+                 "data.options.date_preset=satmae with date_fraction null reproduces its split")
+    embedding = model.encoder.embedding
+    preset = (getattr(adapter, "options", None) or {}).get("date_preset")
+    if getattr(embedding, "date_mode", None) != "concat":
+        report.note("this model adds its date code at full width (date_preset prithvi or date_code add), not SatMAE's "
+                    "concatenated split: set data.options.date_preset=satmae")
+        return out
+    ours = (embedding.date_width(width), embedding.date_width(getattr(model.decoder, "decoder_embed_dim", width)))
+    if preset != "satmae" or ours[0] != encoder_dates or (decoder_dates is not None and ours[1] != decoder_dates):
+        report.note(f"this model codes dates as date_preset={preset or 'null'} in {ours[0]} encoder / {ours[1]} "
+                    f"decoder dims, not as SatMAE ({encoder_dates} / {decoder_dates}): set "
+                    "data.options.date_preset=satmae (date_fraction null) so the encoder sees the codes it was trained with")
     return out
 
 

@@ -10,13 +10,17 @@ Date codes (``data.options.date_preset``):
 - ``null`` (ours, default): (year, day of year), coded sin-cos in ``date_fraction`` of the width (0.25)
   concatenated to the 2D position code (``date_code: concat``) or added at full width (``add``).
 - ``satmae``: SatMAE's ``models_mae_temporal.py``: (year - 2002, month - 1, hour), each component in a
-  third of 3/8 of the width (384 of 1024 encoder dims, 192 of 512 decoder dims) concatenated to the 2D
-  position code; the CLS token gets no code. The hour is read from the date text (``T10:30``), else 0.
+  third of the date code, concatenated to the 2D position code; the CLS token gets no code. The date code
+  is SatMAE's absolute 384 encoder dims and 192 decoder dims at every width (ViT-B 384 of 768, ViT-L 384
+  of 1024, ViT-H 384 of 1280); where that would leave the position code less than half the width (ViT-S,
+  a narrow decoder) it is 3/8 of the width. ``date_fraction`` set explicitly replaces the absolute split
+  by that fraction of every width. The hour is read from the date text (``T10:30``), else 0.
 - ``prithvi``: Prithvi-EO-2.0 (``prithvi_mae.py``): a 3D sin-cos table of (frame index, y, x) in 4/16,
   6/16, 6/16 of the width plus a full-width code of (year, day of year), the year in the first half,
   added (``TemporalEncoder`` with a fixed scale of 1).
 
-A preset fixes ``date_code`` and ``date_fraction``.
+A preset fixes ``date_code``; ``date_fraction`` (null = the preset's split) applies to ``null`` and
+``satmae``; Prithvi's code is added at full width, so it takes none.
 """
 
 from __future__ import annotations
@@ -62,12 +66,14 @@ TEMPORAL_OPTIONS: dict[str, Any] = {
     "frames": 3,
     "date_preset": None,
     "date_code": "concat",
-    "date_fraction": 0.25,
+    "date_fraction": None,
 }
 
 DATE_PRESETS = ("satmae", "prithvi")
 SATMAE_MIN_YEAR = 2002  # hard-coded for fMoW in SatMAE's util/datasets.py
-SATMAE_DATE_FRACTION = 384 / 1024  # 384 of 1024 encoder dims, 192 of 512 decoder dims
+SATMAE_DATE_WIDTHS = (384, 192)  # encoder and decoder date dims at every SatMAE width
+SATMAE_DATE_FRACTION = 384 / 1024  # where the absolute width would not fit: 3/8, as 384 of 1024 and 192 of 512
+DEFAULT_DATE_FRACTION = 0.25
 PRITHVI_POSITION_WEIGHTS = (6, 6, 4)  # x, y, frame index in sixteenths of the width
 _HOUR = re.compile(r"\d[T ](\d{2}):\d{2}")
 
@@ -119,6 +125,14 @@ class TemporalAdapter(RemoteSensingAdapter):
         if preset is not None and preset not in DATE_PRESETS:
             raise ValueError(f"adapter {self.name}: date_preset must be null (year, day of year), 'satmae' or "
                              f"'prithvi', got {preset!r}")
+        fraction = self.options["date_fraction"]
+        if fraction is not None:
+            if preset == "prithvi":
+                raise ValueError(f"adapter {self.name}: date_fraction={fraction} does not apply to date_preset=prithvi "
+                                 "(its date code is added at full width); leave date_fraction null")
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < float(fraction) < 1:
+                raise ValueError(f"adapter {self.name}: date_fraction must be a number between 0 and 1 (or null: "
+                                 f"the preset's split), got {fraction!r}")
 
     # ----- loading -------------------------------------------------------------------------------
     def discover(self, sources: Sequence[str | Path]) -> list[ChipRef]:
@@ -199,11 +213,15 @@ class TemporalAdapter(RemoteSensingAdapter):
         width = self.embed_dim(model)
         if o["date_preset"] == "prithvi":
             return PrithviTemporalPatchEmbed(len(self.bands), width, model.patch_size)
+        fraction = o["date_fraction"]
         if o["date_preset"] == "satmae":
+            if fraction is None:
+                return TemporalPatchEmbed(len(self.bands), width, model.patch_size, date_mode="concat",
+                                          date_fraction=SATMAE_DATE_FRACTION, date_widths=SATMAE_DATE_WIDTHS)
             return TemporalPatchEmbed(len(self.bands), width, model.patch_size, date_mode="concat",
-                                      date_fraction=SATMAE_DATE_FRACTION)
-        return TemporalPatchEmbed(len(self.bands), width, model.patch_size,
-                                  date_mode=o["date_code"], date_fraction=float(o["date_fraction"]))
+                                      date_fraction=float(fraction))
+        return TemporalPatchEmbed(len(self.bands), width, model.patch_size, date_mode=o["date_code"],
+                                  date_fraction=DEFAULT_DATE_FRACTION if fraction is None else float(fraction))
 
     # ----- visualization -------------------------------------------------------------------------
     def render_reconstruction(self, model, batch: dict[str, Any], output, path: Path) -> Path:

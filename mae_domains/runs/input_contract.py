@@ -87,9 +87,17 @@ def time_input(adapter: Any, model: nn.Module) -> dict[str, Any] | None:
         "frames_note": "any number of frames at inference" if frames is None else
         f"pretrained on {frames} dates per sample; other counts work (date codes are continuous)",
         "dates": "one acquisition date per frame (meta 'dates', turned into numbers by the adapter), coded "
-                 f"with sin-cos ({getattr(embedding, 'date_mode', '?')} with the position code, date fraction "
-                 f"{getattr(embedding, 'date_fraction', '?')}); without dates the frame index is used",
+                 f"with sin-cos ({getattr(embedding, 'date_mode', '?')} with the position code, {date_split(embedding)}); "
+                 "without dates the frame index is used",
     }
+
+
+def date_split(embedding: Any) -> str:
+    """The date code's share of the width: fixed (encoder, decoder) widths or a fraction."""
+    widths = getattr(embedding, "date_widths", None)
+    if widths:
+        return f"date widths {widths[0]} (encoder) and {widths[1]} (decoder)"
+    return f"date fraction {getattr(embedding, 'date_fraction', '?')}"
 
 
 def spacing(adapter: Any) -> dict[str, Any]:

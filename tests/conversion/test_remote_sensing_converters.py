@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mae_domains.conversion import convert_into
+from mae_domains.grid import GridBatch
 from mae_domains.runs import build_model
 from mae_domains.weights import CheckpointFormatError
 from tests.conversion.reference import (
@@ -174,7 +176,94 @@ def test_satmae_temporal_weights_map_rgb_onto_bands_and_state_the_date_split():
     src = state["decoder_pred.weight"].reshape(256, 3, -1)  # SatMAE temporal: (p, q, c)
     assert torch.equal(head[:, bands.index("B4")], src[:, 0])
     assert torch.equal(head[:, bands.index("B3")], src[:, 1])
-    assert "date_fraction=0.375 reproduces its split" in report.render()
+    assert "date_preset=satmae with date_fraction null reproduces its split" in report.render()
+
+
+def satmae_temporal_state(width: int, heads: int) -> dict:
+    """``MaskedAutoencoderViT`` of ``models_mae_temporal.py`` (one encoder and one decoder block): position
+    tables of ``width - 384`` and ``512 - 192`` dims, RGB patch embedding, decoder_pred in (p, q, c) order."""
+    state = rgb_vit_state(width=width, depth=1, heads=heads, patch=16)
+    state["pos_embed"] = mae_2d_table(width - 384, 2)
+    state.update(mae_decoder_state(width, 512, 1, 16, 16 * 16 * 3, seed=5))
+    state["decoder_pred.weight"] = state["decoder_pred.weight"] / 512 ** 0.5  # outputs of order 1, as trained
+    state["decoder_pos_embed"] = mae_2d_table(512 - 192, 2)
+    return state
+
+
+def satmae_date_code(timestamps: torch.Tensor, part: int) -> torch.Tensor:
+    """``torch.cat([get_1d_sincos_pos_embed_from_grid_torch(part, timestamps[:, k]) for k in 0..2])``."""
+    omega = 1.0 / 10000 ** (torch.arange(part // 2, dtype=torch.float64) / (part / 2.0))
+    codes = []
+    for k in range(3):
+        out = torch.einsum("m,d->md", timestamps.reshape(-1, 3)[:, k].double(), omega)
+        codes.append(torch.cat([torch.sin(out), torch.cos(out)], dim=1))
+    return torch.cat(codes, dim=1).float()
+
+
+def satmae_temporal_reference(state: dict, images: torch.Tensor, timestamps: torch.Tensor, ids_keep: torch.Tensor,
+                              heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SatMAE temporal ``forward_encoder`` and ``forward_decoder`` (3 frames, RGB) on the kept ids ``ids_keep``:
+    the encoder output (CLS first) and the predictions of every token (CLS dropped)."""
+    n, t = images.shape[:2]
+    x = torch.cat([F.conv2d(images[:, i], state["patch_embed.proj.weight"], state["patch_embed.proj.bias"],
+                            stride=16).flatten(2).transpose(1, 2) for i in range(t)], dim=1)
+    ts = satmae_date_code(timestamps, 128).reshape(n, t, 1, -1).expand(-1, -1, x.shape[1] // t, -1).reshape(n, x.shape[1], -1)
+    x = x + torch.cat([state["pos_embed"][:, 1:].repeat(n, t, 1), ts], dim=-1)
+    x = torch.gather(x, 1, ids_keep.unsqueeze(-1).repeat(1, 1, x.shape[-1]))
+    x = torch.cat([state["cls_token"].expand(n, -1, -1), x], dim=1)
+    width = x.shape[-1]
+    blocks, norm = random_blocks(width, 1, heads, 0), random_norm(width, 0)
+    blocks.load_state_dict({k[len("blocks."):]: v for k, v in state.items() if k.startswith("blocks.")})
+    norm.load_state_dict({"weight": state["norm.weight"], "bias": state["norm.bias"]})
+    latent = run_blocks(blocks, norm, x)
+    # forward_decoder
+    length = t * state["pos_embed"].shape[1] - t
+    ids_restore = torch.argsort(torch.cat([ids_keep, torch.stack([torch.tensor(
+        [i for i in range(length) if i not in row]) for row in ids_keep.tolist()])], dim=1), dim=1)
+    y = latent @ state["decoder_embed.weight"].T + state["decoder_embed.bias"]
+    mask_tokens = state["mask_token"].repeat(n, length + 1 - y.shape[1], 1)
+    y_ = torch.gather(torch.cat([y[:, 1:], mask_tokens], dim=1), 1, ids_restore.unsqueeze(-1).repeat(1, 1, y.shape[2]))
+    y = torch.cat([y[:, :1], y_], dim=1)
+    ts = satmae_date_code(timestamps, 64).reshape(n, t, 1, -1).expand(-1, -1, y.shape[1] // t, -1).reshape(n, -1, 192)
+    ts = torch.cat([torch.zeros(n, 1, 192), ts], dim=1)
+    table = state["decoder_pos_embed"]
+    y = y + torch.cat([torch.cat([table[:, :1], table[:, 1:].repeat(1, t, 1)], dim=1).expand(n, -1, -1), ts], dim=-1)
+    dblocks, dnorm = random_blocks(512, 1, 16, 0), random_norm(512, 0)
+    dblocks.load_state_dict({k[len("decoder_blocks."):]: v for k, v in state.items() if k.startswith("decoder_blocks.")})
+    dnorm.load_state_dict({"weight": state["decoder_norm.weight"], "bias": state["decoder_norm.bias"]})
+    pred = run_blocks(dblocks, dnorm, y) @ state["decoder_pred.weight"].T + state["decoder_pred.bias"]
+    return latent, pred[:, 1:]
+
+
+@pytest.mark.slow  # real ViT-B / ViT-L widths (one block)
+@pytest.mark.parametrize("preset, width, heads", [("base", 768, 12), ("large", 1024, 16)])
+def test_satmae_temporal_advice_gives_satmaes_encoder_and_decoder(preset, width, heads):
+    """The converter's advice followed end to end: with date_preset satmae the converted model's encoder and
+    decoder equal SatMAE temporal's on the same frames, dates and kept tokens; the default date code is
+    reported as different."""
+    model_config = {**LARGE_1, "preset": preset}
+    state = satmae_temporal_state(width, heads)
+    adapter, model = build("remote_sensing.temporal", model_config, {"bands": ["B4", "B3", "B2"]})
+    text = convert_into(model, state, adapter, source="fmow_temporal.pth").render()
+    assert f"384 of {width} encoder dims, 192 of 512 decoder dims" in text
+    assert "date_preset=satmae with date_fraction null reproduces its split" in text
+    assert "this model codes dates as date_preset=null" in text  # ours is not SatMAE's: said so
+    adapter, model = build("remote_sensing.temporal", model_config, {"bands": ["B4", "B3", "B2"], "date_preset": "satmae"})
+    assert "this model codes dates" not in convert_into(model, state, adapter, source="fmow_temporal.pth").render()
+    torch.manual_seed(2)
+    images = torch.randn(2, 3, 3, 32, 32)  # (B, T, RGB, H, W); 3 frames x 2 x 2 tokens
+    dates = [["2016-03-05T14:20:00", "2017-11-30", "2019-07-04 09:05"], ["2003-01-01", "2010-06-15T08:00", "2021-12-31"]]
+    timestamps = torch.tensor([[[14, 2, 14], [15, 10, 0], [17, 6, 9]], [[1, 0, 0], [8, 5, 8], [19, 11, 0]]], dtype=torch.float32)
+    meta = adapter.batch_meta({"meta": [{"dates": d} for d in dates]}, torch.device("cpu"))
+    batch = GridBatch(images, meta=meta)
+    model.eval()
+    with torch.no_grad():
+        out = model(batch, mask_seeds=[3, 4])
+        latent = model.encoder.forward_visible(batch, out.masking.ids_keep).sequence()
+        want_latent, want_pred = satmae_temporal_reference(state, images, timestamps, out.masking.ids_keep, heads)
+    torch.testing.assert_close(latent, want_latent, atol=1e-5, rtol=1e-5)
+    want = torch.gather(want_pred, 1, out.query_ids.unsqueeze(-1).expand(-1, -1, want_pred.shape[-1]))
+    torch.testing.assert_close(out.pred, want, atol=1e-5, rtol=1e-5)
 
 
 def prithvi_state(seed: int = 0) -> dict:

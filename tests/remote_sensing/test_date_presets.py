@@ -64,12 +64,37 @@ def test_satmae_date_inputs_are_year_from_2002_month_from_0_and_hour():
     assert dates.tolist() == [[14.0, 2.0, 14.0], [15.0, 10.0, 0.0], [17.0, 6.0, 9.0]]
 
 
-@pytest.mark.parametrize("width, date_width", [(1024, 384), (512, 192), (768, 288)])
-def test_satmae_preset_reproduces_its_tables(width, date_width):
-    """ViT-L encoder 1024 (384 date dims), the 512 decoder (192), and ViT-B at the same 3/8."""
+@pytest.mark.parametrize("preset, width, date_width", [
+    ("large", 1024, 384), ("large", 512, 192),  # models_mae_temporal.py: embed_dim - 384, decoder_embed_dim - 192
+    ("base", 768, 384), ("base", 512, 192),  # mae_vit_base_patch16: the same absolute split (half of 768)
+    ("huge", 1280, 384), ("huge", 512, 192),
+])
+def test_satmae_preset_reproduces_its_tables(preset, width, date_width):
+    """SatMAE's date code is 384 encoder and 192 decoder dims at every model width."""
     adapter = make_adapter("temporal", date_preset="satmae")
-    table, dates = codes(adapter, "large", width)
+    table, dates = codes(adapter, preset, width)
     np.testing.assert_allclose(table, satmae_table(width, date_width, dates, 4), atol=2e-6)
+
+
+@pytest.mark.parametrize("preset, width, date_width", [("small", 384, 144), ("small", 256, 96)])
+def test_satmae_preset_at_widths_too_narrow_for_384_takes_three_eighths(preset, width, date_width):
+    adapter = make_adapter("temporal", date_preset="satmae")
+    table, dates = codes(adapter, preset, width)
+    np.testing.assert_allclose(table, satmae_table(width, date_width, dates, 4), atol=2e-6)
+
+
+@pytest.mark.parametrize("preset, width, date_width", [("base", 768, 288), ("huge", 1280, 480), ("base", 512, 192)])
+def test_satmae_preset_honours_an_explicit_date_fraction(preset, width, date_width):
+    adapter = make_adapter("temporal", date_preset="satmae", date_fraction=0.375)
+    table, dates = codes(adapter, preset, width)
+    np.testing.assert_allclose(table, satmae_table(width, date_width, dates, 4), atol=2e-6)
+
+
+def test_date_fraction_is_refused_where_it_cannot_apply():
+    with pytest.raises(ValueError, match="date_fraction=0.5 does not apply to date_preset=prithvi"):
+        make_adapter("temporal", date_preset="prithvi", date_fraction=0.5)
+    with pytest.raises(ValueError, match="date_fraction must be a number between 0 and 1.*got 1.5"):
+        make_adapter("temporal", date_fraction=1.5)
 
 
 @pytest.mark.parametrize("width", [1024, 512])

@@ -140,18 +140,33 @@ class TemporalPatchEmbed(SlicedPatchEmbed2D):
 
     Each frame's date ``meta["dates"]`` ``(B, T, K)`` (e.g. year, month, hour; or year, day-of-year) is
     coded with sin-cos per component. ``date_mode="concat"`` gives position ``D - w`` ++ date ``w`` with
-    ``w = date_fraction * D`` (SatMAE); ``"add"`` adds a full-width date code (Prithvi). Without dates the
-    frame index is used.
+    ``w = date_fraction * D``, or with fixed widths ``date_widths = (encoder, decoder)`` (SatMAE: 384 and
+    192 at every model width; see :meth:`date_width`); ``"add"`` adds a full-width date code (Prithvi).
+    Without dates the frame index is used.
     """
 
     def __init__(self, in_chans: int, embed_dim: int, patch_size: int = 16, date_mode: str = "concat",
-                 date_fraction: float = 0.25, reference_spacing: Sequence[float] | None = None) -> None:
+                 date_fraction: float = 0.25, reference_spacing: Sequence[float] | None = None,
+                 date_widths: tuple[int, int] | None = None) -> None:
         super().__init__(in_chans, embed_dim, patch_size, reference_spacing, slice_axis="time")
         if date_mode not in ("concat", "add"):
             raise ValueError(f"date_mode must be 'concat' or 'add', got {date_mode!r}")
+        if date_widths is not None and (len(date_widths) != 2 or any(w <= 0 or w % 2 for w in date_widths)):
+            raise ValueError(f"date_widths must be two positive even widths (encoder, decoder), got {date_widths!r}")
         self.date_mode = date_mode
         self.date_fraction = date_fraction
+        self.date_widths = None if date_widths is None else (int(date_widths[0]), int(date_widths[1]))
         self.channel_dim = 2
+
+    def date_width(self, width: int) -> int:
+        """Date-code width inside a code of ``width``: the fixed width of the encoder (``width ==
+        embed_dim``) or of the decoder (any other width) when ``date_widths`` is set and leaves at least half
+        of ``width`` to the position code, else ``date_fraction`` of ``width``."""
+        if self.date_widths is not None:
+            fixed = self.date_widths[0] if width == self.embed_dim else self.date_widths[1]
+            if 2 * fixed <= width:
+                return fixed
+        return fraction_width(width, self.date_fraction)
 
     def slice_axis_for(self, batch: GridBatch, count: int) -> Axis:
         return Axis("time", AxisKind.CONTINUOUS, count, unit="date")
@@ -171,6 +186,6 @@ class TemporalPatchEmbed(SlicedPatchEmbed2D):
         if self.date_mode == "add":
             date = expand_along_axis(value_codes(width, dates), layout, "time")
             return self.position_codes(batch, layout, width) + date
-        date_width = fraction_width(width, self.date_fraction)
+        date_width = self.date_width(width)
         date = expand_along_axis(value_codes(date_width, dates), layout, "time")
         return concat_codes(self.position_codes(batch, layout, width - date_width), date)
