@@ -308,7 +308,7 @@ class RemoteSensingAdapter(GridAdapter):
         image = sample.image if sample.image.ndim == 4 else sample.image[None]
         valid = sample.valid.reshape(image.shape[0], *image.shape[-2:])
         rng = np.random.default_rng(seed)
-        size = self.chip_size
+        size = self.sample_size(sample)
         image, valid, offset = crop_or_pad(image, valid, size, rng if train else None)
         if train and self.options["flips"]:
             turns = int(rng.integers(4))
@@ -339,6 +339,10 @@ class RemoteSensingAdapter(GridAdapter):
                 xs, ys = zip(t @ (0, 0), t @ (size, size))
                 meta["bounds"] = [min(xs), min(ys), max(xs), max(ys)]
         return self.pack(image.astype(np.float32), valid, meta, sample.label)
+
+    def sample_size(self, sample: Sample) -> int:
+        """Side in pixels of a transformed sample: the chip (``model.img_size``)."""
+        return self.chip_size
 
     def pack(self, image: np.ndarray, valid: np.ndarray, meta: dict[str, Any], label: Any) -> Sample:
         """The model's sample layout from ``(T, C, H, W)`` pixels and ``(T, H, W)`` validity."""

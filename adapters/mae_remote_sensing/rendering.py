@@ -28,7 +28,9 @@ def reconstruction_rows(adapter, model, batch: dict[str, Any], output, frames: b
     or per frame of the first chips for time series (``frames``; the frames of a chip share its stretch)."""
     grid_batch = adapter.grid_batch(batch, output.pred.device)
     recon, hidden = model.reconstruct_pixels(grid_batch, output)
-    images = grid_batch.images.float().cpu().numpy()
+    # the target where the model reconstructs one of its own (Scale-MAE's 2x target): what recon is drawn on
+    shown = grid_batch.target_images if grid_batch.target_images is not None else grid_batch.images
+    images = shown.float().cpu().numpy()
     recon, hidden = recon.float().cpu().numpy(), hidden.cpu().numpy()
     valid = batch.get("valid")
     valid = None if valid is None else valid.cpu().numpy()

@@ -9,17 +9,27 @@
   ``--scale_min/--scale_max`` 0.2/1.0 of a source window twice the input side) resampled onto the chip,
   and its effective GSD is what ``meta["gsd"]`` records. Coarser reads are decimated rasterio window
   reads (``out_shape``), for which GDAL reads the COG overview level instead of the full resolution.
-- **Decoder**: dense, with two upsampling heads: a low-pass image at ``low_scale`` of the input (L2)
-  and the residual ``x - up(down(x))`` at full resolution (L1), masked pixels only
+- **Target at 2x** (``target_scale: 2``, Scale-MAE's input 224 / ``target_size`` 448): training reads the
+  chip's ground window at ``target_scale`` x the input's resolution (from the file's finer pixels where it
+  has them: the window is read on a grid of GSD / target_scale), and the input is that target
+  area-averaged by ``target_scale`` on the device (:meth:`ScaleAdapter.grid_batch`); a pixel of the input
+  is valid when every target pixel it averages is. Evaluation reads (embedding, statistics, figures of an
+  archive) read the input only; the model then scores its predictions at the input's resolution.
+- **Decoder**: dense, with two upsampling heads: a low-pass image at ``low_scale`` of the target (L2) and
+  the residual ``x - up(down(x))`` at the target's resolution (``high_loss``: L2 as Scale-MAE's default,
+  or L1), masked pixels only, the errors summed over bands per masked pixel (``loss_reduction:
+  band_sum``, Scale-MAE's ``forward_loss``) or averaged over bands too (``mean``)
   (:mod:`mae_domains.models.decoding.frequency_heads`).
 - **Evaluation**: the ``knn_multiscale`` protocol (:mod:`mae_remote_sensing.multiscale_knn`) as well as the
   shared ones.
 
 Options (``data.options``) besides the common ones of :mod:`mae_remote_sensing.base`: ``reference_gsd``
 (metres; GSD at which the code equals MAE's unscaled table), ``multiscale`` (random resized crops when
-training), ``crop_area`` ([min, max] area fraction), ``source_factor``, ``low_scale``, ``residual_size``
-(grid of the residual's low pass; None = the token grid), ``high_weight`` (weight of the L1 term),
-``head_width`` (hidden width of the upsampling heads; None = the decoder width).
+training), ``crop_area`` ([min, max] area fraction), ``source_factor``, ``target_scale`` (1 or more:
+target side / input side), ``low_scale`` (of the target), ``residual_size`` (grid of the residual's low
+pass, Scale-MAE's ``band_config[0]``; None = the token grid), ``high_loss`` (l2 | l1), ``high_weight``
+(weight of the high-frequency term), ``loss_reduction`` (band_sum | mean), ``head_width`` (hidden width
+of the upsampling heads; None = the decoder width).
 """
 
 from __future__ import annotations
@@ -32,8 +42,13 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+import torch
+import torch.nn.functional as F
+
 from mae_domains.config import MaskConfig, ModelConfig
 from mae_domains.data.sample import BadSampleError, Sample
+from mae_domains.grid.batch import GridBatch
+from mae_domains.models.decoding.frequency_heads import HIGH_LOSSES, REDUCTIONS
 from mae_domains.models.embeddings.patch2d import PatchEmbed2D
 from mae_domains.models.frequency_mae import FrequencyMAE, build_frequency_mae
 from mae_remote_sensing.bands import wavelength_of
@@ -51,9 +66,12 @@ SCALE_OPTIONS: dict[str, Any] = {
     "multiscale": True,
     "crop_area": [0.2, 1.0],
     "source_factor": 2.0,
+    "target_scale": 1,
     "low_scale": 0.5,
     "residual_size": None,
+    "high_loss": "l2",
     "high_weight": 1.0,
+    "loss_reduction": "band_sum",
     "head_width": None,
 }
 
@@ -81,40 +99,64 @@ class ScaleAdapter(RemoteSensingAdapter):
         if o["residual_size"] is not None and not (isinstance(o["residual_size"], (list, tuple))
                                                    and len(o["residual_size"]) == 2):
             raise ValueError(f"adapter {self.name}: residual_size must be null or [rows, cols], got {o['residual_size']!r}")
+        scale = o["target_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 1 or int(scale) != scale:
+            raise ValueError(f"adapter {self.name}: target_scale must be a whole number >= 1 (target side / input "
+                             f"side; Scale-MAE: 2), got {scale!r}")
+        if o["high_loss"] not in HIGH_LOSSES:
+            raise ValueError(f"adapter {self.name}: high_loss must be one of {list(HIGH_LOSSES)}, got {o['high_loss']!r}")
+        if o["loss_reduction"] not in REDUCTIONS:
+            raise ValueError(f"adapter {self.name}: loss_reduction must be one of {list(REDUCTIONS)}, "
+                             f"got {o['loss_reduction']!r}")
         self._warned_no_gsd = False
+
+    @property
+    def target_scale(self) -> int:
+        return int(self.options["target_scale"])
 
     # ----- loading -------------------------------------------------------------------------------
     def read_training(self, ref: Any, seed: int) -> Sample:
-        """A random resized crop (multi-scale) drawn anew for every sample seed."""
+        """A random resized crop (multi-scale) drawn anew for every sample seed, at the target's resolution."""
         factor = 1.0
         if self.options["multiscale"]:
             rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5CA1E])
             factor = draw_gsd_factor(rng, self.options["crop_area"], float(self.options["source_factor"]))
-        return self.read_chip(ref, seed, factor)
+        return self.read_chip(ref, seed, factor, self.target_scale)
 
-    def read_chip(self, ref: Any, seed: int, gsd_factor: float = 1.0) -> Sample:
+    def read_chip(self, ref: Any, seed: int, gsd_factor: float = 1.0, target_scale: int = 1) -> Sample:
         """The chip at ``gsd_factor`` x the native (or ``target_gsd``) GSD: a window of ``gsd_factor`` x
         the chip side in native pixels resampled onto the chip (decimated reads use COG overviews).
-        ``meta["gsd"]`` is the effective GSD, ``meta["gsd_factor"]`` the factor."""
+        ``meta["gsd"]`` is the effective GSD of the input, ``meta["gsd_factor"]`` the factor.
+
+        ``target_scale`` s > 1 reads the same ground window at s x the resolution (a grid of GSD / s, so the
+        file's own finer pixels where it has them), ``s x chip`` pixels a side: the target, from which
+        :meth:`grid_batch` averages the input; ``meta["target_scale"]`` says so. A file without GSD gives
+        its native pixels as the target (the input then covers s x the chip's native extent)."""
         if not isinstance(ref, ChipRef):
             raise TypeError(f"{self.name} reads ChipRef objects from discover(), got {type(ref).__name__}")
         scene = ref.frames[0]
         grid = scene.grid(self.bands, self.target_gsd)
         if gsd_factor != 1.0 and ref.window is None:
             if grid.gsd is None:
-                if not self._warned_no_gsd:
-                    log.warning("%s: %s has no GSD (no CRS and no data.options.gsd): multi-scale crops are off",
-                                self.name, scene.source)
-                    self._warned_no_gsd = True
+                self.warn_no_gsd(scene.source, "multi-scale crops are off")
                 gsd_factor = 1.0
             else:
                 grid = scene.grid(self.bands, math.sqrt(grid.gsd[0] * grid.gsd[1]) * gsd_factor)
+        input_gsd = grid.gsd
+        if target_scale > 1:
+            if grid.gsd is not None:
+                grid = scene.grid(self.bands, math.sqrt(grid.gsd[0] * grid.gsd[1]) / target_scale)
+            else:
+                self.warn_no_gsd(scene.source, f"the {target_scale}x target is its native pixels")
         attempts = 1 if ref.window is not None else max(1, int(self.options["window_attempts"]))
         min_valid = float(self.options["min_valid_fraction"])
         fraction = 0.0
         for attempt in range(attempts):
             rng = window_rng(ref, seed, attempt)
-            window = ChipWindow(*ref.window) if ref.window is not None else random_window(rng, grid, (self.read_size,) * 2)
+            if ref.window is not None:
+                window = ChipWindow(*(v * target_scale for v in ref.window))
+            else:
+                window = random_window(rng, grid, (self.read_size * target_scale,) * 2)
             chip = scene.read(window, self.bands, grid)
             fraction = float(chip.valid.mean())
             if fraction >= min_valid and fraction > 0:
@@ -128,15 +170,49 @@ class ScaleAdapter(RemoteSensingAdapter):
             "source": ref.source, "sample_id": ref.sample_id, "channel_names": list(self.bands),
             "band_names": list(self.bands), "wavelengths": [wavelength_of(b) for b in self.bands],
             "crs": grid.crs, "bounds": list(bounds) if bounds else None, "window": list(window.as_tuple()),
-            "gsd": list(grid.gsd) if grid.gsd else None, "gsd_factor": float(gsd_factor), "dates": [scene.date],
+            "gsd": list(input_gsd) if input_gsd else None, "gsd_factor": float(gsd_factor), "dates": [scene.date],
             "valid_fraction": fraction,
         }
+        if target_scale > 1:  # pixels, window and chip_transform are the target's; gsd is the input's
+            meta["target_scale"] = int(target_scale)
+            meta["target_gsd"] = list(grid.gsd) if grid.gsd else None
         if grid.transform is not None:
             meta["chip_transform"] = list(grid.transform @ Affine.translation(window.col, window.row))[:6]
         return Sample(image[None], meta, chip.valid[None, None], self.label_value(ref.label))
 
+    def warn_no_gsd(self, source: str, consequence: str) -> None:
+        if not self._warned_no_gsd:
+            log.warning("%s: %s has no GSD (no CRS and no data.options.gsd): %s", self.name, source, consequence)
+            self._warned_no_gsd = True
+
+    def sample_size(self, sample: Sample) -> int:
+        """The chip, or ``target_scale`` x the chip for a training read at the target's resolution."""
+        return self.chip_size * int(sample.meta.get("target_scale", 1))
+
     def pack(self, image: np.ndarray, valid: np.ndarray, meta: dict[str, Any], label: Any) -> Sample:
         return Sample(image[0], meta, valid[0], label)
+
+    # ----- model inputs --------------------------------------------------------------------------
+    def grid_batch(self, batch: dict[str, Any], device: torch.device) -> GridBatch:
+        """A batch read at ``target_scale`` x the input's resolution becomes the target, and its area average
+        by that factor the input (an input pixel is valid when all the target pixels it averages are)."""
+        grid = super().grid_batch(batch, device)
+        scales = {int(m.get("target_scale", 1)) for m in batch.get("meta") or [{}]}
+        if len(scales) > 1:
+            raise ValueError(f"a batch mixes target scales {sorted(scales)}; batches are read all for training "
+                             "(with targets) or all for evaluation")
+        scale = scales.pop()
+        if scale == 1:
+            return grid
+        target = grid.images
+        size = (target.shape[-2] // scale, target.shape[-1] // scale)
+        images = F.interpolate(target.float(), size=size, mode="area").to(target.dtype)
+        valid = None
+        if grid.valid is not None:
+            spatial = grid.valid.reshape(grid.valid.shape[0], 1, *grid.valid.shape[-2:]).float()
+            valid = (F.interpolate(spatial, size=size, mode="area") > 1 - 1e-6).reshape(
+                *grid.valid.shape[:-2], *size)
+        return GridBatch(images, valid, grid.meta, target, grid.valid)
 
     # ----- model ---------------------------------------------------------------------------------
     @property
@@ -154,7 +230,8 @@ class ScaleAdapter(RemoteSensingAdapter):
         return build_frequency_mae(self.build_embedding(model), model, mask_ratio=float(mask.ratio),
                                    masker=self.build_masker(mask), low_scale=float(o["low_scale"]),
                                    head_width=o["head_width"], residual_size=o["residual_size"],
-                                   high_weight=float(o["high_weight"]))
+                                   high_weight=float(o["high_weight"]), target_scale=self.target_scale,
+                                   high_loss=o["high_loss"], reduction=o["loss_reduction"])
 
     # ----- visualization -------------------------------------------------------------------------
     def render_reconstruction(self, model, batch: dict[str, Any], output, path: Path) -> Path:

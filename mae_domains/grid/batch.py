@@ -13,12 +13,14 @@ class GridBatch:
     """A collated batch: ``images`` channels-first, an optional per-pixel ``valid`` mask (False = nodata,
     spatial shape or the images' shape), batched metadata (``spacing`` (B, S), ``dates`` (B, T, K),
     ``channel_names`` list[str], ...) and an optional separate target image (e.g. the sharp image behind a
-    blurred input)."""
+    blurred input, or a target at twice the input's resolution), with its own validity ``target_valid``
+    where its resolution differs from the input's."""
 
     images: torch.Tensor
     valid: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     target_images: torch.Tensor | None = None
+    target_valid: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -37,12 +39,12 @@ class GridBatch:
             return value
 
         return GridBatch(self.images[rows], cut(self.valid), {k: cut(v) for k, v in self.meta.items()},
-                         cut(self.target_images))
+                         cut(self.target_images), cut(self.target_valid))
 
     def to(self, device: torch.device | str) -> "GridBatch":
         move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
         return GridBatch(move(self.images), move(self.valid), {k: move(v) for k, v in self.meta.items()},
-                         move(self.target_images))
+                         move(self.target_images), move(self.target_valid))
 
 
 def as_grid_batch(

@@ -79,8 +79,10 @@ def test_protocol_reports_each_scale_and_the_mean():
 
 
 @pytest.mark.slow
-def test_pretraining_on_geotiffs_with_multiscale_crops(tmp_path):
-    """The engine pretrains remote_sensing.scale from real files: multi-scale reads, finite loss."""
+@pytest.mark.parametrize("target_scale", [1, 2])
+def test_pretraining_on_geotiffs_with_multiscale_crops(tmp_path, target_scale):
+    """The engine pretrains remote_sensing.scale from real files: multi-scale reads, finite loss; with
+    Scale-MAE's 2x target too."""
     from mae_domains.config import load_config
     from mae_domains.engine import pretrain
     from mae_remote_sensing.synthetic import synthetic_scene
@@ -96,6 +98,7 @@ def test_pretraining_on_geotiffs_with_multiscale_crops(tmp_path):
                                 "model.decoder_num_heads=4", "engine.batch_size=4", "engine.max_steps=3",
                                 "engine.device=cpu", "data.num_workers=0", "data.stats_samples=8"],
                          base={"data": {"sources": [str(tmp_path / "archive")],
-                                        "options": {"bands": bands, "chips_per_scene": 2}}})
+                                        "options": {"bands": bands, "chips_per_scene": 2,
+                                                    "target_scale": target_scale}}})
     result = pretrain(config, tmp_path / "run")
     assert result.steps == 3 and np.isfinite(result.final_loss)

@@ -129,7 +129,7 @@ def test_model_loss_is_the_frequency_loss_for_any_band_count(bands):
     assert out.pred_high.shape == (2, c, 32, 32) and out.pred_low.shape == (2, c, 16, 16)
     images, valid = inputs["images"].images, inputs["images"].valid
     direct = frequency_loss(out.pred_low, out.pred_high, images, out.mask, (4, 4),
-                            valid.float().unsqueeze(1).expand_as(images), (4, 4), 1.0)
+                            valid.float().unsqueeze(1).expand_as(images), (4, 4), 1.0, "band_sum", "l2")
     assert out.loss.item() == pytest.approx(direct.total.item(), rel=1e-6)
     combined = combine_frequencies(out.pred_low, out.pred_high, (4, 4))
     assert out.pred.shape == (2, out.query_ids.shape[1], 8 * 8 * c) and torch.isfinite(combined).all()
@@ -177,3 +177,9 @@ def test_bad_options_say_what_to_set():
     adapter = make_adapter("scale", overrides=["model.decoder=cross"])
     with pytest.raises(ValueError, match="model.decoder=self"):
         adapter.build_model(adapter.config.model, adapter.config.mask)
+    with pytest.raises(ValueError, match=r"target_scale must be a whole number >= 1 .*got 1.5"):
+        make_adapter("scale", target_scale=1.5)
+    with pytest.raises(ValueError, match=r"high_loss must be one of \['l2', 'l1'\], got 'huber'"):
+        make_adapter("scale", high_loss="huber")
+    with pytest.raises(ValueError, match=r"loss_reduction must be one of \['band_sum', 'mean'\], got 'sum'"):
+        make_adapter("scale", loss_reduction="sum")
