@@ -251,7 +251,8 @@ def _convert_satmae_temporal(state: State, model: nn.Module, adapter: Any, repor
     if preset != "satmae" or ours[0] != encoder_dates or (decoder_dates is not None and ours[1] != decoder_dates):
         report.note(f"this model codes dates as date_preset={preset or 'null'} in {ours[0]} encoder / {ours[1]} "
                     f"decoder dims, not as SatMAE ({encoder_dates} / {decoder_dates}): set "
-                    "data.options.date_preset=satmae (date_fraction null) so the encoder sees the codes it was trained with")
+                    "data.options.date_preset=satmae (date_fraction null) so the encoder sees the codes it was "
+                    "trained with")
     return out
 
 

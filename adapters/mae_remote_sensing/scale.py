@@ -104,7 +104,8 @@ class ScaleAdapter(RemoteSensingAdapter):
             raise ValueError(f"adapter {self.name}: target_scale must be a whole number >= 1 (target side / input "
                              f"side; Scale-MAE: 2), got {scale!r}")
         if o["high_loss"] not in HIGH_LOSSES:
-            raise ValueError(f"adapter {self.name}: high_loss must be one of {list(HIGH_LOSSES)}, got {o['high_loss']!r}")
+            raise ValueError(f"adapter {self.name}: high_loss must be one of {list(HIGH_LOSSES)}, "
+                             f"got {o['high_loss']!r}")
         if o["loss_reduction"] not in REDUCTIONS:
             raise ValueError(f"adapter {self.name}: loss_reduction must be one of {list(REDUCTIONS)}, "
                              f"got {o['loss_reduction']!r}")

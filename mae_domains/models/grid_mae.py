@@ -143,7 +143,8 @@ class GridMAE(nn.Module):
 
     ``query``: which positions are decoded and scored: ``"masked"`` (all masked tokens, MAE), a float
     fraction of all N tokens taken from the masked ones (CrossMAE's ``kept_mask_ratio``, e.g. 0.25; count
-    in :meth:`query_count`; the masked tokens with the highest noise, in grid order, as CrossMAE), or ``"all"`` (every token, e.g. deblurring scores visible tokens too).
+    in :meth:`query_count`; the masked tokens with the highest noise, in grid order, as CrossMAE), or
+    ``"all"`` (every token, e.g. deblurring scores visible tokens too).
     ``loss_on``: ``"masked"`` or ``"all"`` queried tokens. Invalid tokens never count. A decoder with
     ``uses_feature_maps`` (CrossMAE's feature mapping) gets the encoder's intermediate maps; others don't
     make the encoder keep them.

@@ -87,8 +87,8 @@ def time_input(adapter: Any, model: nn.Module) -> dict[str, Any] | None:
         "frames_note": "any number of frames at inference" if frames is None else
         f"pretrained on {frames} dates per sample; other counts work (date codes are continuous)",
         "dates": "one acquisition date per frame (meta 'dates', turned into numbers by the adapter), coded "
-                 f"with sin-cos ({getattr(embedding, 'date_mode', '?')} with the position code, {date_split(embedding)}); "
-                 "without dates the frame index is used",
+                 f"with sin-cos ({getattr(embedding, 'date_mode', '?')} with the position code, "
+                 f"{date_split(embedding)}); without dates the frame index is used",
     }
 
 

@@ -207,7 +207,8 @@ def satmae_temporal_reference(state: dict, images: torch.Tensor, timestamps: tor
     n, t = images.shape[:2]
     x = torch.cat([F.conv2d(images[:, i], state["patch_embed.proj.weight"], state["patch_embed.proj.bias"],
                             stride=16).flatten(2).transpose(1, 2) for i in range(t)], dim=1)
-    ts = satmae_date_code(timestamps, 128).reshape(n, t, 1, -1).expand(-1, -1, x.shape[1] // t, -1).reshape(n, x.shape[1], -1)
+    ts = satmae_date_code(timestamps, 128).reshape(n, t, 1, -1).expand(-1, -1, x.shape[1] // t, -1)
+    ts = ts.reshape(n, x.shape[1], -1)
     x = x + torch.cat([state["pos_embed"][:, 1:].repeat(n, t, 1), ts], dim=-1)
     x = torch.gather(x, 1, ids_keep.unsqueeze(-1).repeat(1, 1, x.shape[-1]))
     x = torch.cat([state["cls_token"].expand(n, -1, -1), x], dim=1)
@@ -229,7 +230,8 @@ def satmae_temporal_reference(state: dict, images: torch.Tensor, timestamps: tor
     table = state["decoder_pos_embed"]
     y = y + torch.cat([torch.cat([table[:, :1], table[:, 1:].repeat(1, t, 1)], dim=1).expand(n, -1, -1), ts], dim=-1)
     dblocks, dnorm = random_blocks(512, 1, 16, 0), random_norm(512, 0)
-    dblocks.load_state_dict({k[len("decoder_blocks."):]: v for k, v in state.items() if k.startswith("decoder_blocks.")})
+    dblocks.load_state_dict({k[len("decoder_blocks."):]: v for k, v in state.items()
+                             if k.startswith("decoder_blocks.")})
     dnorm.load_state_dict({"weight": state["decoder_norm.weight"], "bias": state["decoder_norm.bias"]})
     pred = run_blocks(dblocks, dnorm, y) @ state["decoder_pred.weight"].T + state["decoder_pred.bias"]
     return latent, pred[:, 1:]
@@ -248,12 +250,16 @@ def test_satmae_temporal_advice_gives_satmaes_encoder_and_decoder(preset, width,
     assert f"384 of {width} encoder dims, 192 of 512 decoder dims" in text
     assert "date_preset=satmae with date_fraction null reproduces its split" in text
     assert "this model codes dates as date_preset=null" in text  # ours is not SatMAE's: said so
-    adapter, model = build("remote_sensing.temporal", model_config, {"bands": ["B4", "B3", "B2"], "date_preset": "satmae"})
+    adapter, model = build("remote_sensing.temporal", model_config,
+                           {"bands": ["B4", "B3", "B2"], "date_preset": "satmae"})
     assert "this model codes dates" not in convert_into(model, state, adapter, source="fmow_temporal.pth").render()
     torch.manual_seed(2)
     images = torch.randn(2, 3, 3, 32, 32)  # (B, T, RGB, H, W); 3 frames x 2 x 2 tokens
-    dates = [["2016-03-05T14:20:00", "2017-11-30", "2019-07-04 09:05"], ["2003-01-01", "2010-06-15T08:00", "2021-12-31"]]
-    timestamps = torch.tensor([[[14, 2, 14], [15, 10, 0], [17, 6, 9]], [[1, 0, 0], [8, 5, 8], [19, 11, 0]]], dtype=torch.float32)
+    dates = [["2016-03-05T14:20:00", "2017-11-30", "2019-07-04 09:05"],
+             ["2003-01-01", "2010-06-15T08:00", "2021-12-31"]]
+    # SatMAE's inputs written by hand: (year - 2002, month - 1, hour)
+    timestamps = torch.tensor([[[14, 2, 14], [15, 10, 0], [17, 6, 9]], [[1, 0, 0], [8, 5, 8], [19, 11, 0]]],
+                              dtype=torch.float32)
     meta = adapter.batch_meta({"meta": [{"dates": d} for d in dates]}, torch.device("cpu"))
     batch = GridBatch(images, meta=meta)
     model.eval()
