@@ -205,8 +205,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     paths = write_embeddings(result, args.out)
     _report_skipped(result.skipped, paths.get("skipped"))
     print(f"{len(result.ids)} embeddings of width {result.embeddings.shape[1]} written to "
-          f"{paths['embeddings'].resolve()} ({len(result.skipped)} of {result.total} samples skipped; "
-          f"ids relative to {result.root})")
+          f"{paths['embeddings'].resolve()} ({len(result.skipped) - result.left_out} of {result.total} samples "
+          f"skipped; {f'{result.left_out} file(s) left out; ' if result.left_out else ''}ids relative to {result.root})")
     return 0
 
 

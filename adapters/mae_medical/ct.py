@@ -92,7 +92,6 @@ class CTAdapter(GridAdapter):
         if int(o["crops_per_volume"]) < 1:
             raise ValueError(f"adapter {self.name}: crops_per_volume must be >= 1")
         intensity_to_unit(np.zeros((2, 2, 2), np.float32), o["intensity"])  # validates the preset
-        self.excluded: list[tuple[str, str]] = []
         cache = o["cache_dir"]
         self.cache = None if cache in (None, "none", False) else VolumeCache(default_cache_dir() if cache == "auto"
                                                                               else cache)
@@ -109,27 +108,29 @@ class CTAdapter(GridAdapter):
         are logged and listed in ``self.excluded`` (problems found only when decoding are skipped and listed
         by the data loader)."""
         files = find_files(sources, ("*",))
-        volumes = self.volume_refs(files)
+        volumes, self.excluded = self.volume_refs(files)
         if not volumes:
             raise FileNotFoundError(f"no NIfTI volume or DICOM series in {', '.join(map(str, sources))}")
         n = int(self.options["crops_per_volume"])
         return [VolumeRef(v.source, v.files, v.kind, v.uid, c) for v in volumes for c in range(n)]
 
-    def volume_refs(self, files: Sequence[str | os.PathLike]) -> list[VolumeRef]:
-        series, self.excluded = group_series(f for f in files if not is_nifti(f))
+    def volume_refs(self, files: Sequence[str | os.PathLike]) -> tuple[list[VolumeRef], list[tuple[str, str]]]:
+        """``(volumes, excluded)``: one reference per NIfTI file and DICOM series, and the files left out
+        with their reason (logged)."""
+        series, excluded = group_series(f for f in files if not is_nifti(f))
         nifti = []
         for path in sorted(str(f) for f in files if is_nifti(f)):
             problem = nifti_header_problem(path)
             if problem:
-                self.excluded.append((path, problem))
+                excluded.append((path, problem))
             else:
                 nifti.append(path)
         log_series(series)
-        if self.excluded:
-            log.warning("%d file(s) left out:\n%s", len(self.excluded),
-                        "\n".join(f"  {p}: {why}" for p, why in self.excluded[:10]))
+        if excluded:
+            log.warning("%d file(s) left out:\n%s", len(excluded),
+                        "\n".join(f"  {p}: {why}" for p, why in excluded[:10]))
         return ([VolumeRef(p, (p,), "nifti") for p in nifti] +
-                [VolumeRef(s.name, s.files, "dicom", s.uid) for s in series])
+                [VolumeRef(s.name, s.files, "dicom", s.uid) for s in series]), excluded
 
     def as_ref(self, ref: Any) -> VolumeRef:
         """A reference from a :class:`VolumeRef`, a NIfTI path or a folder holding one DICOM series."""
@@ -139,7 +140,7 @@ class CTAdapter(GridAdapter):
         if is_nifti(path):
             return VolumeRef(str(path), (str(path),), "nifti")
         if path.is_dir():
-            refs = self.volume_refs(find_files([path], ("*",)))
+            refs, _ = self.volume_refs(find_files([path], ("*",)))
             if len(refs) != 1:
                 raise BadSampleError(str(path), f"holds {len(refs)} volumes; name one NIfTI file or one series")
             return refs[0]

@@ -32,11 +32,12 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype=np.float
 
 def write_series(folder: Path, hu: np.ndarray, *, spacing: tuple[float, float] = (0.8, 0.7), z0: float = -20.0,
                  step: float = 2.5, drop: tuple[int, ...] = (), tilt_mm: float = 0.0, seed: int = 0,
-                 origin_xy: tuple[float, float] = (-30.0, 40.0)) -> str:
+                 origin_xy: tuple[float, float] = (-30.0, 40.0), series_uid: str | None = None) -> str:
     """Axial slices ``hu[k]`` (rows, cols) at z = z0 + k * step (LPS), written without extension in shuffled
     order, file names unrelated to position, InstanceNumber reversed, SliceThickness wrong on purpose.
-    Stored as int16 = HU + 1024 with RescaleIntercept -1024. Returns the SeriesInstanceUID."""
-    uid = generate_uid()
+    Stored as int16 = HU + 1024 with RescaleIntercept -1024. Returns the SeriesInstanceUID (``series_uid``;
+    empty: an anonymised export)."""
+    uid = generate_uid() if series_uid is None else series_uid
     rng = np.random.default_rng(seed)
     n = hu.shape[0]
     order = [k for k in rng.permutation(n) if k not in drop]
@@ -130,6 +131,33 @@ def test_dicom_series_shuffled_without_extension_two_series_in_one_folder(tmp_pa
     sample_b = a.read(by_uid[uid_b])
     np.testing.assert_allclose(hu_of(sample_b.image[0]), hu_b[:, ::-1, ::-1], atol=1e-3)
     assert sample_b.meta["spacing"][0] == pytest.approx(1.25)
+
+
+def test_anonymised_series_without_uid_is_grouped_by_folder_and_geometry(tmp_path, caplog):
+    """An anonymised export: SeriesInstanceUID empty, positions and orientations present. Read like GDCM,
+    one volume per folder and geometry, one warning naming the attribute; a file without
+    ImagePositionPatient is left out naming that attribute."""
+    hu_a, hu_b = phantom((20, 10, 12), 5), phantom((4, 8, 8), 6)
+    write_series(tmp_path / "ct", hu_a, seed=1, series_uid="")
+    write_series(tmp_path / "ct", hu_b, seed=2, series_uid="", spacing=(0.5, 0.5), z0=300.0)  # another grid
+    scout = base_dataset(10, 12, sop_class=CT_STORAGE, modality="CT", bits_stored=16)
+    scout.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    scout.PixelData = np.zeros((10, 12), np.uint16).tobytes()
+    write(scout, tmp_path / "ct" / "scout.dcm")
+    a = adapter(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mae_medical"):
+        refs = a.discover([tmp_path / "ct"])
+    assert len(refs) == 2 and all(r.uid == "" for r in refs)
+    assert sorted(len(r.files) for r in refs) == [4, 20]
+    warnings = [r.getMessage() for r in caplog.records if "SeriesInstanceUID" in r.getMessage()]
+    assert len(warnings) == 1 and "24 DICOM file(s)" in warnings[0] and "folder and geometry" in warnings[0]
+    assert a.excluded == [(str(tmp_path / "ct" / "scout.dcm"), "no ImagePositionPatient: not a slice of a volume")]
+    by_size = {len(r.files): r for r in refs}
+    assert "10x12, 0.8 x 0.7 mm, axial" in by_size[20].source and "without SeriesInstanceUID" in by_size[20].source
+    sample = a.read(by_size[20])
+    np.testing.assert_allclose(hu_of(sample.image[0]), hu_a[:, ::-1, ::-1], atol=1e-3)
+    assert sample.meta["spacing"] == pytest.approx([2.5, 0.8, 0.7])
+    np.testing.assert_allclose(hu_of(a.read(by_size[4]).image[0]), hu_b[:, ::-1, ::-1], atol=1e-3)
 
 
 def test_dicom_series_equals_its_dicom2nifti_conversion(tmp_path):
