@@ -40,7 +40,7 @@ from mae_medical.volume_cache import VolumeCache, cache_key
 from mae_medical.volume_phantoms import abdomen_phantom
 from mae_medical.volume_rendering import save_orthogonal_figure
 from mae_medical.volume_transforms import crop_box, crop_or_pad, foreground_box, intensity_to_unit, random_flips
-from mae_medical.volumes import DEFAULT_SPACING_XYZ, Volume, canonical_array, check_same_grid
+from mae_medical.volumes import DEFAULT_SPACING_XYZ, Volume, canonical_array, label_on_image_grid
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +201,13 @@ class CTAdapter(GridAdapter):
         return Sample(np.asarray(array, np.float32)[None], meta)
 
     def read_labelled(self, image: Any, label: Any) -> tuple[Sample, np.ndarray]:
-        """An image volume and its label volume (same voxel grid, else :class:`BadSampleError` naming both),
-        preprocessed alike; labels resampled by nearest neighbour, cropped to the image's foreground box."""
+        """An image volume and its label volume, preprocessed alike: the label is brought to the image's grid
+        (reoriented first, resampled by nearest neighbour only where the grids differ; a label that does not
+        cover the image is a :class:`BadSampleError` naming both), then resampled by nearest neighbour to
+        the target spacing and cropped to the image's foreground box."""
         image_ref, label_ref = self.as_ref(image), self.as_ref(label)
-        volume, labels = self.load_volume(image_ref), self.load_volume(label_ref)
-        check_same_grid(volume, labels)
+        volume = self.load_volume(image_ref)
+        labels = label_on_image_grid(volume, self.load_volume(label_ref))
         array, meta = self.preprocess(volume)
         label_array, _, _ = canonical_array(labels, self.options["target_spacing"], mode="nearest")
         label_array = crop_box(label_array, meta["crop_start"], meta["crop_end"])

@@ -217,14 +217,43 @@ def test_label_volume_on_the_same_grid_stays_aligned(tmp_path):
     assert np.mean(lab[core] == 1) > 0.9
 
 
-def test_label_on_another_grid_names_both_files(tmp_path):
+def test_label_stored_las_for_an_anonymised_dicom_series_is_reoriented_exactly(tmp_path, caplog):
+    """The real case: a DICOM series (LPS storage, no SeriesInstanceUID) and its label map written by a
+    segmentation tool as LAS NIfTI (rows flipped to anterior): the same voxels after reorientation, no
+    resampling, each label on the voxel it was drawn on."""
+    hu = phantom((20, 10, 12), 11)
+    organ = hu > 500  # (k, row, col): the label drawn on the stored slices
+    write_series(tmp_path / "ct", hu, seed=12, series_uid="", z0=-20.0, step=2.5, spacing=(0.8, 0.7))
+    # DICOM voxel (i=col, j=row, k) lies at LPS (x0 + 0.7 i, y0 + 0.8 j, z0 + 2.5 k): RAS (-x, -y, z)
+    las = np.ascontiguousarray(organ.transpose(2, 1, 0)[:, ::-1, :])  # i: L (columns), j: A (rows reversed), k: S
+    affine = np.array([[-0.7, 0, 0, 30.0], [0, 0.8, 0, -40.0 - 0.8 * 9], [0, 0, 2.5, -20.0], [0, 0, 0, 1]])
+    label = write_nifti(tmp_path / "label.nii.gz", las, affine, np.uint8)
+    a = adapter(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mae_medical.volumes"):
+        sample, lab = a.read_labelled(tmp_path / "ct", label)
+    assert "resampled" not in caplog.text  # same voxels: reoriented, not resampled
+    np.testing.assert_array_equal(lab, organ[:, ::-1, ::-1].astype(np.int64))  # (S, A, R) like the image
+    np.testing.assert_allclose(hu_of(sample.image[0]), hu[:, ::-1, ::-1], atol=1e-3)
+    assert lab.sum() == organ.sum() > 0
+
+
+def test_label_on_another_grid_is_resampled_by_nearest_neighbour_or_refused(tmp_path, caplog):
     img = write_nifti(tmp_path / "img.nii.gz", phantom((8, 8, 6)), np.diag([1.0, 1.0, 2.0, 1.0]))
     lab = write_nifti(tmp_path / "lab.nii.gz", np.zeros((8, 8, 5)), np.diag([1.0, 1.0, 2.0, 1.0]), np.uint8)
-    with pytest.raises(BadSampleError, match=r"lab\.nii\.gz: label grid \(8, 8, 5\) differs .*img\.nii\.gz"):
+    with pytest.raises(BadSampleError, match=r"lab\.nii\.gz: label grid \(8, 8, 5\) differs .*img\.nii\.gz.*"
+                                             r"does not cover the image"):
         adapter(tmp_path).read_labelled(img, lab)
-    lab2 = write_nifti(tmp_path / "lab2.nii.gz", np.zeros((8, 8, 6)), np.diag([1.0, 1.0, 2.5, 1.0]), np.uint8)
-    with pytest.raises(BadSampleError, match=r"lab2\.nii\.gz: label affine differs .*img\.nii\.gz"):
-        adapter(tmp_path).read_labelled(img, lab2)
+    coarse = np.zeros((4, 4, 6), np.uint8)  # 2 mm in-plane over the same field of view, slabs labelled 1..6
+    coarse[:] = np.arange(1, 7)
+    coarse[2:] += 10  # right half
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [0.5, 0.5, 0.0]  # voxel centres between the image's
+    lab2 = write_nifti(tmp_path / "lab2.nii.gz", coarse, affine, np.uint8)
+    with caplog.at_level(logging.WARNING, logger="mae_medical"):
+        _, out = adapter(tmp_path).read_labelled(img, lab2)
+    assert "resampled by nearest neighbour" in caplog.text and "lab2.nii.gz" in caplog.text
+    expected = np.repeat(coarse, 2, axis=0).repeat(2, axis=1).transpose(2, 1, 0)  # (z, y, x)
+    np.testing.assert_array_equal(out, expected)
 
 
 # ----- bad input ------------------------------------------------------------------------------------
