@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class ReaderSettings:
     """Reader options of a run (``data.options``)."""
 
-    pages_axis: str = "C"
+    pages_axis: str = "auto"
     rgb_names: tuple[str, ...] = ("red", "green", "blue")
     level: int = 0
     channel_patterns: tuple[str, ...] = ("harmony", "imagexpress")
@@ -50,7 +50,7 @@ class FieldSpec:
 
     def open(self, settings: ReaderSettings) -> FieldReader:
         if self.kind == "tiff":
-            axis = {"channel": "C", "z": "Z", "time": "T"}.get(settings.pages_axis, settings.pages_axis)
+            axis = {"channel": "C", "z": "Z", "time": "T", "auto": "auto"}.get(settings.pages_axis, settings.pages_axis)
             return TiffField(self.path, axis, settings.rgb_names, settings.level)
         if self.kind == "channel_files":
             assert self.group is not None
