@@ -8,6 +8,8 @@ or when bytes 128-131 spell ``DICM`` (the Part 10 preamble). Headers are read wi
 
 from __future__ import annotations
 
+import logging
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from mae_domains.data.sample import BadSampleError
+
+log = logging.getLogger(__name__)
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 PREAMBLE_MAGIC = b"DICM"
@@ -155,13 +159,25 @@ def little_endian(header: Dataset) -> bool:
     return ts != "1.2.840.10008.1.2.2"
 
 
-def pixel_spacing(header: Dataset) -> list[float] | None:
-    """Row and column spacing in mm: PixelSpacing, else ImagerPixelSpacing (projection radiographs)."""
+def pixel_spacing(header: Dataset, source: str | Path | None = None) -> list[float] | None:
+    """Row and column spacing in mm: PixelSpacing, else ImagerPixelSpacing (projection radiographs). Zero,
+    negative or non-finite values (``0.000`` from some exports) mean unknown: None, with one warning per
+    file naming the attribute."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = header.get(keyword)
         if value is not None and len(value) == 2:
             try:
-                return [float(value[0]), float(value[1])]
+                spacing = [float(value[0]), float(value[1])]
             except (TypeError, ValueError):
                 continue
+            if all(math.isfinite(v) and v > 0 for v in spacing):
+                return spacing
+            _warn_unknown_spacing(str(source or "a DICOM file"), keyword, tuple(spacing))
+            return None
     return None
+
+
+@lru_cache(maxsize=1024)
+def _warn_unknown_spacing(source: str, keyword: str, spacing: tuple[float, ...]) -> None:
+    log.warning("%s: %s %s is not a pixel size (zero, negative or not finite): spacing unknown", source, keyword,
+                " \\ ".join(f"{v:g}" for v in spacing))

@@ -107,7 +107,7 @@ def frame_meta(path: str | Path, header: Dataset, index: int) -> dict[str, Any]:
         "bits_stored": int(header.get("BitsStored") or 0),
         "frame": index,
         "frames": frames,
-        "spacing": pixel_spacing(header),
+        "spacing": pixel_spacing(header, path),
         "view_position": str(header.get("ViewPosition", "")) or None,
     }
 

@@ -110,6 +110,28 @@ def test_inspect_shows_the_viewers_image(tmp_path, capsys):
     assert "sample 2 of 4" in capsys.readouterr().out
 
 
+def test_zero_or_negative_pixel_spacing_is_unknown_with_a_warning(tmp_path, capsys, caplog):
+    """A computed radiograph exported with PixelSpacing 0.000\\0.000: spacing null in sample.json, not [0, 0]."""
+    import logging
+
+    rows, cols = 8, 10
+    ds = F.base_dataset(rows, cols, modality="CR")
+    ds.PixelSpacing = ["0.000", "0.000"]
+    ds.PixelData = F.ramp(rows, cols, 0, 4095).astype(np.uint16).tobytes()
+    path = F.write(ds, tmp_path / "cr.dcm")
+    out = tmp_path / "inspect"
+    with caplog.at_level(logging.WARNING, logger="mae_medical"):
+        assert main(["-q", "inspect", "--adapter", "medical.xray", str(path), "--out", str(out)]) == 0
+    assert json.loads((out / "sample.json").read_text())["meta"]["spacing"] is None
+    assert f"{path}: PixelSpacing 0 \\ 0 is not a pixel size" in caplog.text
+    del ds.PixelSpacing
+    ds.ImagerPixelSpacing = [-0.15, 0.15]
+    negative = F.write(ds, tmp_path / "neg.dcm")
+    assert XrayAdapter().read(negative).meta["spacing"] is None
+    ds.ImagerPixelSpacing = [0.139, 0.143]
+    assert XrayAdapter().read(F.write(ds, tmp_path / "ok.dcm")).meta["spacing"] == pytest.approx([0.139, 0.143])
+
+
 def test_inspect_names_a_bad_file(tmp_path, capsys):
     path = F.truncated(tmp_path / "cut.dcm")
     assert main(["-q", "inspect", "--adapter", "medical.xray", str(path), "--out", str(tmp_path / "o")]) == 2
