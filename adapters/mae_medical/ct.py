@@ -59,6 +59,22 @@ class VolumeRef:
         return self.source
 
 
+def crop_position(meta: dict[str, Any], origin: Sequence[int], size: int, shape: Sequence[int]) -> dict[str, list]:
+    """Where a crop lies: ``voxel_box`` ``[z0, y0, x0, z1, y1, x1]`` (end exclusive; the part inside the volume)
+    on the canonical resampled grid (before the foreground crop, whose offset ``crop_start`` is added), and
+    ``world_box`` ``[r0, a0, s0, r1, a1, s1]``, the RAS millimetres of its first and last voxel centres."""
+    offset = np.asarray(meta.get("crop_start") or [0, 0, 0])
+    first = np.maximum(np.asarray(origin), 0)
+    last = np.minimum(np.asarray(origin) + size, np.asarray(shape))  # exclusive
+    box = [int(v) for v in np.concatenate([first + offset, last + offset])]
+    out: dict[str, list] = {"voxel_box": box}
+    if meta.get("affine") is not None:  # of the (X, Y, Z) array: voxel (x, y, z) -> RAS mm
+        affine = np.asarray(meta["affine"], np.float64)
+        corners = np.array([[box[2], box[1], box[0], 1.0], [box[5] - 1, box[4] - 1, box[3] - 1, 1.0]])
+        out["world_box"] = [round(float(v), 3) for v in (corners @ affine.T)[:, :3].ravel()]
+    return out
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("MAE_DOMAINS_CACHE", Path.home() / ".cache" / "mae_domains")) / "volumes"
 
@@ -224,8 +240,13 @@ class CTAdapter(GridAdapter):
         return int(self.config.model.img_size)
 
     def transform(self, sample: Sample, seed: int, train: bool, stats: NormStats | None) -> Sample:
-        """A seeded random crop (+ flips) for training, the centre crop for evaluation; padding is invalid."""
-        rng = np.random.default_rng(seed % (2**63)) if train else None
+        """A seeded random crop (+ flips) for training; for evaluation the centre crop as crop 0 and, for
+        crops 1.. of ``crops_per_volume``, crops at positions fixed by their index (the same in every run),
+        so the rows of one volume are different crops. Padding is invalid. Where the crop lies is kept
+        (:func:`crop_position`)."""
+        index = int(sample.meta.get("crop_index") or 0)
+        rng = np.random.default_rng(seed % (2**63)) if train else (
+            np.random.default_rng([index, 0xC7]) if index else None)
         volume = sample.image[0]
         crop, valid, origin = crop_or_pad(volume, self.size, rng, sample.valid)
         if train and self.options["flip"]:
@@ -233,7 +254,8 @@ class CTAdapter(GridAdapter):
         crop = np.where(valid, crop, 0.0).astype(np.float32)[None]
         if stats is not None:
             crop = stats.normalize(crop)
-        return Sample(crop, {**sample.meta, "crop_origin": origin}, valid, sample.label)
+        meta = {**sample.meta, "crop_origin": origin, **crop_position(sample.meta, origin, self.size, volume.shape)}
+        return Sample(crop, meta, valid, sample.label)
 
     # ----- model -----------------------------------------------------------------------------------
     def reference_spacing(self) -> tuple[float, float, float]:

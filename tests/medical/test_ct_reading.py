@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
 from pydicom.uid import UID, generate_uid
 
 from mae_domains.data.dataset import ArchiveDataset
@@ -376,3 +377,36 @@ def test_each_volume_gives_several_seeded_random_crops(tmp_path):
     z, y, x = crops[1].meta["crop_origin"]
     np.testing.assert_array_equal(crops[1].image[0], volume.image[0, z:z + 16, y:y + 16, x:x + 16])
     assert crops[1].valid.all()
+
+
+# ----- where crops lie ------------------------------------------------------------------------------
+def test_embedding_crops_are_distinct_and_keep_their_voxel_box_and_world_position(tmp_path, capsys):
+    """Crops of one volume in ``embed`` are different crops, each row with its voxel box on the canonical
+    grid and the RAS millimetres of its first and last voxel centres."""
+    from mae_domains.cli import main
+    from tests.test_embed import write_run
+
+    rng = np.random.default_rng(3)
+    hu = np.full((40, 36, 20), -1000.0, np.float32)  # (x, y, z), stored RAS
+    hu[4:36, 3:33, 2:18] = rng.integers(-100, 200, (32, 30, 16))  # the body: foreground box with margin 2
+    affine = np.diag([0.8, 0.9, 2.0, 1.0])
+    affine[:3, 3] = [-16.0, 30.0, -100.0]
+    (tmp_path / "data").mkdir()
+    write_nifti(tmp_path / "data" / "vol.nii.gz", hu, affine)
+    run = write_run(tmp_path / "run", "medical.ct", cache_dir="none", target_spacing=None, crops_per_volume=3)
+    size = int(yaml.safe_load((run / "config.yaml").read_text())["model"]["img_size"])
+    out = tmp_path / "emb.npz"
+    assert main(["-q", "embed", "--run", str(run), "--data", str(tmp_path / "data"), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    emb = np.load(out, allow_pickle=False)
+    assert list(emb["sample_ids"]) == ["vol.nii.gz#crop0", "vol.nii.gz#crop1", "vol.nii.gz#crop2"]
+    boxes = emb["voxel_box"].astype(int)  # [z0, y0, x0, z1, y1, x1] on the (S, A, R) grid
+    assert len({tuple(b) for b in boxes}) == 3 and len(np.unique(emb["embeddings"], axis=0)) == 3
+    inside_start, inside_end = np.array([0, 1, 2]), np.array([20, 35, 38])  # the body's box, 2-voxel margin
+    for box in boxes:
+        assert (box[:3] >= inside_start).all() and (box[3:] <= inside_end).all(), box
+        assert (box[3:] - box[:3] == np.minimum(size, inside_end - inside_start)).all(), box
+    for box, world in zip(boxes, emb["world_box"]):
+        first = affine[:3, 3] + np.diag(affine)[:3] * box[[2, 1, 0]]
+        last = affine[:3, 3] + np.diag(affine)[:3] * (box[[5, 4, 3]] - 1)
+        np.testing.assert_allclose(world, np.concatenate([first, last]), atol=1e-3)
