@@ -57,18 +57,47 @@ def is_dicom_file(path: str | Path) -> bool:
     return path.suffix.lower() in DICOM_SUFFIXES or has_preamble(path)
 
 
+# First bytes of image files that end up named ``.dcm`` (exports, renamed downloads).
+IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+                    (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"))
+
+
+def not_dicom_reason(path: str | Path, detail: str = "") -> str:
+    """Why a file without the preamble is not DICOM, naming the image format its bytes spell when known."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        head = b""
+    kind = next((name for magic, name in IMAGE_SIGNATURES if head.startswith(magic)), None)
+    what = f"; its bytes are {kind}" if kind else (f" ({detail})" if detail else "")
+    return f"not a DICOM file (no DICM preamble, and pydicom cannot parse it{what})"
+
+
+def has_public_attributes(header: Dataset) -> bool:
+    """True when the parse found at least one standard attribute (garbage parsed with ``force`` gives
+    private or unknown tags only)."""
+    return any(not elem.tag.is_private and elem.keyword for elem in header)
+
+
 def read_header(path: str | Path) -> Dataset:
     """Every attribute up to the pixel data (which is not read). Raises :class:`BadSampleError` naming
-    the file for anything that is not a readable DICOM file."""
+    the file for anything that is not a readable DICOM file; a file without the preamble whose parse finds
+    no standard attribute (a JPEG renamed ``.dcm``) is not DICOM."""
     source = str(path)
+    preamble = has_preamble(path)
     try:
-        header = dcmread(path, stop_before_pixels=True, force=not has_preamble(path))
+        header = dcmread(path, stop_before_pixels=True, force=not preamble)
     except FileNotFoundError:
         raise BadSampleError(source, "file not found") from None
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        if not preamble:
+            raise BadSampleError(source, not_dicom_reason(path, f"{type(err).__name__}: {err}")) from None
         raise BadSampleError(source, f"not a readable DICOM file ({type(err).__name__}: {err})") from None
     if len(header) == 0 and not transfer_syntax(header):
         raise BadSampleError(source, "not a readable DICOM file (no attributes after the preamble)")
+    if not preamble and not transfer_syntax(header) and not has_public_attributes(header):
+        raise BadSampleError(source, not_dicom_reason(path))
     return header
 
 
