@@ -38,7 +38,7 @@ from mae_medical.dicom_series import SeriesFiles, group_series, log_series, read
 from mae_medical.nifti import is_nifti, nifti_header_problem, read_nifti
 from mae_medical.volume_cache import VolumeCache, cache_key
 from mae_medical.volume_phantoms import abdomen_phantom
-from mae_medical.volume_rendering import save_orthogonal_figure
+from mae_medical.volume_rendering import save_orthogonal_figure, save_volume_preview
 from mae_medical.volume_transforms import crop_box, crop_or_pad, foreground_box, intensity_to_unit, random_flips
 from mae_medical.volumes import DEFAULT_SPACING_XYZ, Volume, canonical_array, label_on_image_grid
 
@@ -283,6 +283,14 @@ class CTAdapter(GridAdapter):
         return save_orthogonal_figure(grid_batch.images.float().cpu().numpy(), recon.float().cpu().numpy(),
                                       hidden.cpu().numpy(), path,
                                       None if valid is None else valid.cpu().numpy(), title=self.name)
+
+    def render_sample(self, sample: Sample, path: Path) -> Path:
+        """The volume's axial, coronal and sagittal middle slices as a radiologist views them (anterior up
+        and the patient's right on the left in axial slices; directions labelled), padding magenta."""
+        spacing = sample.meta.get("spacing")
+        detail = f" ({' x '.join(f'{v:g}' for v in spacing)} mm, z y x)" if spacing else ""
+        return save_volume_preview(sample.image[0], path, sample.valid,
+                                   title=f"{self.name}: {Path(sample.source).name}{detail}")
 
     def synthetic_sample(self, seed: int) -> Sample:
         """A 28 x 44 x 44 abdomen phantom at 2.0 x 1.5 x 1.5 mm (shorter than a 32^3 crop along z, so the
