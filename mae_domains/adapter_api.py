@@ -123,11 +123,14 @@ class Adapter(ABC):
 
     def sample_files(self, ref: Any) -> tuple[str, ...]:
         """The files a reference reads, for the start-up summary's count: ``ref.files`` when it has them,
-        else the file it names (``os.fspath``, or ``str``: a frame reference names its file)."""
+        else the file it names (``os.fspath``: a frame reference names its file), else its ``source``,
+        else ``str(ref)``."""
         files = getattr(ref, "files", None)
         if files is not None:
             return tuple(str(f) for f in files)
-        return (os.fspath(ref) if isinstance(ref, os.PathLike) else str(ref),)
+        if isinstance(ref, os.PathLike):
+            return (os.fspath(ref),)
+        return (str(getattr(ref, "source", ref)),)
 
     def sample_scene(self, ref: Any) -> str | None:
         """The scene a reference is cut from when samples are chips of scenes (None: samples are files,

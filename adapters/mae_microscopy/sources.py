@@ -48,6 +48,13 @@ class FieldSpec:
     group: ChannelFileGroup | None = None
     zarr: ZarrImageRef | None = None
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files (or Zarr store) the field reads: one TIFF, every per-channel file, or the store."""
+        if self.kind == "channel_files" and self.group is not None:
+            return tuple(f for channels in self.group.files for planes in channels for f in planes)
+        return (self.path,)
+
     def open(self, settings: ReaderSettings) -> FieldReader:
         if self.kind == "tiff":
             axis = {"channel": "C", "z": "Z", "time": "T", "auto": "auto"}.get(settings.pages_axis, settings.pages_axis)
@@ -195,6 +202,10 @@ class CropRef:
     @property
     def source(self) -> str:
         return self.field.source
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.field.spec.files
 
     @property
     def sample_id(self) -> str:

@@ -79,3 +79,15 @@ def test_summary_counts_a_band_folder_as_one_scene_of_twelve_files(tmp_path):
     assert len(refs) == 1  # a 96 px scene: one chip
     assert summary.data_line() == ("data: 1 sample from 1 scene (12 files) (adapter remote_sensing.multispectral); "
                                    "0 skipped so far")
+
+
+def test_summary_counts_per_channel_microscopy_files_not_crops(tmp_path):
+    from tests.microscopy.conftest import make_adapter
+    from tests.microscopy.files import write_channel_plate
+
+    write_channel_plate(tmp_path / "plate", wells=[(1, 1), (1, 2)], fields=1, channels=3, size=64)
+    adapter = make_adapter(img_size=32)
+    refs = adapter.discover([tmp_path / "plate"])
+    files = {f for ref in refs for f in adapter.sample_files(ref)}
+    assert len(refs) > 2 and len(files) == 6  # 2 wells x 3 channel files, several crops each
+    assert files == {str(p) for p in (tmp_path / "plate").iterdir()}
