@@ -167,6 +167,18 @@ def test_a_jpeg_renamed_dcm_is_named_as_not_dicom(tmp_path):
     with pytest.raises(BadSampleError, match=r"notes\.dcm: not a DICOM file \(no DICM preamble, and pydicom "
                                              r"cannot parse it\)"):
         adapter.read(text)
+    # the CT adapter leaves it out with that reason, and points to no other DICOM reader
+    from mae_domains.registry import discover_refs, get_adapter
+
+    with pytest.raises(FileNotFoundError) as err:
+        discover_refs(get_adapter("medical.ct"), [jpeg])
+    assert "medical.xray" not in str(err.value) and "medical.ultrasound" not in str(err.value)
+    ct = get_adapter("medical.ct")
+    with pytest.raises(FileNotFoundError):
+        ct.discover([tmp_path])
+    assert sorted(ct.excluded) == [
+        (str(text), "not a DICOM file (no DICM preamble, and pydicom cannot parse it)"),
+        (str(jpeg), "not a DICOM file (no DICM preamble, and pydicom cannot parse it; its bytes are a JPEG image)")]
 
 
 def test_a_dicom_image_header_without_pixel_data_holds_no_image(tmp_path):
