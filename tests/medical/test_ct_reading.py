@@ -393,6 +393,10 @@ def test_embedding_crops_are_distinct_and_keep_their_voxel_box_and_world_positio
     affine[:3, 3] = [-16.0, 30.0, -100.0]
     (tmp_path / "data").mkdir()
     write_nifti(tmp_path / "data" / "vol.nii.gz", hu, affine)
+    scout = base_dataset(10, 12, sop_class=CT_STORAGE, modality="CT", bits_stored=16)  # no position: left out
+    scout.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    scout.PixelData = np.zeros((10, 12), np.uint16).tobytes()
+    write(scout, tmp_path / "data" / "scout")
     run = write_run(tmp_path / "run", "medical.ct", cache_dir="none", target_spacing=None, crops_per_volume=3)
     size = int(yaml.safe_load((run / "config.yaml").read_text())["model"]["img_size"])
     out = tmp_path / "emb.npz"
@@ -400,6 +404,8 @@ def test_embedding_crops_are_distinct_and_keep_their_voxel_box_and_world_positio
                  "--device", "cpu"]) == 0
     emb = np.load(out, allow_pickle=False)
     assert list(emb["sample_ids"]) == ["vol.nii.gz#crop0", "vol.nii.gz#crop1", "vol.nii.gz#crop2"]
+    assert list(emb["skipped_sources"]) == [str(tmp_path / "data" / "scout")]
+    assert list(emb["skipped_reasons"]) == ["no ImagePositionPatient: not a slice of a volume"]
     boxes = emb["voxel_box"].astype(int)  # [z0, y0, x0, z1, y1, x1] on the (S, A, R) grid
     assert len({tuple(b) for b in boxes}) == 3 and len(np.unique(emb["embeddings"], axis=0)) == 3
     inside_start, inside_end = np.array([0, 1, 2]), np.array([20, 35, 38])  # the body's box, 2-voxel margin
