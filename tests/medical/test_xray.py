@@ -152,7 +152,7 @@ def test_pretraining_through_the_cli_skips_and_lists_bad_files(tmp_path, capsys)
         F.monochrome1_voi_lut(archive / f"m1_{k}.dcm")
     F.truncated(archive / "cut.dcm")
     F.video_file(archive / "video.dcm")
-    F.structured_report(archive / "report.dcm")  # no pixel data: left out, never drawn
+    F.structured_report(archive / "report.dcm")  # no pixel data: left out (listed at step 0), never drawn
     run = tmp_path / "run"
     # 10 samples, batches of 5: the two steps draw every sample once, the bad ones included
     code = main(["-q", "pretrain", "--adapter", "medical.xray", "--data", str(archive), "--out", str(run), *MICRO,
@@ -162,8 +162,11 @@ def test_pretraining_through_the_cli_skips_and_lists_bad_files(tmp_path, capsys)
     assert code == 0, captured.err
     assert "finished 2 steps" in captured.out
     with open(run / "skipped.csv", newline="") as fh:
-        skipped = {row["source"].rsplit("/", 1)[-1]: row["reason"] for row in csv.DictReader(fh)}
-    assert set(skipped) == {"cut.dcm", "video.dcm"}
+        rows = list(csv.DictReader(fh))
+    skipped = {row["source"].rsplit("/", 1)[-1]: row["reason"] for row in rows}
+    assert set(skipped) == {"cut.dcm", "video.dcm", "report.dcm"}
+    assert [r["step"] for r in rows if r["source"].endswith("report.dcm")] == ["0"]
+    assert skipped["report.dcm"] == "no pixel data (Basic Text SR Storage, modality SR)"
     assert "MPEG-4 AVC/H.264" in skipped["video.dcm"] and "PyAV" in skipped["video.dcm"]
     assert skipped["cut.dcm"].startswith("cannot decode pixel data")
     config = yaml.safe_load((run / "config.yaml").read_text())
