@@ -59,7 +59,8 @@ def is_dicom_file(path: str | Path) -> bool:
 
 # First bytes of image files that end up named ``.dcm`` (exports, renamed downloads).
 IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-                    (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"))
+                    (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+                    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"))
 
 
 def not_dicom_reason(path: str | Path, detail: str = "") -> str:

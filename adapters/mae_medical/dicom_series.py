@@ -3,12 +3,12 @@
 Files (with or without extension) are grouped by SeriesInstanceUID, so a folder holding several series
 gives several volumes. Slices whose SeriesInstanceUID is empty or absent (anonymised exports) are grouped
 as GDCM does, by folder plus geometry (orientation, rows/columns, pixel spacing, frame of reference when
-present), with one warning naming the missing attribute. Slices are ordered by ImagePositionPatient projected on the slice normal (the
-cross product of the ImageOrientationPatient cosines), never by file name or InstanceNumber, and the
-slice spacing comes from those positions, not SliceThickness. Each series gets a :class:`SeriesReport`:
-gantry tilt (positions drifting in-plane), missing slices (gaps at a multiple of the usual step) and
-uneven spacing. Tilted series are rejected; missing/uneven ones are rejected unless
-``irregular="interpolate"``, which resamples them linearly onto even steps along the normal.
+present), with one warning naming the missing attribute. Slices are ordered by ImagePositionPatient
+projected on the slice normal (the cross product of the ImageOrientationPatient cosines), never by file
+name or InstanceNumber, and the slice spacing comes from those positions, not SliceThickness. Each
+series gets a :class:`SeriesReport`: gantry tilt (positions drifting in-plane), missing slices (gaps at a
+multiple of the usual step) and uneven spacing. Tilted series are rejected; missing/uneven ones are
+rejected unless ``irregular="interpolate"``, which resamples them linearly onto even steps along the normal.
 
 World coordinates: DICOM is LPS, the returned affine is RAS (x and y negated); voxel ``(i, j, k)`` is
 (column, row, slice).

@@ -6,8 +6,9 @@ page by page) stacks its pages along ``pages_axis`` (``C``, ``Z`` or ``T``), as 
 image-sequence axis (``I``/``Q``). ``pages_axis="auto"`` decides from the file: pages named by ``PageName``
 tags are channels, and so are up to :data:`MAX_UNNAMED_PAGE_CHANNELS` unnamed pages; more unnamed
 same-shaped gray pages are most likely a Z-stack, so such a file is refused, naming the option, rather
-than read as dozens of channels. Files whose ImageJ or OME metadata name their axes are read by them. Channel names come from the OME-XML ``Channel/@Name``, ImageJ ``Labels``,
-``PageName`` tags, or ``rgb_names`` for RGB; pixel size from OME ``PhysicalSizeX/Y/Z`` (with units),
+than read as dozens of channels. Files whose ImageJ or OME metadata name their axes are read by them.
+Channel names come from the OME-XML ``Channel/@Name``, ImageJ ``Labels``, ``PageName`` tags, or
+``rgb_names`` for RGB; pixel size from OME ``PhysicalSizeX/Y/Z`` (with units),
 ImageJ resolution + ``unit`` + ``spacing``, or a TIFF resolution in centimetres. Pixels are read through
 tifffile's Zarr view, so only the strips or tiles under a window are decoded; the pyramid ``level`` of an
 OME-TIFF with sub-resolutions can be chosen.

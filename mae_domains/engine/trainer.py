@@ -150,7 +150,7 @@ class Trainer:
         from mae_domains.registry import discover_refs  # names the adapter that reads DICOM/NIfTI files
 
         self.refs = discover_refs(self.adapter, cfg.data.sources)
-        self.excluded = list(self.adapter.excluded)  # files discovery left out: listed in skipped.csv
+        self.excluded = list(getattr(self.adapter, "excluded", []))  # files discovery left out: in skipped.csv
         if state is not None:
             self.stats = NormStats.from_dict(state["stats"])
         else:

@@ -72,7 +72,7 @@ def embed_archive(loaded: LoadedModel, sources: Sequence[str], device: torch.dev
     root = data_root(sources)
     chunks: list[np.ndarray] = []
     metas: list[dict[str, Any]] = []
-    left_out = [Skipped(str(source), str(reason)) for source, reason in loaded.adapter.excluded]
+    left_out = [Skipped(str(source), str(reason)) for source, reason in getattr(loaded.adapter, "excluded", [])]
     skipped: list[Skipped] = []
     done = 0
     with torch.no_grad():

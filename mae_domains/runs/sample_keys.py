@@ -21,7 +21,8 @@ import numpy as np
 POSITION_KEYS = (
     "crs", "bounds", "window", "chip_transform", "gsd", "dates", "position", "origin", "slice", "slices",
     "frame", "t", "z", "planes", "spacing", "pixel_size", "z_step", "field_shape", "plate", "well", "site",
-    "perturbation", "voxel_box", "world_box", "count",  # count: samples averaged into an aggregated row (embed --aggregate)
+    "perturbation", "voxel_box", "world_box",  # voxel_box, world_box: a CT crop's voxels and RAS millimetres
+    "count",  # count: samples averaged into an aggregated row (embed --aggregate)
 )
 
 

@@ -120,8 +120,8 @@ def test_ct_preview_is_radiological_with_labelled_directions(tmp_path, monkeypat
     volume[3, 4, 9] = 0.5  # the patient's far right
     figures = []
     monkeypatch.setattr(volume_rendering, "save_figure", lambda fig, path: figures.append(fig) or Path(path))
-    CTAdapter({"cache_dir": "none"}).render_sample(Sample(volume[None], {"source": "ct.nii.gz",
-                                                                        "spacing": [2.0, 1.5, 1.5]}), tmp_path / "p.png")
+    sample = Sample(volume[None], {"source": "ct.nii.gz", "spacing": [2.0, 1.5, 1.5]})
+    CTAdapter({"cache_dir": "none"}).render_sample(sample, tmp_path / "p.png")
     (fig,) = figures
     axial_ax = fig.axes[0]
     axial = np.asarray(axial_ax.images[0].get_array())[..., 0]

@@ -183,9 +183,11 @@ def test_estimate_leaves_out_top_text_rows_and_side_bars_next_to_the_scan(tmp_pa
         assert not (region & text).any() and not (region & bars).any(), gap
     Image.fromarray(np.round(gray * 255).astype(np.uint8)).save(tmp_path / "export.png")
     out = tmp_path / "inspect"
-    assert main(["-q", "inspect", "--adapter", "medical.ultrasound", str(tmp_path / "export.png"), "--out", str(out)]) == 0
+    assert main(["-q", "inspect", "--adapter", "medical.ultrasound", str(tmp_path / "export.png"),
+                 "--out", str(out)]) == 0
     report = json.loads((out / "sample.json").read_text())
-    assert report["meta"]["scan_region"] == "estimate" and report["valid_fraction"] == pytest.approx(scan.mean(), abs=0.01)
+    assert report["meta"]["scan_region"] == "estimate"
+    assert report["valid_fraction"] == pytest.approx(scan.mean(), abs=0.01)
     with Image.open(out / "preview.png") as png:
         picture = np.asarray(png.convert("RGB")).astype(int)
     magenta = (picture[..., 0] > 200) & (picture[..., 1] < 60) & (picture[..., 2] > 200)
