@@ -47,6 +47,10 @@ class Adapter(ABC):
 
     ``options`` are adapter-specific settings from the config's ``data.options`` section
     (e.g. ``img_size``, ``channels``, band groups); unknown options are an error.
+
+    ``excluded`` holds the ``(file, reason)`` pairs that the last :meth:`discover` left out (files that
+    hold no sample, e.g. a DICOM file without pixel data); training lists them in ``skipped.csv`` and
+    ``embed`` in ``skipped_sources``, so no file is dropped silently.
     """
 
     name: ClassVar[str] = ""
@@ -68,6 +72,7 @@ class Adapter(ABC):
                               f"{k!r}{suggest(k, self.option_defaults)}" for k in unknown)
             raise ValueError(f"adapter {self.name}: unknown option(s) {hints}")
         self.options = {**self.option_defaults, **options}
+        self.excluded: list[tuple[str, str]] = []
         from mae_domains.config import RunConfig
 
         self.bind(RunConfig(adapter=self.name))
@@ -114,6 +119,22 @@ class Adapter(ABC):
         """Which token grid a reference makes (e.g. its channel count or band subset), known without
         reading pixels where possible; samples of different signatures never share a batch. Default:
         all alike (None)."""
+        return None
+
+    def sample_files(self, ref: Any) -> tuple[str, ...]:
+        """The files a reference reads, for the start-up summary's count: ``ref.files`` when it has them,
+        else the file it names (``os.fspath``: a frame reference names its file), else its ``source``,
+        else ``str(ref)``."""
+        files = getattr(ref, "files", None)
+        if files is not None:
+            return tuple(str(f) for f in files)
+        if isinstance(ref, os.PathLike):
+            return (os.fspath(ref),)
+        return (str(getattr(ref, "source", ref)),)
+
+    def sample_scene(self, ref: Any) -> str | None:
+        """The scene a reference is cut from when samples are chips of scenes (None: samples are files,
+        frames or volumes), for the start-up summary's count."""
         return None
 
     def label_of(self, ref: Any) -> Any:

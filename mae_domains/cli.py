@@ -204,9 +204,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         print(f"{samples} sample embeddings averaged into {len(result.ids)} {args.aggregate} embeddings")
     paths = write_embeddings(result, args.out)
     _report_skipped(result.skipped, paths.get("skipped"))
+    left_out = f"{result.left_out} file(s) left out; " if result.left_out else ""
     print(f"{len(result.ids)} embeddings of width {result.embeddings.shape[1]} written to "
-          f"{paths['embeddings'].resolve()} ({len(result.skipped)} of {result.total} samples skipped; "
-          f"ids relative to {result.root})")
+          f"{paths['embeddings'].resolve()} ({len(result.skipped) - result.left_out} of {result.total} samples "
+          f"skipped; {left_out}ids relative to {result.root})")
     return 0
 
 

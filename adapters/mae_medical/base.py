@@ -89,7 +89,6 @@ class MedicalImageAdapter(GridAdapter):
         self.display = DisplaySettings(
             window=o["window"], prefer_lut=bool(o["prefer_voi_lut"]),
             override=None if override is None else (float(override[0]), float(override[1])))
-        self.excluded: list[tuple[str, str]] = []
         self._pipelines: dict[bool, A.Compose] = {}
 
     def __getstate__(self) -> dict[str, Any]:

@@ -38,9 +38,9 @@ from mae_medical.dicom_series import SeriesFiles, group_series, log_series, read
 from mae_medical.nifti import is_nifti, nifti_header_problem, read_nifti
 from mae_medical.volume_cache import VolumeCache, cache_key
 from mae_medical.volume_phantoms import abdomen_phantom
-from mae_medical.volume_rendering import save_orthogonal_figure
+from mae_medical.volume_rendering import save_orthogonal_figure, save_volume_preview
 from mae_medical.volume_transforms import crop_box, crop_or_pad, foreground_box, intensity_to_unit, random_flips
-from mae_medical.volumes import DEFAULT_SPACING_XYZ, Volume, canonical_array, check_same_grid
+from mae_medical.volumes import DEFAULT_SPACING_XYZ, Volume, canonical_array, label_on_image_grid
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,22 @@ class VolumeRef:
 
     def __str__(self) -> str:
         return self.source
+
+
+def crop_position(meta: dict[str, Any], origin: Sequence[int], size: int, shape: Sequence[int]) -> dict[str, list]:
+    """Where a crop lies: ``voxel_box`` ``[z0, y0, x0, z1, y1, x1]`` (end exclusive; the part inside the volume)
+    on the canonical resampled grid (before the foreground crop, whose offset ``crop_start`` is added), and
+    ``world_box`` ``[r0, a0, s0, r1, a1, s1]``, the RAS millimetres of its first and last voxel centres."""
+    offset = np.asarray(meta.get("crop_start") or [0, 0, 0])
+    first = np.maximum(np.asarray(origin), 0)
+    last = np.minimum(np.asarray(origin) + size, np.asarray(shape))  # exclusive
+    box = [int(v) for v in np.concatenate([first + offset, last + offset])]
+    out: dict[str, list] = {"voxel_box": box}
+    if meta.get("affine") is not None:  # of the (X, Y, Z) array: voxel (x, y, z) -> RAS mm
+        affine = np.asarray(meta["affine"], np.float64)
+        corners = np.array([[box[2], box[1], box[0], 1.0], [box[5] - 1, box[4] - 1, box[3] - 1, 1.0]])
+        out["world_box"] = [round(float(v), 3) for v in (corners @ affine.T)[:, :3].ravel()]
+    return out
 
 
 def default_cache_dir() -> Path:
@@ -92,7 +108,6 @@ class CTAdapter(GridAdapter):
         if int(o["crops_per_volume"]) < 1:
             raise ValueError(f"adapter {self.name}: crops_per_volume must be >= 1")
         intensity_to_unit(np.zeros((2, 2, 2), np.float32), o["intensity"])  # validates the preset
-        self.excluded: list[tuple[str, str]] = []
         cache = o["cache_dir"]
         self.cache = None if cache in (None, "none", False) else VolumeCache(default_cache_dir() if cache == "auto"
                                                                               else cache)
@@ -109,27 +124,29 @@ class CTAdapter(GridAdapter):
         are logged and listed in ``self.excluded`` (problems found only when decoding are skipped and listed
         by the data loader)."""
         files = find_files(sources, ("*",))
-        volumes = self.volume_refs(files)
+        volumes, self.excluded = self.volume_refs(files)
         if not volumes:
             raise FileNotFoundError(f"no NIfTI volume or DICOM series in {', '.join(map(str, sources))}")
         n = int(self.options["crops_per_volume"])
         return [VolumeRef(v.source, v.files, v.kind, v.uid, c) for v in volumes for c in range(n)]
 
-    def volume_refs(self, files: Sequence[str | os.PathLike]) -> list[VolumeRef]:
-        series, self.excluded = group_series(f for f in files if not is_nifti(f))
+    def volume_refs(self, files: Sequence[str | os.PathLike]) -> tuple[list[VolumeRef], list[tuple[str, str]]]:
+        """``(volumes, excluded)``: one reference per NIfTI file and DICOM series, and the files left out
+        with their reason (logged)."""
+        series, excluded = group_series(f for f in files if not is_nifti(f))
         nifti = []
         for path in sorted(str(f) for f in files if is_nifti(f)):
             problem = nifti_header_problem(path)
             if problem:
-                self.excluded.append((path, problem))
+                excluded.append((path, problem))
             else:
                 nifti.append(path)
         log_series(series)
-        if self.excluded:
-            log.warning("%d file(s) left out:\n%s", len(self.excluded),
-                        "\n".join(f"  {p}: {why}" for p, why in self.excluded[:10]))
+        if excluded:
+            log.warning("%d file(s) left out:\n%s", len(excluded),
+                        "\n".join(f"  {p}: {why}" for p, why in excluded[:10]))
         return ([VolumeRef(p, (p,), "nifti") for p in nifti] +
-                [VolumeRef(s.name, s.files, "dicom", s.uid) for s in series])
+                [VolumeRef(s.name, s.files, "dicom", s.uid) for s in series]), excluded
 
     def as_ref(self, ref: Any) -> VolumeRef:
         """A reference from a :class:`VolumeRef`, a NIfTI path or a folder holding one DICOM series."""
@@ -139,7 +156,7 @@ class CTAdapter(GridAdapter):
         if is_nifti(path):
             return VolumeRef(str(path), (str(path),), "nifti")
         if path.is_dir():
-            refs = self.volume_refs(find_files([path], ("*",)))
+            refs, _ = self.volume_refs(find_files([path], ("*",)))
             if len(refs) != 1:
                 raise BadSampleError(str(path), f"holds {len(refs)} volumes; name one NIfTI file or one series")
             return refs[0]
@@ -200,11 +217,13 @@ class CTAdapter(GridAdapter):
         return Sample(np.asarray(array, np.float32)[None], meta)
 
     def read_labelled(self, image: Any, label: Any) -> tuple[Sample, np.ndarray]:
-        """An image volume and its label volume (same voxel grid, else :class:`BadSampleError` naming both),
-        preprocessed alike; labels resampled by nearest neighbour, cropped to the image's foreground box."""
+        """An image volume and its label volume, preprocessed alike: the label is brought to the image's grid
+        (reoriented first, resampled by nearest neighbour only where the grids differ; a label that does not
+        cover the image is a :class:`BadSampleError` naming both), then resampled by nearest neighbour to
+        the target spacing and cropped to the image's foreground box."""
         image_ref, label_ref = self.as_ref(image), self.as_ref(label)
-        volume, labels = self.load_volume(image_ref), self.load_volume(label_ref)
-        check_same_grid(volume, labels)
+        volume = self.load_volume(image_ref)
+        labels = label_on_image_grid(volume, self.load_volume(label_ref))
         array, meta = self.preprocess(volume)
         label_array, _, _ = canonical_array(labels, self.options["target_spacing"], mode="nearest")
         label_array = crop_box(label_array, meta["crop_start"], meta["crop_end"])
@@ -221,8 +240,13 @@ class CTAdapter(GridAdapter):
         return int(self.config.model.img_size)
 
     def transform(self, sample: Sample, seed: int, train: bool, stats: NormStats | None) -> Sample:
-        """A seeded random crop (+ flips) for training, the centre crop for evaluation; padding is invalid."""
-        rng = np.random.default_rng(seed % (2**63)) if train else None
+        """A seeded random crop (+ flips) for training; for evaluation the centre crop as crop 0 and, for
+        crops 1.. of ``crops_per_volume``, crops at positions fixed by their index (the same in every run),
+        so the rows of one volume are different crops. Padding is invalid. Where the crop lies is kept
+        (:func:`crop_position`)."""
+        index = int(sample.meta.get("crop_index") or 0)
+        rng = np.random.default_rng(seed % (2**63)) if train else (
+            np.random.default_rng([index, 0xC7]) if index else None)
         volume = sample.image[0]
         crop, valid, origin = crop_or_pad(volume, self.size, rng, sample.valid)
         if train and self.options["flip"]:
@@ -230,7 +254,8 @@ class CTAdapter(GridAdapter):
         crop = np.where(valid, crop, 0.0).astype(np.float32)[None]
         if stats is not None:
             crop = stats.normalize(crop)
-        return Sample(crop, {**sample.meta, "crop_origin": origin}, valid, sample.label)
+        meta = {**sample.meta, "crop_origin": origin, **crop_position(sample.meta, origin, self.size, volume.shape)}
+        return Sample(crop, meta, valid, sample.label)
 
     # ----- model -----------------------------------------------------------------------------------
     def reference_spacing(self) -> tuple[float, float, float]:
@@ -258,6 +283,14 @@ class CTAdapter(GridAdapter):
         return save_orthogonal_figure(grid_batch.images.float().cpu().numpy(), recon.float().cpu().numpy(),
                                       hidden.cpu().numpy(), path,
                                       None if valid is None else valid.cpu().numpy(), title=self.name)
+
+    def render_sample(self, sample: Sample, path: Path) -> Path:
+        """The volume's axial, coronal and sagittal middle slices as a radiologist views them (anterior up
+        and the patient's right on the left in axial slices; directions labelled), padding magenta."""
+        spacing = sample.meta.get("spacing")
+        detail = f" ({' x '.join(f'{v:g}' for v in spacing)} mm, z y x)" if spacing else ""
+        return save_volume_preview(sample.image[0], path, sample.valid,
+                                   title=f"{self.name}: {Path(sample.source).name}{detail}")
 
     def synthetic_sample(self, seed: int) -> Sample:
         """A 28 x 44 x 44 abdomen phantom at 2.0 x 1.5 x 1.5 mm (shorter than a 32^3 crop along z, so the

@@ -8,6 +8,8 @@ or when bytes 128-131 spell ``DICM`` (the Part 10 preamble). Headers are read wi
 
 from __future__ import annotations
 
+import logging
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from mae_domains.data.sample import BadSampleError
+
+log = logging.getLogger(__name__)
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 PREAMBLE_MAGIC = b"DICM"
@@ -53,18 +57,48 @@ def is_dicom_file(path: str | Path) -> bool:
     return path.suffix.lower() in DICOM_SUFFIXES or has_preamble(path)
 
 
+# First bytes of image files that end up named ``.dcm`` (exports, renamed downloads).
+IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+                    (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+                    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"))
+
+
+def not_dicom_reason(path: str | Path, detail: str = "") -> str:
+    """Why a file without the preamble is not DICOM, naming the image format its bytes spell when known."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        head = b""
+    kind = next((name for magic, name in IMAGE_SIGNATURES if head.startswith(magic)), None)
+    what = f"; its bytes are {kind}" if kind else (f" ({detail})" if detail else "")
+    return f"not a DICOM file (no DICM preamble, and pydicom cannot parse it{what})"
+
+
+def has_public_attributes(header: Dataset) -> bool:
+    """True when the parse found at least one standard attribute (garbage parsed with ``force`` gives
+    private or unknown tags only)."""
+    return any(not elem.tag.is_private and elem.keyword for elem in header)
+
+
 def read_header(path: str | Path) -> Dataset:
     """Every attribute up to the pixel data (which is not read). Raises :class:`BadSampleError` naming
-    the file for anything that is not a readable DICOM file."""
+    the file for anything that is not a readable DICOM file; a file without the preamble whose parse finds
+    no standard attribute (a JPEG renamed ``.dcm``) is not DICOM."""
     source = str(path)
+    preamble = has_preamble(path)
     try:
-        header = dcmread(path, stop_before_pixels=True, force=not has_preamble(path))
+        header = dcmread(path, stop_before_pixels=True, force=not preamble)
     except FileNotFoundError:
         raise BadSampleError(source, "file not found") from None
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        if not preamble:
+            raise BadSampleError(source, not_dicom_reason(path, f"{type(err).__name__}: {err}")) from None
         raise BadSampleError(source, f"not a readable DICOM file ({type(err).__name__}: {err})") from None
     if len(header) == 0 and not transfer_syntax(header):
         raise BadSampleError(source, "not a readable DICOM file (no attributes after the preamble)")
+    if not preamble and not transfer_syntax(header) and not has_public_attributes(header):
+        raise BadSampleError(source, not_dicom_reason(path))
     return header
 
 
@@ -155,13 +189,25 @@ def little_endian(header: Dataset) -> bool:
     return ts != "1.2.840.10008.1.2.2"
 
 
-def pixel_spacing(header: Dataset) -> list[float] | None:
-    """Row and column spacing in mm: PixelSpacing, else ImagerPixelSpacing (projection radiographs)."""
+def pixel_spacing(header: Dataset, source: str | Path | None = None) -> list[float] | None:
+    """Row and column spacing in mm: PixelSpacing, else ImagerPixelSpacing (projection radiographs). Zero,
+    negative or non-finite values (``0.000`` from some exports) mean unknown: None, with one warning per
+    file naming the attribute."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = header.get(keyword)
         if value is not None and len(value) == 2:
             try:
-                return [float(value[0]), float(value[1])]
+                spacing = [float(value[0]), float(value[1])]
             except (TypeError, ValueError):
                 continue
+            if all(math.isfinite(v) and v > 0 for v in spacing):
+                return spacing
+            _warn_unknown_spacing(str(source or "a DICOM file"), keyword, tuple(spacing))
+            return None
     return None
+
+
+@lru_cache(maxsize=1024)
+def _warn_unknown_spacing(source: str, keyword: str, spacing: tuple[float, ...]) -> None:
+    log.warning("%s: %s %s is not a pixel size (zero, negative or not finite): spacing unknown", source, keyword,
+                " \\ ".join(f"{v:g}" for v in spacing))

@@ -26,6 +26,7 @@ from mae_medical.dicom_codecs import decoding_problem, preferred_plugin, syntax_
 from mae_medical.dicom_display import DisplaySettings, to_display
 from mae_medical.dicom_header import (
     cached_header,
+    describe_object,
     frame_attributes,
     frame_count,
     has_preamble,
@@ -87,10 +88,22 @@ def decode_full(path: str | Path, header: Dataset, index: int) -> np.ndarray:
     except (InvalidDicomError, EOFError) as err:
         raise BadSampleError(source, f"truncated or corrupt DICOM file ({type(err).__name__}: {err})") from None
     except Exception as err:  # decoders raise many kinds (ValueError, RuntimeError, struct.error ...)
+        if not has_pixel_data_element(path):
+            raise BadSampleError(source, f"holds no image: no Pixel Data element ({describe_object(header)}); "
+                                         "structured reports and presentation states hold none") from None
         where = f"frame {index + 1} of {frames}" if frames > 1 else "pixel data"
         detail = "; ".join(line.strip().rstrip(":") for line in str(err).splitlines() if line.strip())
         raise BadSampleError(source, f"cannot decode {where} ({syntax_label(syntax or '')}), the file may be "
                                      f"truncated or corrupt: {type(err).__name__}: {detail}") from None
+
+
+def has_pixel_data_element(path: str | Path) -> bool:
+    """Whether the file holds (Float / Double Float) Pixel Data; asked only after a decode failed."""
+    try:
+        ds = dcmread(path, force=True, defer_size=256)  # large values stay on disk
+    except Exception:  # noqa: BLE001 - unparseable: let the decode error speak
+        return True
+    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
 
 
 def frame_meta(path: str | Path, header: Dataset, index: int) -> dict[str, Any]:
@@ -107,7 +120,7 @@ def frame_meta(path: str | Path, header: Dataset, index: int) -> dict[str, Any]:
         "bits_stored": int(header.get("BitsStored") or 0),
         "frame": index,
         "frames": frames,
-        "spacing": pixel_spacing(header),
+        "spacing": pixel_spacing(header, path),
         "view_position": str(header.get("ViewPosition", "")) or None,
     }
 

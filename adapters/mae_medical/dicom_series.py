@@ -1,12 +1,14 @@
 """DICOM series folders -> volumes: grouping, slice order and geometry checks.
 
 Files (with or without extension) are grouped by SeriesInstanceUID, so a folder holding several series
-gives several volumes. Slices are ordered by ImagePositionPatient projected on the slice normal (the
-cross product of the ImageOrientationPatient cosines), never by file name or InstanceNumber, and the
-slice spacing comes from those positions, not SliceThickness. Each series gets a :class:`SeriesReport`:
-gantry tilt (positions drifting in-plane), missing slices (gaps at a multiple of the usual step) and
-uneven spacing. Tilted series are rejected; missing/uneven ones are rejected unless
-``irregular="interpolate"``, which resamples them linearly onto even steps along the normal.
+gives several volumes. Slices whose SeriesInstanceUID is empty or absent (anonymised exports) are grouped
+as GDCM does, by folder plus geometry (orientation, rows/columns, pixel spacing, frame of reference when
+present), with one warning naming the missing attribute. Slices are ordered by ImagePositionPatient
+projected on the slice normal (the cross product of the ImageOrientationPatient cosines), never by file
+name or InstanceNumber, and the slice spacing comes from those positions, not SliceThickness. Each
+series gets a :class:`SeriesReport`: gantry tilt (positions drifting in-plane), missing slices (gaps at a
+multiple of the usual step) and uneven spacing. Tilted series are rejected; missing/uneven ones are
+rejected unless ``irregular="interpolate"``, which resamples them linearly onto even steps along the normal.
 
 World coordinates: DICOM is LPS, the returned affine is RAS (x and y negated); voxel ``(i, j, k)`` is
 (column, row, slice).
@@ -46,7 +48,8 @@ class SeriesFiles:
     @property
     def name(self) -> str:
         folder = Path(self.files[0]).parent if self.files else Path(".")
-        return f"{folder}/[series {self.uid}{', ' + self.description if self.description else ''}]"
+        label = f"series {self.uid}" if self.uid else "series without SeriesInstanceUID"
+        return f"{folder}/[{label}{', ' + self.description if self.description else ''}]"
 
 
 @dataclass
@@ -75,10 +78,33 @@ class SeriesReport:
         return out
 
 
+VOLUME_SLICE_ATTRIBUTES = ("ImagePositionPatient", "ImageOrientationPatient")
+
+
+def geometry_key(path: Path, header) -> tuple:
+    """What slices of one series share when no SeriesInstanceUID says so: folder, orientation,
+    rows/columns, pixel spacing and frame of reference (when present)."""
+    orientation = tuple(round(float(v), 4) for v in header.ImageOrientationPatient)
+    spacing = tuple(round(float(v), 4) for v in (header.get("PixelSpacing") or ()))
+    return (str(path.parent), orientation, int(header.get("Rows") or 0), int(header.get("Columns") or 0), spacing,
+            str(header.get("FrameOfReferenceUID", "") or ""))
+
+
+def describe_geometry(key: tuple) -> str:
+    """``512x512, 0.7 x 0.7 mm, axial``: a series without UID told apart from the others of its folder."""
+    _, orientation, rows, cols, spacing, _ = key
+    normal = np.abs(np.cross(orientation[:3], orientation[3:]))
+    plane = {0: "sagittal", 1: "coronal", 2: "axial"}[int(np.argmax(normal))] if normal.any() else "oblique"
+    size = f"{rows}x{cols}" + (f", {' x '.join(f'{v:g}' for v in spacing)} mm" if spacing else "")
+    return f"{size}, {plane}"
+
+
 def group_series(paths: Iterable[str | Path]) -> tuple[list[SeriesFiles], list[tuple[str, str]]]:
-    """``(series, excluded)``: DICOM files grouped by SeriesInstanceUID (sorted by UID); files that are not
-    readable DICOM images are ``(path, reason)`` in ``excluded``."""
+    """``(series, excluded)``: DICOM files grouped by SeriesInstanceUID (sorted by UID), then the slices
+    without one grouped by folder and geometry (:func:`geometry_key`; one warning); files that are not
+    slices of a volume are ``(path, reason)`` in ``excluded``, the reason naming the missing attribute."""
     groups: dict[str, list[str]] = defaultdict(list)
+    anonymous: dict[tuple, list[str]] = defaultdict(list)
     descriptions: dict[str, str] = {}
     excluded: list[tuple[str, str]] = []
     for path in paths:
@@ -90,14 +116,29 @@ def group_series(paths: Iterable[str | Path]) -> tuple[list[SeriesFiles], list[t
         except BadSampleError as err:
             excluded.append((str(path), err.reason))
             continue
-        uid = str(header.get("SeriesInstanceUID", "") or "")
-        if not uid or "ImagePositionPatient" not in header or "ImageOrientationPatient" not in header:
-            excluded.append((str(path), "no SeriesInstanceUID / ImagePositionPatient / ImageOrientationPatient: "
-                                        "not a slice of a volume"))
+        missing = [k for k in VOLUME_SLICE_ATTRIBUTES if not header.get(k)]
+        if missing:
+            excluded.append((str(path), f"no {' / '.join(missing)}: not a slice of a volume"))
             continue
-        groups[uid].append(str(path))
-        descriptions.setdefault(uid, str(header.get("SeriesDescription", "") or ""))
+        uid = str(header.get("SeriesInstanceUID", "") or "")
+        if uid:
+            groups[uid].append(str(path))
+            descriptions.setdefault(uid, str(header.get("SeriesDescription", "") or ""))
+        else:
+            anonymous[geometry_key(path, header)].append(str(path))
     series = [SeriesFiles(uid, tuple(sorted(files)), descriptions[uid]) for uid, files in sorted(groups.items())]
+    if anonymous:
+        folders = {key[0] for key in anonymous}
+        log.warning("%d DICOM file(s) in %d folder(s) have an empty or absent SeriesInstanceUID (an anonymised "
+                    "export?): their slices are grouped by folder and geometry (orientation, rows/columns, "
+                    "pixel spacing, frame of reference)", sum(map(len, anonymous.values())), len(folders))
+        named: dict[tuple[str, str], int] = defaultdict(int)
+        for key, files in sorted(anonymous.items()):
+            description = describe_geometry(key)
+            named[key[0], description] += 1
+            if named[key[0], description] > 1:  # same size and plane, another orientation or frame of reference
+                description += f" #{named[key[0], description]}"
+            series.append(SeriesFiles("", tuple(sorted(files)), description))
     return series, excluded
 
 

@@ -9,9 +9,13 @@ In order of preference (``source="auto"``):
 2. ``mask``: a mask image given by the user (nonzero = inside): one image for every frame, or a folder
    holding ``<file name>.png`` / ``<file stem>.png`` per file. A mask of another size than the frame
    is an error naming both files and both sizes.
-3. ``estimate``: the largest bright connected component after an opening that detaches text and thin
-   lines, filled by its convex hull (a sector or linear scan is convex, and dark fluid inside it stays
-   inside).
+3. ``estimate``: the pixels of a scan are dense: after a median filter that removes text strokes and
+   thin lines (and evens out speckle), nearly every pixel of a window is above the threshold, while
+   burned-in text rows (institution, patient, study, MI/TI) are sparse strokes on black. Power and
+   grey-scale bars at the sides are dense but narrow, and go with an opening by a horizontal line
+   wider than them. The largest dense component, filled by its convex hull (a sector or linear scan
+   is convex, and dark fluid inside it stays inside) and grown back by the few pixels the density
+   window takes off its edge, is the region. Text or bars a few pixels from the scan stay outside.
 """
 
 from __future__ import annotations
@@ -109,25 +113,30 @@ def user_mask(mask: str, source: str, shape: tuple[int, int]) -> np.ndarray | No
     return region
 
 
+DENSE_FRACTION = 0.9  # share of a window's pixels above the threshold for the window to count as scan
+
+
 def estimate_region(gray: np.ndarray, threshold: float = 0.04, min_fraction: float = 0.05) -> np.ndarray | None:
     """Automatic scan region of a ``(H, W)`` frame in [0, 1] (module docstring), or None when nothing
     large enough is found."""
     h, w = gray.shape
-    bright = (gray > threshold).astype(np.uint8)
-    k = max(3, (min(h, w) // 48) | 1)  # wider than text strokes and caliper lines
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, kernel)  # bridge speckle gaps inside tissue
-    opened = cv2.morphologyEx(bright, cv2.MORPH_OPEN, kernel)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    k = max(3, (min(h, w) // 48) | 1)  # the density window: wider than text strokes and caliper lines
+    smooth = cv2.medianBlur(np.round(np.clip(gray, 0.0, 1.0) * 255).astype(np.uint8), max(3, (2 * k // 3) | 1))
+    bright = (smooth > threshold * 255).astype(np.float32)
+    dense = (cv2.blur(bright, (k, k), borderType=cv2.BORDER_CONSTANT) >= DENSE_FRACTION).astype(np.uint8)
+    core = cv2.morphologyEx(dense, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * k + 1, 1)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
     if count <= 1:
         return None
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[largest, cv2.CC_STAT_AREA] < min_fraction * h * w:
         return None
-    points = cv2.findNonZero((labels == largest).astype(np.uint8))
-    hull = cv2.convexHull(points)
+    hull = cv2.convexHull(cv2.findNonZero((labels == largest).astype(np.uint8)))
     region = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(region, hull, 1)
+    edge = max(0, int(np.ceil(DENSE_FRACTION * k)) - k // 2 - 1)  # how far inside the edge a window is dense
+    if edge:
+        region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * edge + 1, 2 * edge + 1)))
     return region.astype(bool)
 
 

@@ -67,12 +67,52 @@ def canonical_array(volume: Volume, spacing_xyz: Sequence[float] | None = DEFAUL
             (float(spacing[2]), float(spacing[1]), float(spacing[0])), affine)
 
 
-def check_same_grid(image: Volume, label: Volume) -> None:
-    """Image and label voxels must lie on the same grid (shape and affine within 1 micrometre)."""
-    if image.data.shape != label.data.shape:
-        raise BadSampleError(label.source, f"label grid {tuple(label.data.shape)} differs from the image grid "
-                                           f"{tuple(image.data.shape)} of {image.source}")
+def reoriented_like(label: Volume, image: Volume) -> Volume:
+    """``label`` with its axes permuted and flipped to the image's orientation (exact: no resampling), so a
+    label map stored LAS lies on the grid of an image stored LPS when both cover the same voxels."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+    transform = ornt_transform(io_orientation(label.affine), io_orientation(image.affine))
+    data = np.ascontiguousarray(apply_orientation(label.data, transform))
+    affine = np.asarray(label.affine, np.float64) @ inv_ornt_aff(transform, label.data.shape)
+    return Volume(data, affine, label.source, label.meta)
+
+
+def covers(label: Volume, image: Volume) -> bool:
+    """Every image voxel centre lies inside the label's field of view (its voxels, half a voxel around)."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in image.data.shape], indexing="ij")).reshape(3, -1).T
+    world = np.c_[corners, np.ones(len(corners))] @ np.asarray(image.affine).T
+    ijk = (world @ np.linalg.inv(label.affine).T)[:, :3]
+    return bool(np.all(ijk >= -0.5 - 1e-3) and np.all(ijk <= np.array(label.data.shape) - 0.5 + 1e-3))
+
+
+def label_on_image_grid(image: Volume, label: Volume) -> Volume:
+    """The label on the image's voxel grid: reoriented to the image's orientation first (exact), then, only
+    where the grids still differ (shape or affine beyond 1 micrometre), resampled by nearest neighbour in
+    world millimetres (logged). A label that does not cover the image raises :class:`BadSampleError`
+    naming both files."""
+    import logging
+
+    image.check_3d()
+    label.check_3d()
+    label = reoriented_like(label, image)
+    same_shape = image.data.shape == label.data.shape
     diff = float(np.abs(np.asarray(image.affine) - np.asarray(label.affine)).max())
-    if diff > AFFINE_TOLERANCE_MM:
-        raise BadSampleError(label.source, f"label affine differs from the affine of {image.source} by up to "
-                                           f"{diff:.4g} mm: the label is not on the image's grid")
+    if same_shape and diff <= AFFINE_TOLERANCE_MM:
+        return label
+    if not covers(label, image):
+        what = (f"label affine differs from the affine of {image.source} by up to {diff:.4g} mm" if same_shape else
+                f"label grid {tuple(label.data.shape)} differs from the image grid {tuple(image.data.shape)} of "
+                f"{image.source}")
+        raise BadSampleError(label.source, f"{what}, and the label does not cover the image: it is not this "
+                                           "image's label map")
+    from nibabel import Nifti1Image
+    from nibabel.processing import resample_from_to
+
+    resampled = resample_from_to(Nifti1Image(label.data, label.affine), (image.data.shape, image.affine),
+                                 order=0, mode="nearest")
+    logging.getLogger(__name__).warning(
+        "%s: label grid %s (spacing %s mm) differs from the grid %s of %s: label resampled by nearest neighbour",
+        label.source, tuple(label.data.shape), ", ".join(f"{v:.3g}" for v in label.spacing),
+        tuple(image.data.shape), image.source)
+    return Volume(np.asarray(resampled.dataobj, np.float32), np.asarray(image.affine), label.source, label.meta)

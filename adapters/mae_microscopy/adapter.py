@@ -9,7 +9,8 @@ on 5 channels embeds 3 or 8. An optional Fourier term (``fourier_weight``, about
 
 Options (``data.options``):
 
-- reading: ``pages_axis`` (channel | z | time, for plain multi-page TIFF), ``rgb_names``, ``level`` (pyramid
+- reading: ``pages_axis`` (auto | channel | z | time, for plain multi-page TIFF; auto: named or up to 5 pages
+  are channels, more unnamed gray pages are refused as a likely Z-stack), ``rgb_names``, ``level`` (pyramid
   level), ``channel_pattern`` (harmony | imagexpress | auto | a regex), ``channel_map`` (per-channel file
   numbers -> names), ``pixel_size`` (micrometres, for files that do not say);
 - channels: ``channels`` (select/reorder by name), ``channel_names`` (for unnamed files), ``channel_aliases``,
@@ -54,7 +55,7 @@ from mae_microscopy.synthetic import synthetic_field
 log = logging.getLogger(__name__)
 
 OPTIONS: dict[str, Any] = {
-    "pages_axis": "channel", "rgb_names": ["red", "green", "blue"], "level": 0, "channel_pattern": "auto",
+    "pages_axis": "auto", "rgb_names": ["red", "green", "blue"], "level": 0, "channel_pattern": "auto",
     "channel_map": {}, "pixel_size": None,
     "channels": None, "channel_names": None, "channel_aliases": {}, "channel_vocabulary": list(DEFAULT_VOCABULARY),
     "unknown_channels": "fallback", "channel_code": True,
@@ -86,7 +87,7 @@ class ChannelAgnosticAdapter(GridAdapter):
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
         o = self.options
-        _choice("pages_axis", o["pages_axis"], ("channel", "z", "time"))
+        _choice("pages_axis", o["pages_axis"], ("auto", "channel", "z", "time"))
         _choice("z_mode", o["z_mode"], Z_MODES)
         _choice("time_mode", o["time_mode"], ("frames", "first"))
         _choice("sampling", o["sampling"], ("random", "grid"))

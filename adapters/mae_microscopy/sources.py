@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class ReaderSettings:
     """Reader options of a run (``data.options``)."""
 
-    pages_axis: str = "C"
+    pages_axis: str = "auto"
     rgb_names: tuple[str, ...] = ("red", "green", "blue")
     level: int = 0
     channel_patterns: tuple[str, ...] = ("harmony", "imagexpress")
@@ -48,9 +48,16 @@ class FieldSpec:
     group: ChannelFileGroup | None = None
     zarr: ZarrImageRef | None = None
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files (or Zarr store) the field reads: one TIFF, every per-channel file, or the store."""
+        if self.kind == "channel_files" and self.group is not None:
+            return tuple(f for channels in self.group.files for planes in channels for f in planes)
+        return (self.path,)
+
     def open(self, settings: ReaderSettings) -> FieldReader:
         if self.kind == "tiff":
-            axis = {"channel": "C", "z": "Z", "time": "T"}.get(settings.pages_axis, settings.pages_axis)
+            axis = {"channel": "C", "z": "Z", "time": "T", "auto": "auto"}.get(settings.pages_axis, settings.pages_axis)
             return TiffField(self.path, axis, settings.rgb_names, settings.level)
         if self.kind == "channel_files":
             assert self.group is not None
@@ -195,6 +202,10 @@ class CropRef:
     @property
     def source(self) -> str:
         return self.field.source
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.field.spec.files
 
     @property
     def sample_id(self) -> str:

@@ -2,9 +2,13 @@
 
 Axes come from tifffile's series (``TCZYX`` for OME-TIFF, ``TZCYX`` for ImageJ, ``YXS`` for RGB):
 samples (``S``) count as channels; a file of equal single-plane pages (each page a series, as written
-page by page) stacks its pages along ``pages_axis`` (``C`` by default, or ``Z`` / ``T``), as does a generic
-image-sequence axis (``I``/``Q``). Channel names come from the OME-XML ``Channel/@Name``, ImageJ ``Labels``,
-``PageName`` tags, or ``rgb_names`` for RGB; pixel size from OME ``PhysicalSizeX/Y/Z`` (with units),
+page by page) stacks its pages along ``pages_axis`` (``C``, ``Z`` or ``T``), as does a generic
+image-sequence axis (``I``/``Q``). ``pages_axis="auto"`` decides from the file: pages named by ``PageName``
+tags are channels, and so are up to :data:`MAX_UNNAMED_PAGE_CHANNELS` unnamed pages; more unnamed
+same-shaped gray pages are most likely a Z-stack, so such a file is refused, naming the option, rather
+than read as dozens of channels. Files whose ImageJ or OME metadata name their axes are read by them.
+Channel names come from the OME-XML ``Channel/@Name``, ImageJ ``Labels``, ``PageName`` tags, or
+``rgb_names`` for RGB; pixel size from OME ``PhysicalSizeX/Y/Z`` (with units),
 ImageJ resolution + ``unit`` + ``spacing``, or a TIFF resolution in centimetres. Pixels are read through
 tifffile's Zarr view, so only the strips or tiles under a window are decoded; the pyramid ``level`` of an
 OME-TIFF with sub-resolutions can be chosen.
@@ -27,6 +31,7 @@ from mae_microscopy.image_info import (
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 SEQUENCE_AXES = "IQ"  # tifffile's generic image-sequence axes
+MAX_UNNAMED_PAGE_CHANNELS = 5  # more unnamed gray pages without axis metadata: most likely Z, not channels
 
 
 @dataclass
@@ -111,11 +116,12 @@ class TiffField(FieldReader):
 
     def __init__(self, path: str, pages_axis: str = "C", rgb_names: Sequence[str] = ("red", "green", "blue"),
                  level: int = 0) -> None:
-        if pages_axis not in ("C", "Z", "T"):
-            raise ValueError(f"pages_axis must be C, Z or T, got {pages_axis!r}")
+        if pages_axis not in ("C", "Z", "T", "auto"):
+            raise ValueError(f"pages_axis must be C, Z, T or auto, got {pages_axis!r}")
         self.source = str(path)
         self.path = str(path)
-        self.pages_axis = pages_axis
+        self.pages_axis_option = pages_axis
+        self.pages_axis = "C" if pages_axis == "auto" else pages_axis  # decided per file by layout()
         self.rgb_names = tuple(rgb_names)
         self.level = int(level)
         self._info: ImageInfo | None = None
@@ -139,10 +145,31 @@ class TiffField(FieldReader):
             first = series[0]
             shapes = {tuple(s.shape) for s in series}
             if len(series) > 1 and first.axes in ("YX", "YXS") and len(shapes) == 1 and not tif.is_ome:
-                self._layout = (list(range(len(series))), first.axes)
+                layout = (list(range(len(series))), first.axes)
             else:
-                self._layout = ([0], first.axes)
+                layout = ([0], first.axes)
+            if self.pages_axis_option == "auto":
+                self.pages_axis = self._auto_pages_axis(*layout)
+            self._layout = layout
         return self._layout
+
+    def _auto_pages_axis(self, series_ids: list[int], axes: str) -> str:
+        """Where unlabelled pages go when ``pages_axis`` is ``auto`` (module docstring)."""
+        tif = self.handle.tif
+        if len(series_ids) > 1:
+            pages = len(series_ids)
+            named = all(tif.series[i].pages[0].tags.get("PageName") is not None for i in series_ids)
+        else:
+            sequence = [k for k, letter in enumerate(axes) if letter in SEQUENCE_AXES]
+            if not sequence:
+                return "C"  # the axes are named: no pages to place
+            pages = int(tif.series[0].shape[sequence[0]])
+            named = False
+        if named or pages <= MAX_UNNAMED_PAGE_CHANNELS:
+            return "C"
+        raise BadSampleError(self.source, f"holds {pages} same-shaped gray pages without axis metadata (ImageJ or "
+                                          "OME): most likely a Z-stack, not channels; set data.options.pages_axis "
+                                          "to z (planes; maximum projection by default), channel or time")
 
     def _sizes_and_roles(self) -> tuple[dict[str, int], str]:
         """Sizes of T, C, Z, Y, X and the role of every axis of the series array (one letter each)."""

@@ -75,6 +75,11 @@ class BandFileScene(Scene):
         self.settings = settings
         self.date = date
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """One file per band (quality and mask files included)."""
+        return tuple(self.band_paths.values())
+
     def __repr__(self) -> str:
         return f"BandFileScene({self.source!r}, bands={sorted(self.band_paths)})"
 

@@ -234,6 +234,10 @@ class RemoteSensingAdapter(GridAdapter):
     def label_of(self, ref: Any) -> Any:
         return ref.label if isinstance(ref, ChipRef) else super().label_of(ref)
 
+    def sample_scene(self, ref: Any) -> str | None:
+        """Chips are cut from scenes (a time series of frames counts as one)."""
+        return ref.source if isinstance(ref, ChipRef) else None
+
     def label_value(self, label: Any) -> Any:
         """Class index (single label) or multi-hot float32 vector (several labels) for the dataset."""
         if label is None or not self.classes:

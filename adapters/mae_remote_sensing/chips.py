@@ -42,6 +42,11 @@ class ChipRef:
         return f"{self.frames[0].source} (+{len(self.frames) - 1} frames)"
 
     @property
+    def files(self) -> tuple[str, ...]:
+        """The files of the chip's scenes (a band-file scene reads one file per band)."""
+        return tuple(dict.fromkeys(f for frame in self.frames for f in frame.files))
+
+    @property
     def sample_id(self) -> str:
         where = f"@{'_'.join(map(str, self.window))}" if self.window else f"#{self.draw}"
         return f"{self.frames[0].source}{where}"

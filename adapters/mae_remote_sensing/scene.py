@@ -88,6 +88,11 @@ class Scene(ABC):
     def scene_id(self) -> str:
         return self.source
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files (or stores) the scene reads; one unless a reader says more."""
+        return (self.source,)
+
     def describe(self) -> str:
         """What the scene holds, for messages (sensor, bands); readers with a sensor say more."""
         return f"scene with bands {list(self.grid(None, None).band_names)}"

@@ -75,6 +75,10 @@ class ZarrScene(Scene):
             self.source += f"[{frame}]"
         self.date = date
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.store,)
+
     def __repr__(self) -> str:
         return f"ZarrScene({self.source!r})"
 

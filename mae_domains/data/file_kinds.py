@@ -15,6 +15,7 @@ KIND_PATTERNS: dict[str, tuple[str, ...]] = {
     NIFTI: ("*.nii", "*.nii.gz", "*.NII", "*.NII.GZ"),
 }
 KIND_SUFFIXES: dict[str, tuple[str, ...]] = {DICOM: (".dcm", ".dicom"), NIFTI: (".nii", ".nii.gz")}
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")  # JPEG, PNG, TIFF
 
 
 def _head(path: Path, size: int) -> bytes:
@@ -42,6 +43,8 @@ def sniff_file_kind(path: str | Path) -> str | None:
     ``"NIfTI"`` (``.nii``/``.nii.gz`` or the NIfTI-1/2 magic), else None. Reads at most 544 bytes."""
     path = Path(path)
     kind = kind_by_name(path)
+    if kind == DICOM and path.is_file() and _head(path, 16).startswith(IMAGE_MAGIC):
+        return None  # a JPEG/PNG/TIFF renamed .dcm is no DICOM file, whatever its name says
     if kind is not None or not path.is_file():
         return kind
     head = _head(path, 544)

@@ -50,6 +50,10 @@ def should_draw(step: int, total: int, interval: int) -> bool:
     return interval > 0 and (step % interval == 0 or step == total)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @dataclass
 class StartupSummary:
     """The facts a user checks before leaving a run alone."""
@@ -73,14 +77,23 @@ class StartupSummary:
     checkpoint_every: int
     log_every: int | None
     figure_every: int
+    scenes: int = 0  # scenes the samples are cut from (0: samples are files, frames or volumes)
+    left_out: int = 0  # files discovery left out (listed in skipped.csv)
+
+    def data_line(self) -> str:
+        """``39 samples from 8 files`` or ``120 samples from 1 scene (13 files)``, and what was skipped."""
+        files = plural(self.files, "file")
+        origin = f"{plural(self.scenes, 'scene')} ({files})" if self.scenes else files
+        left_out = f"; {plural(self.left_out, 'file')} left out (see skipped.csv)" if self.left_out else ""
+        return (f"data: {plural(self.samples, 'sample')} from {origin} (adapter {self.adapter}); "
+                f"{self.skipped} skipped so far{left_out}")
 
     def lines(self) -> list[str]:
         figures = f"every {self.figure_every} steps" if self.figure_every else "off"
         log_every = f"every {self.log_every} steps and" if self.log_every else ""
         return [
             f"run folder {self.run_dir.resolve()} ({self.mode})",
-            f"data: {self.samples} samples from {self.files} files (adapter {self.adapter}); "
-            f"{self.skipped} skipped so far",
+            self.data_line(),
             f"compute: {self.device}, {self.precision}, {self.threads} threads, {self.workers} loader workers",
             f"model: {self.parameters:,} parameters ({self.trainable:,} trainable)",
             f"steps: {self.start_step} -> {self.total_steps} ({self.steps_per_epoch} per epoch, "

@@ -45,7 +45,7 @@ from mae_domains.engine.run_files import METRIC_FIELDS, SKIP_FIELDS, CsvLog
 from mae_domains.engine.skips import SkipTracker
 from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.optim import resolve_schedule
-from mae_domains.runs.folder import clear_previous_run, open_run_folder, write_atomic
+from mae_domains.runs.folder import clear_previous_run, existing_run_files, open_run_folder, write_atomic
 from mae_domains.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, SKIPPED_NAME, STATS_NAME
 from mae_domains.runs.lock import RunLock
 from mae_domains.runs.model import describe_load_error
@@ -142,6 +142,7 @@ class Trainer:
         self.threads = configure_threads(cfg)
         if cfg.engine.retain_host_memory:
             retain_freed_host_memory()  # a step reuses the last step's buffers instead of faulting in new pages
+        self.replacing = self.overwrite and bool(existing_run_files(self.run_dir))
         self.lock = run_on_main(lambda: open_run_folder(self.run_dir, self.resume, self.overwrite), self.dist)
         state = load_resume_state(self.run_dir) if self.resume else None
         if state is not None:
@@ -149,6 +150,7 @@ class Trainer:
         from mae_domains.registry import discover_refs  # names the adapter that reads DICOM/NIfTI files
 
         self.refs = discover_refs(self.adapter, cfg.data.sources)
+        self.excluded = list(getattr(self.adapter, "excluded", []))  # files discovery left out: in skipped.csv
         if state is not None:
             self.stats = NormStats.from_dict(state["stats"])
         else:
@@ -256,6 +258,9 @@ class Trainer:
             truncate = self.step if self.resume else None
             self.metrics_log = CsvLog(self.run_dir / METRICS_NAME, METRIC_FIELDS, truncate)
             self.skip_log = CsvLog(self.run_dir / SKIPPED_NAME, SKIP_FIELDS, truncate)
+            if not self.resume:  # a resumed run keeps the step-0 rows of its start
+                for source, reason in self.excluded:
+                    self.skip_log.write({"step": 0, "rank": 0, "source": source, "reason": reason})
         except OSError as err:
             if is_disk_full(err):
                 raise disk_full(self.run_dir, "the run files", None, self.kept_note()) from None
@@ -271,14 +276,16 @@ class Trainer:
     def summary(self) -> StartupSummary:
         cfg = self.config
         mode = f"resumed at step {self.step}" if self.resume else ("new run, replacing the previous one"
-                                                                    if self.overwrite else "new run")
+                                                                    if self.replacing else "new run")
         params = list(self.model.parameters())
+        files = {f for ref in self.refs for f in self.adapter.sample_files(ref)}
+        scenes = {self.adapter.sample_scene(ref) for ref in self.refs} - {None}
         return StartupSummary(
-            self.run_dir, mode, self.adapter.name, len(set(self.skips.files)), len(self.refs), len(self.skips.samples),
+            self.run_dir, mode, self.adapter.name, len(files), len(self.refs), len(self.skips.samples),
             str(self.device), self.precision.describe(), self.threads, cfg.data.num_workers,
             sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad),
             self.step, self.total_steps, self.steps_per_epoch, cfg.engine.batch_size * self.dist.world_size,
-            cfg.engine.checkpoint_every, cfg.engine.log_every, self.figure_every)
+            cfg.engine.checkpoint_every, cfg.engine.log_every, self.figure_every, len(scenes), len(self.excluded))
 
     # ----- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:

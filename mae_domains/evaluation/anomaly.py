@@ -8,6 +8,10 @@ sharp target pairing holds). Mask ``k`` uses the seed ``derive_seed(seed, k, STR
 image, so a score depends on the image alone, never on which images share its batch. The ratio is the
 run's mask ratio unless ``mask_ratio`` is set.
 
+The interval is left out, with a warning, when either group has fewer than
+:data:`MIN_PER_CLASS_FOR_INTERVAL` images: a bootstrap of 2 + 2 images gives [1.0, 1.0] for a perfect
+split, a false certainty.
+
 Labels: the test split's classes must be ``normal`` and ``abnormal`` (a CSV ``path,label`` or folders
 ``normal/`` and ``abnormal/``); ``abnormal`` is the positive class. Summary: ``auroc`` (with a bootstrap
 interval) and the mean score of each group; ``details["per_image"]`` lists every image's sample id, source
@@ -17,6 +21,7 @@ It needs the whole model with its decoder: a run folder or ``checkpoint.pt``, no
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Callable, Iterable, Mapping
 
@@ -31,6 +36,9 @@ from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolR
 
 ModelInputsFn = Callable[[Mapping[str, Any], torch.device], dict[str, Any]]
 NORMAL, ABNORMAL = "normal", "abnormal"
+MIN_PER_CLASS_FOR_INTERVAL = 10  # images of each group below which no bootstrap interval is reported
+
+log = logging.getLogger(__name__)
 
 
 def mask_seed(seed: int, mask_index: int) -> int:
@@ -141,7 +149,12 @@ class AnomalyProtocol(EvaluationProtocol):
                    "mean_score_abnormal": float(scores[flags].mean())}
         intervals: dict[str, tuple[float, float]] = {}
         resamples = bootstrap_count(settings.get("bootstrap_resamples", 0), len(scores))
-        if resamples and not math.isnan(value):
+        smallest = int(min(flags.sum(), (~flags).sum()))
+        if resamples and smallest < MIN_PER_CLASS_FOR_INTERVAL:
+            log.warning("anomaly: %d normal and %d abnormal test images, fewer than %d per class: no bootstrap "
+                        "interval for the AUROC (resampling so few images gives a meaningless one)",
+                        int((~flags).sum()), int(flags.sum()), MIN_PER_CLASS_FOR_INTERVAL)
+        elif resamples and not math.isnan(value):
             intervals["auroc"] = bootstrap_ci(lambda s, f: auroc(s, f), [scores, flags], resamples,
                                               float(settings.get("confidence", 0.95)), context.seed)
         per_image = [{"sample_id": sid, "source": src, "label": ABNORMAL if f else NORMAL, "score": float(s)}

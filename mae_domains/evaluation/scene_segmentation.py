@@ -38,6 +38,7 @@ from torch import nn
 
 from mae_domains.evaluation.segmentation_heads import GridSegmenter, encoder_features
 from mae_domains.grid import GridBatch
+from mae_domains.runs.export import ordinary_permissions
 
 NODATA_CLASS = 255
 SEGMENTER_JSON = "segmenter.json"
@@ -263,6 +264,7 @@ def save_segmenter(model: SceneSegmenter, folder: str | Path, run: str | Path, n
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(folder / SEGMENTER_WEIGHTS))
+    ordinary_permissions(folder / SEGMENTER_WEIGHTS)  # safetensors leaves 0600, unreadable to colleagues
     info = {"run": str(Path(run).resolve()), "num_classes": int(num_classes),
             "class_names": list(class_names) if class_names else None, "tile": config.tile, "overlap": config.overlap}
     (folder / SEGMENTER_JSON).write_text(json.dumps(info, indent=2))

@@ -51,4 +51,4 @@ def aggregate(result: EmbeddingResult, level: str) -> EmbeddingResult:
     positions = [{**shared_ids(result, rows), "count": len(rows)} for rows in groups.values()]
     sources = [result.sources[rows[0]] if level == "image" else "" for rows in groups.values()]
     return EmbeddingResult(embeddings.astype(result.embeddings.dtype), ids, sources, positions, result.skipped,
-                           result.root, result.total)
+                           result.root, result.total, result.left_out)

@@ -4,7 +4,8 @@ replaced by another draw), ids relative to the data root, position metadata kept
 The ``.npz`` holds ``embeddings`` ``(N, D)``, ``sample_ids``, ``sources`` (relative to ``data_root``),
 ``metadata`` (each sample's position entries as JSON), one array per position entry found (``crs``,
 ``bounds``, ``window``, ...; NaN or empty where a sample has none), and ``skipped_sources`` /
-``skipped_reasons``; skipped samples are also written to ``<out>.skipped.csv``.
+``skipped_reasons`` (samples that could not be read, and files that discovery left out: the adapter's
+``excluded``); skipped samples are also written to ``<out>.skipped.csv``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class EmbeddingResult:
     skipped: list[Skipped] = field(default_factory=list)
     root: str = ""
     total: int = 0
+    left_out: int = 0  # files discovery left out (the first entries of ``skipped``)
 
 
 def skipped_summary(skipped: Sequence[Skipped], shown: int = 3) -> str:
@@ -70,6 +72,7 @@ def embed_archive(loaded: LoadedModel, sources: Sequence[str], device: torch.dev
     root = data_root(sources)
     chunks: list[np.ndarray] = []
     metas: list[dict[str, Any]] = []
+    left_out = [Skipped(str(source), str(reason)) for source, reason in getattr(loaded.adapter, "excluded", [])]
     skipped: list[Skipped] = []
     done = 0
     with torch.no_grad():
@@ -81,13 +84,14 @@ def embed_archive(loaded: LoadedModel, sources: Sequence[str], device: torch.dev
                 metas.extend(dict(m) for m in batch["meta"])
             if len(refs) >= 10 * batch_size and step % 10 == 0:
                 log.info("embedded %d of %d samples (%d skipped)", done - len(skipped), len(refs), len(skipped))
+    skipped = left_out + skipped
     if not chunks:
         raise NoReadableSamples(f"none of the {len(refs)} samples in {', '.join(map(str, sources))} could be read "
                               f"(first: {skipped_summary(skipped)})", skipped)
     keys = unique_keys([sample_key(m, root) for m in metas], metas)
     sources_rel = [sample_key({"source": m.get("source")}, root) for m in metas]
     return EmbeddingResult(np.concatenate(chunks), keys, sources_rel, [position_metadata(m) for m in metas],
-                           skipped, root, len(refs))
+                           skipped, root, len(refs), len(left_out))
 
 
 def skipped_csv_path(out: str | Path) -> Path:

@@ -21,7 +21,8 @@ import numpy as np
 POSITION_KEYS = (
     "crs", "bounds", "window", "chip_transform", "gsd", "dates", "position", "origin", "slice", "slices",
     "frame", "t", "z", "planes", "spacing", "pixel_size", "z_step", "field_shape", "plate", "well", "site",
-    "perturbation", "count",  # count: samples averaged into an aggregated row (embed --aggregate)
+    "perturbation", "voxel_box", "world_box",  # voxel_box, world_box: a CT crop's voxels and RAS millimetres
+    "count",  # count: samples averaged into an aggregated row (embed --aggregate)
 )
 
 
@@ -46,15 +47,18 @@ def _relative(text: str, root: str) -> str | None:
 
 
 def sample_key(meta: Mapping[str, Any], root: str) -> str:
-    """A sample's id relative to ``root``: its sample id when that extends its file's path (chips), else
-    its file's path, else the adapter's sample id as it is."""
+    """A sample's id relative to ``root``: its sample id when that extends its file's path (chips) or its
+    file's name (``cine.dcm#frame=3``: the relative path with that suffix), else its file's path, else the
+    adapter's sample id as it is."""
     source, sample_id = str(meta.get("source") or ""), str(meta.get("sample_id") or "")
-    folder = os.path.dirname(source)
+    folder, name = os.path.dirname(source), os.path.basename(source)
     if folder and sample_id.startswith(folder + os.sep):
         relative = _relative(sample_id, root)
         if relative is not None:
             return relative
     relative = _relative(source, root) if source else None
+    if relative is not None and name and sample_id.startswith(name + "#"):
+        return relative + sample_id[len(name):]
     return relative if relative is not None else (sample_id or source)
 
 

@@ -77,6 +77,25 @@ def test_protocol_needs_the_decoder_and_normal_abnormal_labels():
     np.testing.assert_array_equal(abnormal_flags(np.array([0, 1, 0]), ["abnormal", "normal"]), [True, False, True])
 
 
+def test_no_interval_below_a_minimum_count_per_class(caplog):
+    """4 images (2 + 2) give a bootstrap interval of [1.0, 1.0] for a perfect split: none is reported,
+    with a warning; 10 of each get one."""
+    import logging
+
+    model = _model()
+    for n, expect_interval in ((4, False), (20, True)):
+        loader = dict_loader(_images(n), torch.arange(n) % 2, batch_size=4)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mae_domains.evaluation.anomaly"):
+            records = run_protocol("anomaly", None, loader, model=model, class_names=["abnormal", "normal"],
+                                   device="cpu", settings={"masks": 1, "bootstrap_resamples": 200})
+        record = next(r for r in records if r.metric == "auroc")
+        assert (record.ci_low is not None and record.ci_high is not None) == expect_interval, n
+        assert ("fewer than 10 per class" in caplog.text) != expect_interval
+        if not expect_interval:
+            assert "2 normal and 2 abnormal" in caplog.text
+
+
 # ----- end to end: a short-pretrained micro model finds a structure it never saw ------------------------------
 
 def _smooth(rng: np.random.Generator) -> np.ndarray:

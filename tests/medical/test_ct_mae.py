@@ -3,6 +3,8 @@ z, the orthogonal-slice figure, and the conformance kit."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -103,6 +105,31 @@ def test_mid_slices_are_axial_coronal_sagittal_as_a_radiologist_views_them():
     assert axial[3, 0] == 2 and coronal[2, 0] == 2  # patient's right on the viewer's left
     assert coronal[0, 4] == 3 and sagittal[0, 3] == 3  # superior at the top
     assert sagittal[2, 0] == 1  # anterior on the left
+
+
+def test_ct_preview_is_radiological_with_labelled_directions(tmp_path, monkeypatch):
+    """``inspect``'s preview of a CT draws the mid-slices as a radiologist views them (not the generic
+    volume preview, which put the spine at the top and the patient's right on the right), directions
+    written at each panel's edges."""
+    import matplotlib.pyplot as plt
+
+    from mae_medical import volume_rendering
+
+    volume = np.zeros((6, 8, 10), np.float32)  # (S, A, R)
+    volume[3, 7, 5] = 1.0  # anterior, on the mid axial slice
+    volume[3, 4, 9] = 0.5  # the patient's far right
+    figures = []
+    monkeypatch.setattr(volume_rendering, "save_figure", lambda fig, path: figures.append(fig) or Path(path))
+    sample = Sample(volume[None], {"source": "ct.nii.gz", "spacing": [2.0, 1.5, 1.5]})
+    CTAdapter({"cache_dir": "none"}).render_sample(sample, tmp_path / "p.png")
+    (fig,) = figures
+    axial_ax = fig.axes[0]
+    axial = np.asarray(axial_ax.images[0].get_array())[..., 0]
+    assert axial[0, 4] == 1.0 and axial[3, 0] == 0.5  # anterior at the top, patient's right on the left
+    edges = [sorted(t.get_text() for t in ax.texts) for ax in fig.axes]
+    assert edges == [["A", "L", "P", "R"], ["I", "L", "R", "S"], ["A", "I", "P", "S"]]
+    assert "2 x 1.5 x 1.5 mm" in fig._suptitle.get_text()
+    plt.close(fig)
 
 
 def test_conformance_without_spawned_workers():

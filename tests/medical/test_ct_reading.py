@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
 from pydicom.uid import UID, generate_uid
 
 from mae_domains.data.dataset import ArchiveDataset
@@ -32,11 +33,12 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype=np.float
 
 def write_series(folder: Path, hu: np.ndarray, *, spacing: tuple[float, float] = (0.8, 0.7), z0: float = -20.0,
                  step: float = 2.5, drop: tuple[int, ...] = (), tilt_mm: float = 0.0, seed: int = 0,
-                 origin_xy: tuple[float, float] = (-30.0, 40.0)) -> str:
+                 origin_xy: tuple[float, float] = (-30.0, 40.0), series_uid: str | None = None) -> str:
     """Axial slices ``hu[k]`` (rows, cols) at z = z0 + k * step (LPS), written without extension in shuffled
     order, file names unrelated to position, InstanceNumber reversed, SliceThickness wrong on purpose.
-    Stored as int16 = HU + 1024 with RescaleIntercept -1024. Returns the SeriesInstanceUID."""
-    uid = generate_uid()
+    Stored as int16 = HU + 1024 with RescaleIntercept -1024. Returns the SeriesInstanceUID (``series_uid``;
+    empty: an anonymised export)."""
+    uid = generate_uid() if series_uid is None else series_uid
     rng = np.random.default_rng(seed)
     n = hu.shape[0]
     order = [k for k in rng.permutation(n) if k not in drop]
@@ -132,6 +134,33 @@ def test_dicom_series_shuffled_without_extension_two_series_in_one_folder(tmp_pa
     assert sample_b.meta["spacing"][0] == pytest.approx(1.25)
 
 
+def test_anonymised_series_without_uid_is_grouped_by_folder_and_geometry(tmp_path, caplog):
+    """An anonymised export: SeriesInstanceUID empty, positions and orientations present. Read like GDCM,
+    one volume per folder and geometry, one warning naming the attribute; a file without
+    ImagePositionPatient is left out naming that attribute."""
+    hu_a, hu_b = phantom((20, 10, 12), 5), phantom((4, 8, 8), 6)
+    write_series(tmp_path / "ct", hu_a, seed=1, series_uid="")
+    write_series(tmp_path / "ct", hu_b, seed=2, series_uid="", spacing=(0.5, 0.5), z0=300.0)  # another grid
+    scout = base_dataset(10, 12, sop_class=CT_STORAGE, modality="CT", bits_stored=16)
+    scout.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    scout.PixelData = np.zeros((10, 12), np.uint16).tobytes()
+    write(scout, tmp_path / "ct" / "scout.dcm")
+    a = adapter(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mae_medical"):
+        refs = a.discover([tmp_path / "ct"])
+    assert len(refs) == 2 and all(r.uid == "" for r in refs)
+    assert sorted(len(r.files) for r in refs) == [4, 20]
+    warnings = [r.getMessage() for r in caplog.records if "SeriesInstanceUID" in r.getMessage()]
+    assert len(warnings) == 1 and "24 DICOM file(s)" in warnings[0] and "folder and geometry" in warnings[0]
+    assert a.excluded == [(str(tmp_path / "ct" / "scout.dcm"), "no ImagePositionPatient: not a slice of a volume")]
+    by_size = {len(r.files): r for r in refs}
+    assert "10x12, 0.8 x 0.7 mm, axial" in by_size[20].source and "without SeriesInstanceUID" in by_size[20].source
+    sample = a.read(by_size[20])
+    np.testing.assert_allclose(hu_of(sample.image[0]), hu_a[:, ::-1, ::-1], atol=1e-3)
+    assert sample.meta["spacing"] == pytest.approx([2.5, 0.8, 0.7])
+    np.testing.assert_allclose(hu_of(a.read(by_size[4]).image[0]), hu_b[:, ::-1, ::-1], atol=1e-3)
+
+
 def test_dicom_series_equals_its_dicom2nifti_conversion(tmp_path):
     import dicom2nifti  # a standard converter (test dependency)
 
@@ -189,14 +218,43 @@ def test_label_volume_on_the_same_grid_stays_aligned(tmp_path):
     assert np.mean(lab[core] == 1) > 0.9
 
 
-def test_label_on_another_grid_names_both_files(tmp_path):
+def test_label_stored_las_for_an_anonymised_dicom_series_is_reoriented_exactly(tmp_path, caplog):
+    """The real case: a DICOM series (LPS storage, no SeriesInstanceUID) and its label map written by a
+    segmentation tool as LAS NIfTI (rows flipped to anterior): the same voxels after reorientation, no
+    resampling, each label on the voxel it was drawn on."""
+    hu = phantom((20, 10, 12), 11)
+    organ = hu > 500  # (k, row, col): the label drawn on the stored slices
+    write_series(tmp_path / "ct", hu, seed=12, series_uid="", z0=-20.0, step=2.5, spacing=(0.8, 0.7))
+    # DICOM voxel (i=col, j=row, k) lies at LPS (x0 + 0.7 i, y0 + 0.8 j, z0 + 2.5 k): RAS (-x, -y, z)
+    las = np.ascontiguousarray(organ.transpose(2, 1, 0)[:, ::-1, :])  # i: L (columns), j: A (rows reversed), k: S
+    affine = np.array([[-0.7, 0, 0, 30.0], [0, 0.8, 0, -40.0 - 0.8 * 9], [0, 0, 2.5, -20.0], [0, 0, 0, 1]])
+    label = write_nifti(tmp_path / "label.nii.gz", las, affine, np.uint8)
+    a = adapter(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mae_medical.volumes"):
+        sample, lab = a.read_labelled(tmp_path / "ct", label)
+    assert "resampled" not in caplog.text  # same voxels: reoriented, not resampled
+    np.testing.assert_array_equal(lab, organ[:, ::-1, ::-1].astype(np.int64))  # (S, A, R) like the image
+    np.testing.assert_allclose(hu_of(sample.image[0]), hu[:, ::-1, ::-1], atol=1e-3)
+    assert lab.sum() == organ.sum() > 0
+
+
+def test_label_on_another_grid_is_resampled_by_nearest_neighbour_or_refused(tmp_path, caplog):
     img = write_nifti(tmp_path / "img.nii.gz", phantom((8, 8, 6)), np.diag([1.0, 1.0, 2.0, 1.0]))
     lab = write_nifti(tmp_path / "lab.nii.gz", np.zeros((8, 8, 5)), np.diag([1.0, 1.0, 2.0, 1.0]), np.uint8)
-    with pytest.raises(BadSampleError, match=r"lab\.nii\.gz: label grid \(8, 8, 5\) differs .*img\.nii\.gz"):
+    with pytest.raises(BadSampleError, match=r"lab\.nii\.gz: label grid \(8, 8, 5\) differs .*img\.nii\.gz.*"
+                                             r"does not cover the image"):
         adapter(tmp_path).read_labelled(img, lab)
-    lab2 = write_nifti(tmp_path / "lab2.nii.gz", np.zeros((8, 8, 6)), np.diag([1.0, 1.0, 2.5, 1.0]), np.uint8)
-    with pytest.raises(BadSampleError, match=r"lab2\.nii\.gz: label affine differs .*img\.nii\.gz"):
-        adapter(tmp_path).read_labelled(img, lab2)
+    coarse = np.zeros((4, 4, 6), np.uint8)  # 2 mm in-plane over the same field of view, slabs labelled 1..6
+    coarse[:] = np.arange(1, 7)
+    coarse[2:] += 10  # right half
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [0.5, 0.5, 0.0]  # voxel centres between the image's
+    lab2 = write_nifti(tmp_path / "lab2.nii.gz", coarse, affine, np.uint8)
+    with caplog.at_level(logging.WARNING, logger="mae_medical"):
+        _, out = adapter(tmp_path).read_labelled(img, lab2)
+    assert "resampled by nearest neighbour" in caplog.text and "lab2.nii.gz" in caplog.text
+    expected = np.repeat(coarse, 2, axis=0).repeat(2, axis=1).transpose(2, 1, 0)  # (z, y, x)
+    np.testing.assert_array_equal(out, expected)
 
 
 # ----- bad input ------------------------------------------------------------------------------------
@@ -319,3 +377,42 @@ def test_each_volume_gives_several_seeded_random_crops(tmp_path):
     z, y, x = crops[1].meta["crop_origin"]
     np.testing.assert_array_equal(crops[1].image[0], volume.image[0, z:z + 16, y:y + 16, x:x + 16])
     assert crops[1].valid.all()
+
+
+# ----- where crops lie ------------------------------------------------------------------------------
+def test_embedding_crops_are_distinct_and_keep_their_voxel_box_and_world_position(tmp_path, capsys):
+    """Crops of one volume in ``embed`` are different crops, each row with its voxel box on the canonical
+    grid and the RAS millimetres of its first and last voxel centres."""
+    from mae_domains.cli import main
+    from tests.test_embed import write_run
+
+    rng = np.random.default_rng(3)
+    hu = np.full((40, 36, 20), -1000.0, np.float32)  # (x, y, z), stored RAS
+    hu[4:36, 3:33, 2:18] = rng.integers(-100, 200, (32, 30, 16))  # the body: foreground box with margin 2
+    affine = np.diag([0.8, 0.9, 2.0, 1.0])
+    affine[:3, 3] = [-16.0, 30.0, -100.0]
+    (tmp_path / "data").mkdir()
+    write_nifti(tmp_path / "data" / "vol.nii.gz", hu, affine)
+    scout = base_dataset(10, 12, sop_class=CT_STORAGE, modality="CT", bits_stored=16)  # no position: left out
+    scout.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    scout.PixelData = np.zeros((10, 12), np.uint16).tobytes()
+    write(scout, tmp_path / "data" / "scout")
+    run = write_run(tmp_path / "run", "medical.ct", cache_dir="none", target_spacing=None, crops_per_volume=3)
+    size = int(yaml.safe_load((run / "config.yaml").read_text())["model"]["img_size"])
+    out = tmp_path / "emb.npz"
+    assert main(["-q", "embed", "--run", str(run), "--data", str(tmp_path / "data"), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    emb = np.load(out, allow_pickle=False)
+    assert list(emb["sample_ids"]) == ["vol.nii.gz#crop0", "vol.nii.gz#crop1", "vol.nii.gz#crop2"]
+    assert list(emb["skipped_sources"]) == [str(tmp_path / "data" / "scout")]
+    assert list(emb["skipped_reasons"]) == ["no ImagePositionPatient: not a slice of a volume"]
+    boxes = emb["voxel_box"].astype(int)  # [z0, y0, x0, z1, y1, x1] on the (S, A, R) grid
+    assert len({tuple(b) for b in boxes}) == 3 and len(np.unique(emb["embeddings"], axis=0)) == 3
+    inside_start, inside_end = np.array([0, 1, 2]), np.array([20, 35, 38])  # the body's box, 2-voxel margin
+    for box in boxes:
+        assert (box[:3] >= inside_start).all() and (box[3:] <= inside_end).all(), box
+        assert (box[3:] - box[:3] == np.minimum(size, inside_end - inside_start)).all(), box
+    for box, world in zip(boxes, emb["world_box"]):
+        first = affine[:3, 3] + np.diag(affine)[:3] * box[[2, 1, 0]]
+        last = affine[:3, 3] + np.diag(affine)[:3] * (box[[5, 4, 3]] - 1)
+        np.testing.assert_allclose(world, np.concatenate([first, last]), atol=1e-3)

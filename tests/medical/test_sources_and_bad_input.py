@@ -150,3 +150,41 @@ def test_frame_references_from_strings(tmp_path):
     np.testing.assert_allclose(XrayAdapter().read(f"{path}#frame=2").image[0], stack[2] / 255.0, atol=1e-6)
     with pytest.raises(BadSampleError, match="has 3 frame\\(s\\); frame 5 does not exist"):
         read_dicom_frame(path, 5)
+
+
+def test_a_jpeg_renamed_dcm_is_named_as_not_dicom(tmp_path):
+    """Not "no pixel data (unknown SOP class)": the file is no DICOM at all."""
+    jpeg = tmp_path / "scan.dcm"
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(jpeg, format="JPEG")
+    text = tmp_path / "notes.dcm"
+    text.write_bytes(b"exported by a viewer\n" * 20)
+    adapter = XrayAdapter()
+    refs = adapter.discover([tmp_path])
+    assert adapter.excluded == [] and sorted(str(r) for r in refs) == [str(text), str(jpeg)]
+    with pytest.raises(BadSampleError, match=r"scan\.dcm: not a DICOM file \(no DICM preamble, and pydicom cannot "
+                                             r"parse it; its bytes are a JPEG image\)"):
+        adapter.read(jpeg)
+    with pytest.raises(BadSampleError, match=r"notes\.dcm: not a DICOM file \(no DICM preamble, and pydicom "
+                                             r"cannot parse it\)"):
+        adapter.read(text)
+    # the CT adapter leaves it out with that reason, and points to no other DICOM reader
+    from mae_domains.registry import discover_refs, get_adapter
+
+    with pytest.raises(FileNotFoundError) as err:
+        discover_refs(get_adapter("medical.ct"), [jpeg])
+    assert "medical.xray" not in str(err.value) and "medical.ultrasound" not in str(err.value)
+    ct = get_adapter("medical.ct")
+    with pytest.raises(FileNotFoundError):
+        ct.discover([tmp_path])
+    assert sorted(ct.excluded) == [
+        (str(text), "not a DICOM file (no DICM preamble, and pydicom cannot parse it)"),
+        (str(jpeg), "not a DICOM file (no DICM preamble, and pydicom cannot parse it; its bytes are a JPEG image)")]
+
+
+def test_a_dicom_image_header_without_pixel_data_holds_no_image(tmp_path):
+    ds = F.base_dataset(8, 8)  # Rows, Columns, BitsAllocated ... but no Pixel Data element
+    path = F.write(ds, tmp_path / "header_only.dcm")
+    with pytest.raises(BadSampleError) as err:
+        XrayAdapter().read(path)
+    assert err.value.reason == ("holds no image: no Pixel Data element (Digital X-Ray Image Storage - For "
+                                "Presentation, modality DX); structured reports and presentation states hold none")

@@ -144,6 +144,56 @@ def test_automatic_estimate_finds_the_sector_and_leaves_out_annotations(tmp_path
     assert (sample.valid & sector).sum() / (sample.valid | sector).sum() > 0.9
 
 
+def curvilinear_frame(gap: int, seed: int = 0, h: int = 480, w: int = 640):
+    """A 640 x 480 convex-probe export as scanners burn it: two rows of study text at the top (the second
+    ``gap`` pixels above the scan), a grey-scale bar and a power bar ``gap`` pixels beside the scan, dark
+    speckle (about a fifth of the scan's pixels below the threshold) and an anechoic cyst.
+    Returns ``(gray, scan, text, bars)``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    apex_y, apex_x, r_in, r_out = 70 - 120, w / 2, 120, 500  # virtual apex above the image
+    radius, angle = np.hypot(yy - apex_y, xx - apex_x), np.degrees(np.arctan2(xx - apex_x, yy - apex_y))
+    scan = (radius >= r_in) & (radius <= r_out) & (np.abs(angle) <= 32)
+    tissue = rng.rayleigh(0.12, (h, w)) * np.linspace(1.0, 0.5, h)[:, None]
+    tissue[((yy - 250) / 50) ** 2 + ((xx - 300) / 70) ** 2 <= 1] = 0.01
+    gray = np.where(scan, tissue, 0.0)
+    text = np.zeros((h, w), np.uint8)
+    top = int(np.nonzero(scan.any(axis=1))[0].min())
+    cv2.putText(text, "ST MARY HOSPITAL   ID 0012345   MI 1.2  TIs 0.4", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 255, 2)
+    cv2.putText(text, "ABD C5-1   12/06/2026 10:41   18Hz  16cm", (8, top - gap), cv2.FONT_HERSHEY_SIMPLEX,
+                0.7, 255, 2)
+    cols = np.nonzero(scan.any(axis=0))[0]
+    left, right = slice(cols.min() - gap - 16, cols.min() - gap), slice(cols.max() + gap + 1, cols.max() + gap + 15)
+    bars = np.zeros((h, w), bool)
+    bars[120:400, left] = bars[100:420, right] = True
+    gray[120:400, left] = np.linspace(1.0, 0.1, 280)[:, None]  # grey-scale bar
+    gray[100:420, right] = 0.75  # acoustic power bar
+    gray = np.where(text > 0, 1.0, gray)
+    return np.clip(gray, 0, 1).astype(np.float32), scan, text > 0, bars
+
+
+def test_estimate_leaves_out_top_text_rows_and_side_bars_next_to_the_scan(tmp_path):
+    """The estimate used to keep study text rows and power bars within a few pixels of the scan as
+    valid pixels (a third of the 'region' was annotation); now the region is the scan, and the preview
+    draws the rows and bars outside it (magenta)."""
+    for gap in (3, 12):
+        gray, scan, text, bars = curvilinear_frame(gap)
+        region = estimate_region(gray)
+        assert (region & scan).sum() / (region | scan).sum() > 0.97, gap
+        assert not (region & text).any() and not (region & bars).any(), gap
+    Image.fromarray(np.round(gray * 255).astype(np.uint8)).save(tmp_path / "export.png")
+    out = tmp_path / "inspect"
+    assert main(["-q", "inspect", "--adapter", "medical.ultrasound", str(tmp_path / "export.png"),
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "sample.json").read_text())
+    assert report["meta"]["scan_region"] == "estimate"
+    assert report["valid_fraction"] == pytest.approx(scan.mean(), abs=0.01)
+    with Image.open(out / "preview.png") as png:
+        picture = np.asarray(png.convert("RGB")).astype(int)
+    magenta = (picture[..., 0] > 200) & (picture[..., 1] < 60) & (picture[..., 2] > 200)
+    assert magenta.mean() > 0.2  # the outside, text rows included, is drawn magenta
+
+
 def test_multiframe_colour_cine_gives_one_sample_per_frame(tmp_path):
     path = F.rgb_ultrasound(tmp_path / "cine.dcm", speckle(24, 32), boxes=[(2, 2, 29, 21, 1)], frames=3)
     adapter = UltrasoundAdapter()

@@ -110,6 +110,28 @@ def test_inspect_shows_the_viewers_image(tmp_path, capsys):
     assert "sample 2 of 4" in capsys.readouterr().out
 
 
+def test_zero_or_negative_pixel_spacing_is_unknown_with_a_warning(tmp_path, capsys, caplog):
+    """A computed radiograph exported with PixelSpacing 0.000\\0.000: spacing null in sample.json, not [0, 0]."""
+    import logging
+
+    rows, cols = 8, 10
+    ds = F.base_dataset(rows, cols, modality="CR")
+    ds.PixelSpacing = ["0.000", "0.000"]
+    ds.PixelData = F.ramp(rows, cols, 0, 4095).astype(np.uint16).tobytes()
+    path = F.write(ds, tmp_path / "cr.dcm")
+    out = tmp_path / "inspect"
+    with caplog.at_level(logging.WARNING, logger="mae_medical"):
+        assert main(["-q", "inspect", "--adapter", "medical.xray", str(path), "--out", str(out)]) == 0
+    assert json.loads((out / "sample.json").read_text())["meta"]["spacing"] is None
+    assert f"{path}: PixelSpacing 0 \\ 0 is not a pixel size" in caplog.text
+    del ds.PixelSpacing
+    ds.ImagerPixelSpacing = [-0.15, 0.15]
+    negative = F.write(ds, tmp_path / "neg.dcm")
+    assert XrayAdapter().read(negative).meta["spacing"] is None
+    ds.ImagerPixelSpacing = [0.139, 0.143]
+    assert XrayAdapter().read(F.write(ds, tmp_path / "ok.dcm")).meta["spacing"] == pytest.approx([0.139, 0.143])
+
+
 def test_inspect_names_a_bad_file(tmp_path, capsys):
     path = F.truncated(tmp_path / "cut.dcm")
     assert main(["-q", "inspect", "--adapter", "medical.xray", str(path), "--out", str(tmp_path / "o")]) == 2
@@ -130,7 +152,7 @@ def test_pretraining_through_the_cli_skips_and_lists_bad_files(tmp_path, capsys)
         F.monochrome1_voi_lut(archive / f"m1_{k}.dcm")
     F.truncated(archive / "cut.dcm")
     F.video_file(archive / "video.dcm")
-    F.structured_report(archive / "report.dcm")  # no pixel data: left out, never drawn
+    F.structured_report(archive / "report.dcm")  # no pixel data: left out (listed at step 0), never drawn
     run = tmp_path / "run"
     # 10 samples, batches of 5: the two steps draw every sample once, the bad ones included
     code = main(["-q", "pretrain", "--adapter", "medical.xray", "--data", str(archive), "--out", str(run), *MICRO,
@@ -140,8 +162,11 @@ def test_pretraining_through_the_cli_skips_and_lists_bad_files(tmp_path, capsys)
     assert code == 0, captured.err
     assert "finished 2 steps" in captured.out
     with open(run / "skipped.csv", newline="") as fh:
-        skipped = {row["source"].rsplit("/", 1)[-1]: row["reason"] for row in csv.DictReader(fh)}
-    assert set(skipped) == {"cut.dcm", "video.dcm"}
+        rows = list(csv.DictReader(fh))
+    skipped = {row["source"].rsplit("/", 1)[-1]: row["reason"] for row in rows}
+    assert set(skipped) == {"cut.dcm", "video.dcm", "report.dcm"}
+    assert [r["step"] for r in rows if r["source"].endswith("report.dcm")] == ["0"]
+    assert skipped["report.dcm"] == "no pixel data (Basic Text SR Storage, modality SR)"
     assert "MPEG-4 AVC/H.264" in skipped["video.dcm"] and "PyAV" in skipped["video.dcm"]
     assert skipped["cut.dcm"].startswith("cannot decode pixel data")
     config = yaml.safe_load((run / "config.yaml").read_text())

@@ -7,6 +7,8 @@ import pytest
 import tifffile
 import zarr
 
+from mae_domains.data.sample import BadSampleError
+
 from mae_microscopy.channel_files import ChannelFilesField, compile_pattern, group_channel_files, well_name
 from mae_microscopy.image_info import Window, length_in_um
 from mae_microscopy.sources import CropRef, ReaderSettings, discover_fields
@@ -73,6 +75,49 @@ def test_plain_multipage_pages_as_channels_or_planes(tmp_path):
     as_planes = TiffField(str(tmp_path / "pages.tif"), pages_axis="Z")
     assert as_planes.info().sizes == (1, 1, 3, 16, 16)
     np.testing.assert_array_equal(as_planes.read(0, [0], None, Window(0, 0, 16, 16))[0], pages)
+
+
+def nuclei_stack(planes: int = 31, size: int = 32) -> np.ndarray:
+    """A 16-bit Z-stack whose brightest plane differs per pixel (so the maximum projection is checkable)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(100, 4000, (planes, size, size)).astype(np.uint16)
+
+
+def test_31_page_gray_stack_without_axis_metadata_is_refused_naming_pages_axis(tmp_path):
+    """tifffile's plain write (a ``shaped`` description only) and a page-by-page write without any
+    metadata: 31 unnamed gray pages are a Z-stack far more often than 31 channels."""
+    stack = nuclei_stack()
+    tifffile.imwrite(tmp_path / "shaped.tif", stack, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "bare.tif", stack, photometric="minisblack", metadata=None)
+    few = tmp_path / "three.tif"
+    tifffile.imwrite(few, stack[:3], photometric="minisblack")
+    assert TiffField(str(few), pages_axis="auto").info().sizes == (1, 3, 1, 32, 32)  # a few pages: channels
+    for name in ("shaped.tif", "bare.tif"):
+        with pytest.raises(ValueError, match=rf"{name}: holds 31 same-shaped gray pages without axis "
+                                             r"metadata .*set data.options.pages_axis to z"):
+            make_adapter().discover([tmp_path / name])  # alone: nothing to train on, one line
+        adapter = make_adapter()
+        refs = adapter.discover([tmp_path / name, few])  # among good files: skipped and listed when read
+        stack_ref = next(r for r in refs if r.field.source.endswith(name))
+        with pytest.raises(BadSampleError, match="set data.options.pages_axis to z"):
+            adapter.read(stack_ref)
+        as_z = make_adapter(pages_axis="z")
+        sample = as_z.read(as_z.discover([tmp_path / name])[0])
+        assert sample.meta["channel_names"] == ["channel_0"] and sample.meta["window"] == [0, 0, 32, 32]
+        np.testing.assert_array_equal(sample.image[0], stack.max(axis=0).astype(np.float32))  # maximum projection
+
+
+def test_z_stacks_with_imagej_or_ome_axes_are_planes(tmp_path):
+    stack = nuclei_stack()
+    tifffile.imwrite(tmp_path / "ij.tif", stack, imagej=True, resolution=(1 / 0.325, 1 / 0.325),
+                     metadata={"axes": "ZYX", "unit": "micron", "spacing": 0.5})
+    write_ome_tiff(tmp_path / "z.ome.tif", stack, ["DNA"], pixel_size=0.325, z_step=0.5, axes="ZYX")
+    for name in ("ij.tif", "z.ome.tif"):
+        field = TiffField(str(tmp_path / name), pages_axis="auto")
+        info = field.info()
+        assert info.sizes == (1, 1, 31, 32, 32), name
+        assert info.pixel_size == pytest.approx((0.325, 0.325)) and info.z_step == pytest.approx(0.5)
+        np.testing.assert_array_equal(field.read(0, [0], None, Window(0, 0, 32, 32))[0], stack)
 
 
 def test_8bit_and_float_tiff(tmp_path):

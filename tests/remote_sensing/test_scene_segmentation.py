@@ -113,6 +113,27 @@ def test_segmenter_on_band_groups_and_gsd_scaled_grids(name):
     assert logits.shape == (2, 3, 32, 32) and torch.isfinite(logits).all()
 
 
+def test_saved_segmenter_files_have_ordinary_permissions(tmp_path):
+    """Like exports: 0666 less the umask (safetensors writes 0600, unreadable to the rest of a group)."""
+    import os
+
+    from mae_domains.evaluation.scene_segmentation import load_segmenter_weights, read_segmenter_info, save_segmenter
+
+    adapter = make_adapter("scale", img_size=32, bands=BANDS)
+    mae = adapter.build_model(adapter.config.model, adapter.config.mask)
+    segmenter = SceneSegmenter(mae.encoder, 3, in_chans=4)
+    old = os.umask(0o022)
+    try:
+        folder = save_segmenter(segmenter, tmp_path / "seg", tmp_path / "run", 3,
+                                SceneSegmentationConfig().resolved(32, 8))
+    finally:
+        os.umask(old)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {
+        "segmenter.safetensors": "0o644", "segmenter.json": "0o644"}
+    loaded = load_segmenter_weights(mae.encoder, folder, read_segmenter_info(folder), 4, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), segmenter.state_dict().values()))
+
+
 def test_time_series_runs_are_refused(tmp_path):
     scene, _ = write_scene(tmp_path)
     with pytest.raises(ValueError, match="single-date scenes"):
