@@ -111,7 +111,9 @@ class CTAdapter(GridAdapter):
         files = find_files(sources, ("*",))
         volumes = self.volume_refs(files)
         if not volumes:
-            raise FileNotFoundError(f"no NIfTI volume or DICOM series in {', '.join(map(str, sources))}")
+            left_out = "; ".join(f"{p}: {why}" for p, why in self.excluded[:3])
+            raise FileNotFoundError(f"no NIfTI volume or DICOM series in {', '.join(map(str, sources))}"
+                                    + (f" (left out: {left_out})" if left_out else ""))
         n = int(self.options["crops_per_volume"])
         return [VolumeRef(v.source, v.files, v.kind, v.uid, c) for v in volumes for c in range(n)]
 

@@ -20,9 +20,14 @@ def is_nifti(path: str | Path) -> bool:
 def nifti_header_problem(path: str | Path) -> str | None:
     """Why a NIfTI file cannot be a volume, from its header alone (None when it looks fine)."""
     try:
-        shape = nib.load(str(path)).shape
+        header = nib.load(str(path)).header
     except Exception as err:
         return f"unreadable NIfTI header ({type(err).__name__}: {err})"
+    dims = [int(d) for d in header["dim"]]
+    negative = [i for i in range(1, min(max(dims[0], 0), 7) + 1) if dims[i] < 0]
+    if negative:
+        return f"header field dim[{negative[0]}] is {dims[negative[0]]}: a negative dimension (dim = {dims})"
+    shape = header.get_data_shape()
     spatial = tuple(shape[:3]) + (1,) * max(0, 3 - len(shape))
     if min(spatial) < 2:
         return (f"is not a 3D volume (voxel shape {tuple(shape)}); the CT/MR adapter needs at least 2 voxels "
