@@ -80,7 +80,6 @@ def cmd_check_adapter(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from mae_domains.engine import pretrain
-    from mae_domains.engine.preemption import PREEMPTED_EXIT_CODE
 
     if args.resume:
         from mae_domains.runs.resume import resume_config
@@ -106,12 +105,19 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         run_dir = Path(args.out or Path("runs") / config.adapter.replace(".", "_"))
     result = pretrain(config, run_dir, resume=bool(args.resume), overwrite=args.overwrite)
     if result.stopped_by:
-        print(f"stopped by {result.stopped_by} after step {result.steps}, checkpoint written; continue with: "
-              f"mae-domains pretrain --resume {run_dir}", file=sys.stderr)
-        return PREEMPTED_EXIT_CODE
+        return report_stop(result)
     print(f"finished {result.steps} steps, loss {result.final_loss:.4f}; skipped samples: {result.skipped}")
     print(f"run directory: {run_dir.resolve()}")
     return 0
+
+
+def report_stop(result) -> int:
+    """Say that a run stopped on a signal, why and how to continue; the exit code 128 + the signal."""
+    from mae_domains.engine.preemption import stop_exit_code, stopped_summary
+
+    print(stopped_summary(result.stopped_by, result.steps, result.checkpoint_step, result.total_steps,
+                          result.run_dir), file=sys.stderr)
+    return stop_exit_code(result.stopped_by if result.stopped_by in ("SIGTERM", "SIGINT") else "SIGINT")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -244,6 +250,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo: pretraining adapter '{config.adapter}' ({config.model.preset}) on {archive} "
           f"for {config.engine.max_steps} steps")
     result = pretrain(config, run_dir, overwrite=True)  # the demo's own folder: each demo starts afresh
+    if result.stopped_by:
+        return report_stop(result)
     figures = sorted((run_dir / "figures").glob("*.png"))
     print(f"done: {result.steps} steps, final loss {result.final_loss:.4f}")
     print(f"  checkpoint:      {result.checkpoint.resolve()}")
