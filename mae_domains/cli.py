@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from mae_domains import log_names
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -152,7 +154,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _report_skipped(skipped, csv_path: Path | None, shown: int = 20) -> None:
     """List skipped samples on stderr (the first ``shown``; all of them are in ``csv_path``)."""
     for entry in skipped[:shown]:
-        print(f"skipped {entry.source}: {entry.reason}", file=sys.stderr)
+        print(f"skipped {log_names.printable(entry.source)}: {log_names.printable(entry.reason)}", file=sys.stderr)
     if len(skipped) > shown:
         print(f"... and {len(skipped) - shown} more", file=sys.stderr)
     if skipped and csv_path is not None:
@@ -437,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     split_overrides(args)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    log_names.install()  # a file name with a line break cannot forge a log line
     if args.debug:
         return int(args.func(args) or 0)
     try:

@@ -31,6 +31,7 @@ import torch
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
 from mae_domains.data.pixel_limit import check_pixel_count
 from mae_domains.files import find_files
+from mae_domains.log_names import LogLines, printable
 from mae_domains.grid_adapter import GridAdapter
 from mae_domains.models.embeddings.cube3d import CubePatchEmbed3D
 from mae_medical.dicom_header import cached_header
@@ -129,7 +130,7 @@ class CTAdapter(GridAdapter):
         log_series(series)
         if self.excluded:
             log.warning("%d file(s) left out:\n%s", len(self.excluded),
-                        "\n".join(f"  {p}: {why}" for p, why in self.excluded[:10]))
+                        LogLines("\n".join(f"  {printable(p)}: {printable(why)}" for p, why in self.excluded[:10])))
         return ([VolumeRef(p, (p,), "nifti") for p in nifti] +
                 [VolumeRef(s.name, s.files, "dicom", s.uid) for s in series])
 
