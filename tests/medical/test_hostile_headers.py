@@ -45,6 +45,7 @@ def one_frame_declaring(path, frames: int, compressed: bool = False):
     return F.write(ds, path)
 
 
+@pytest.mark.slow  # a fresh CLI process (about 20 s to import), with a deadline
 def test_dicom_declaring_1e8_frames_is_refused_from_its_header_within_a_deadline(tmp_path):
     """Discovery used to make one sample per declared frame (2.4 GB, no message): now one line, at once."""
     import os

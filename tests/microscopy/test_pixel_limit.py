@@ -46,6 +46,7 @@ def sparse_ome_zarr(path, shape=(3, 2**20, 2**20)):
     return path
 
 
+@pytest.mark.slow  # a fresh CLI process (about 20 s to import), with a deadline
 def test_a_zarr_declaring_3_x_2e20_x_2e20_is_refused_from_its_metadata_within_a_deadline(tmp_path):
     """It used to make millions of crops and read every chunk for the overview (3.4 GB, killed at 180 s)."""
     import os
