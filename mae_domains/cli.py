@@ -119,7 +119,7 @@ def report_stop(result) -> int:
 
     print(stopped_summary(result.stopped_by, result.steps, result.checkpoint_step, result.total_steps,
                           result.run_dir), file=sys.stderr)
-    return stop_exit_code(result.stopped_by if result.stopped_by in ("SIGTERM", "SIGINT") else "SIGINT")
+    return stop_exit_code("SIGINT" if "Ctrl-C" in result.stopped_by else result.stopped_by)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -152,6 +152,13 @@ def test_a_second_ctrl_c_stops_at_once_and_names_the_last_checkpoint():
     assert stopped_summary("a second Ctrl-C", 37, 30, 100, "runs/x") == (
         "stopped by a second Ctrl-C after step 37 of 100 (Ctrl-C pressed twice stops at once); the step under way "
         "was not saved, the checkpoint is of step 30; continue with: mae-domains pretrain --resume runs/x")
+    from types import SimpleNamespace
+
+    from mae_domains.cli import report_stop
+
+    stopped = SimpleNamespace(stopped_by="a second Ctrl-C", steps=37, checkpoint_step=30, total_steps=100, run_dir="x")
+    assert report_stop(stopped) == 130
+    assert report_stop(SimpleNamespace(**{**vars(stopped), "stopped_by": "a stop signal on another rank"})) == 143
 
 
 def test_demo_stopped_by_a_signal_does_not_say_done(tmp_path, monkeypatch, capsys):
