@@ -46,15 +46,18 @@ SLAB_BYTES = 32 * 2**20  # stored values decoded at a time
 
 def decode_float32(proxy) -> np.ndarray:
     """The scaled values of a nibabel array proxy in one C-ordered float32 array, decoded slab by slab
-    along the last axis (contiguous in the file: NIfTI is stored in Fortran order)."""
+    along the last axis longer than 1 (contiguous in the file: NIfTI is stored in Fortran order, and a
+    trailing axis of length 1, a 4D file with one frame, changes nothing)."""
     shape = tuple(int(s) for s in proxy.shape)
     out = np.empty(shape, np.float32)
     if not shape or min(shape) == 0:
         return out
-    per_slice = int(np.prod(shape[:-1])) * np.dtype(proxy.dtype).itemsize
+    axis = max((i for i, n in enumerate(shape) if n > 1), default=len(shape) - 1)
+    per_slice = int(np.prod(shape[:axis])) * np.dtype(proxy.dtype).itemsize
     step = max(1, SLAB_BYTES // max(per_slice, 1))
-    for start in range(0, shape[-1], step):
-        out[..., start:start + step] = proxy[..., start:start + step]
+    for start in range(0, shape[axis], step):
+        slab = (slice(None),) * axis + (slice(start, start + step),)
+        out[slab] = proxy[slab]
     return out
 
 

@@ -108,3 +108,10 @@ def test_nifti_decodes_into_one_float32_copy_with_scaling_applied(tmp_path, monk
     assert volume.data.dtype == np.float32 and volume.data.flags.c_contiguous
     float_bytes = stored.size * 4
     assert peak < float_bytes + stored.size * 2 // 2, (peak, float_bytes)  # not the stored int16 array beside it
+    nib.save(nib.Nifti1Image(stored[..., None], image.affine), tmp_path / "one_frame.nii.gz")
+    tracemalloc.start()
+    one_frame = nifti.read_nifti(tmp_path / "one_frame.nii.gz")  # 4D with one frame: slabs along z still
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(one_frame.data, stored.astype(np.float32))
+    assert peak < float_bytes + stored.size * 2 // 2, (peak, float_bytes)
