@@ -26,6 +26,7 @@ from mae_domains import ADAPTER_API_VERSION
 from mae_domains.data.read_failures import ReadFailures, StatsError
 from mae_domains.data.sample import BadSampleError, NormStats, RunningStats, Sample
 from mae_domains.files import find_files
+from mae_domains.log_names import LogLines, printable
 from mae_domains.grid import GridBatch
 from mae_domains.models.presets import with_preset_decoder
 
@@ -178,7 +179,7 @@ class Adapter(ABC):
                         failures.total, len(order), failures.summary())
         if running.rejected:
             log.warning("normalization statistics: %d sample(s) left out as outliers:\n%s", len(running.rejected),
-                        "\n".join(f"  {src}: {why}" for src, why in running.rejected[:5]))
+                        LogLines("\n".join(f"  {printable(src)}: {printable(why)}" for src, why in running.rejected[:5])))
         return stats
 
     def stats_view(self, sample: Sample) -> np.ndarray:

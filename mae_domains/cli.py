@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from mae_domains import log_names
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -80,7 +82,6 @@ def cmd_check_adapter(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from mae_domains.engine import pretrain
-    from mae_domains.engine.preemption import PREEMPTED_EXIT_CODE
 
     if args.resume:
         from mae_domains.runs.resume import resume_config
@@ -106,12 +107,19 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         run_dir = Path(args.out or Path("runs") / config.adapter.replace(".", "_"))
     result = pretrain(config, run_dir, resume=bool(args.resume), overwrite=args.overwrite)
     if result.stopped_by:
-        print(f"stopped by {result.stopped_by} after step {result.steps}, checkpoint written; continue with: "
-              f"mae-domains pretrain --resume {run_dir}", file=sys.stderr)
-        return PREEMPTED_EXIT_CODE
+        return report_stop(result)
     print(f"finished {result.steps} steps, loss {result.final_loss:.4f}; skipped samples: {result.skipped}")
     print(f"run directory: {run_dir.resolve()}")
     return 0
+
+
+def report_stop(result) -> int:
+    """Say that a run stopped on a signal, why and how to continue; the exit code 128 + the signal."""
+    from mae_domains.engine.preemption import stop_exit_code, stopped_summary
+
+    print(stopped_summary(result.stopped_by, result.steps, result.checkpoint_step, result.total_steps,
+                          result.run_dir), file=sys.stderr)
+    return stop_exit_code("SIGINT" if "Ctrl-C" in result.stopped_by else result.stopped_by)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -146,7 +154,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _report_skipped(skipped, csv_path: Path | None, shown: int = 20) -> None:
     """List skipped samples on stderr (the first ``shown``; all of them are in ``csv_path``)."""
     for entry in skipped[:shown]:
-        print(f"skipped {entry.source}: {entry.reason}", file=sys.stderr)
+        print(f"skipped {log_names.printable(entry.source)}: {log_names.printable(entry.reason)}", file=sys.stderr)
     if len(skipped) > shown:
         print(f"... and {len(skipped) - shown} more", file=sys.stderr)
     if skipped and csv_path is not None:
@@ -245,6 +253,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo: pretraining adapter '{config.adapter}' ({config.model.preset}) on {archive} "
           f"for {config.engine.max_steps} steps")
     result = pretrain(config, run_dir, overwrite=True)  # the demo's own folder: each demo starts afresh
+    if result.stopped_by:
+        return report_stop(result)
     figures = sorted((run_dir / "figures").glob("*.png"))
     print(f"done: {result.steps} steps, final loss {result.final_loss:.4f}")
     print(f"  checkpoint:      {result.checkpoint.resolve()}")
@@ -430,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     split_overrides(args)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    log_names.install()  # a file name with a line break cannot forge a log line
     if args.debug:
         return int(args.func(args) or 0)
     try:

@@ -3,30 +3,62 @@
 Archives often hold symlinks (a dataset linked in from another disk, a "latest" link to a sibling
 folder), sometimes loops. Folders are walked following links, but a real folder is entered only once,
 and a file reached through several paths is listed once (under the first path found, in sorted order).
+A link to a folder that holds the walked folder itself (``/``, the home folder) is not followed: it would
+walk everything above the data. Folders and entries that cannot be read (no permission, gone meanwhile)
+are skipped with a logged reason, and the walk stops going deeper than :data:`MAX_DEPTH` folders.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import glob
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 100  # folders below the walked one; deeper is a link maze, not an archive
+
+
 def walk_files(root: Path) -> Iterator[Path]:
-    """Every file under ``root`` in sorted order, following symlinked folders but never entering a real
-    folder twice (so a link loop ends)."""
+    """Every file under ``root`` in sorted order (each folder's files, then its subfolders), following
+    symlinked folders but never entering a real folder twice (so a link loop ends), nor a link to a folder
+    that holds ``root``; unreadable folders and entries are skipped with a logged reason."""
+    root_real = os.path.realpath(root)
     seen_dirs: set[str] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
+    stack = [(os.fspath(root), 0)]
+    while stack:
+        folder, depth = stack.pop()
         real = os.path.realpath(folder)
         if real in seen_dirs:
-            dirs[:] = []
             continue
         seen_dirs.add(real)
-        dirs.sort()
-        for name in sorted(files):
-            yield Path(folder) / name
+        try:
+            with os.scandir(folder) as found:
+                entries = sorted(found, key=lambda e: e.name)
+        except OSError as err:
+            log.warning("skipping folder %s: %s", folder, err.strerror or err)
+            continue
+        subfolders = []
+        for entry in entries:
+            try:
+                if entry.is_dir():  # follows links
+                    subfolders.append(entry.path)
+                elif entry.is_file():
+                    yield Path(entry.path)
+            except OSError as err:  # a link into a folder without permission, an entry gone meanwhile
+                log.warning("skipping %s: %s", entry.path, err.strerror or err)
+        for sub in reversed(subfolders):  # popped in sorted order
+            target = os.path.realpath(sub)
+            if os.path.islink(sub) and (root_real == target or root_real.startswith(target.rstrip(os.sep) + os.sep)):
+                log.warning("not following the link %s -> %s: it holds the data folder %s itself", sub, target, root)
+            elif depth >= MAX_DEPTH:
+                log.warning("not entering %s: more than %d folders deep", sub, MAX_DEPTH)
+            else:
+                stack.append((sub, depth + 1))
 
 
 def matches(path: Path, patterns: Sequence[str]) -> bool:

@@ -131,6 +131,8 @@ def foreign_files_hint(sources: Sequence[str | os.PathLike], adapter_name: str, 
     sentences = []
     for kind, files in found.items():
         readers = [n for n in adapters_reading(kind, adapters) if n != adapter_name]
+        if not readers and adapter_name in adapters_reading(kind, adapters):
+            continue  # its own kind, read by no other: the adapter says why it left these files out
         where = (f"read them with adapter {' or '.join(repr(n) for n in readers)}" if readers else
                  f"no installed adapter reads {kind} yet (installed: {', '.join(sorted(adapters)) or 'none'})")
         sentences.append(f"{len(files)} {kind} file(s) (e.g. {files[0]}) are not read by adapter "

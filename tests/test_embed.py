@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,26 @@ def test_embed_aggregate_image_through_the_cli(archive, tmp_path):
     assert main(["embed", "--run", str(run), "--data", str(archive), "--out", str(out), "--aggregate", "image"]) == 0
     data = np.load(out)
     assert len(data["sample_ids"]) == len(set(data["sample_ids"].tolist())) and np.all(data["count"] == 1)
+
+
+def test_names_with_a_line_break_or_bytes_that_are_not_utf8(archive, tmp_path, capsys):
+    """A bad file's name cannot forge a line of embed's report (it is escaped), and embed lists it in its
+    skipped.csv byte for byte, as pretrain does, instead of stopping after the .npz."""
+    run = write_run(tmp_path / "run")
+    forged = "broken\n12:00:00 INFO mae_domains.engine: all good.png"
+    (archive / "b" / forged).write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    raw_name = os.fsencode(archive / "b") + b"/bad\xff.png"
+    with open(raw_name, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n not a png either")
+    out = tmp_path / "emb.npz"
+    assert main(["embed", "--run", str(run), "--data", str(archive), "--out", str(out),
+                 "--batch-size", "2", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped " + str(archive / "b" / "broken\\n12:00:00 INFO mae_domains.engine: all good.png") in err
+    assert "bad\\udcff.png: cannot decode" in err and not any(line.startswith("12:00") for line in err.splitlines())
+    csv_bytes = (tmp_path / "emb.skipped.csv").read_bytes()
+    assert raw_name in csv_bytes
+    with open(tmp_path / "emb.skipped.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        names = {Path(r["source"]).name for r in csv.DictReader(f)}
+    assert names == {"broken.png", forged, os.fsdecode(b"bad\xff.png")}
+    assert len(np.load(out, allow_pickle=False)["sample_ids"]) == 4

@@ -119,10 +119,11 @@ class MedicalImageAdapter(GridAdapter):
         o = self.options
         found: Discovery = discover_sources(sources, ManifestOptions(
             image_root=o["image_root"], split=o["split"], no_finding=o["no_finding"],
-            frame_stride=int(o["frame_stride"])))
+            frame_stride=int(o["frame_stride"]),
+            max_pixels=self.config.data.max_pixels))
         self.excluded = found.excluded
         if found.excluded:
-            log.warning("%d file(s) without pixel data left out (e.g. %s: %s)", len(found.excluded),
+            log.warning("%d file(s) left out (e.g. %s: %s)", len(found.excluded),
                         *found.excluded[0])
         return found.refs
 

@@ -31,6 +31,7 @@ import torch
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
 from mae_domains.data.pixel_limit import check_pixel_count
 from mae_domains.files import find_files
+from mae_domains.log_names import LogLines, printable
 from mae_domains.grid_adapter import GridAdapter
 from mae_domains.models.embeddings.cube3d import CubePatchEmbed3D
 from mae_medical.dicom_header import cached_header
@@ -126,7 +127,9 @@ class CTAdapter(GridAdapter):
         files = find_files(sources, ("*",))
         volumes, self.excluded = self.volume_refs(files)
         if not volumes:
-            raise FileNotFoundError(f"no NIfTI volume or DICOM series in {', '.join(map(str, sources))}")
+            left_out = "; ".join(f"{p}: {why}" for p, why in self.excluded[:3])
+            raise FileNotFoundError(f"no NIfTI volume or DICOM series in {', '.join(map(str, sources))}"
+                                    + (f" (left out: {left_out})" if left_out else ""))
         n = int(self.options["crops_per_volume"])
         return [VolumeRef(v.source, v.files, v.kind, v.uid, c) for v in volumes for c in range(n)]
 
@@ -144,7 +147,7 @@ class CTAdapter(GridAdapter):
         log_series(series)
         if excluded:
             log.warning("%d file(s) left out:\n%s", len(excluded),
-                        "\n".join(f"  {p}: {why}" for p, why in excluded[:10]))
+                        LogLines("\n".join(f"  {printable(p)}: {printable(why)}" for p, why in excluded[:10])))
         return ([VolumeRef(p, (p,), "nifti") for p in nifti] +
                 [VolumeRef(s.name, s.files, "dicom", s.uid) for s in series]), excluded
 

@@ -211,3 +211,41 @@ def pixel_spacing(header: Dataset, source: str | Path | None = None) -> list[flo
 def _warn_unknown_spacing(source: str, keyword: str, spacing: tuple[float, ...]) -> None:
     log.warning("%s: %s %s is not a pixel size (zero, negative or not finite): spacing unknown", source, keyword,
                 " \\ ".join(f"{v:g}" for v in spacing))
+
+
+MIN_FRAGMENT_BYTES = 8  # an encapsulated frame is at least one item: its tag and length
+
+
+def declared_size_problem(path: str | Path, header: Dataset, max_pixels: int | None = None) -> str | None:
+    """Why the header's declared size cannot be true or is refused, before any frame is enumerated or
+    decoded: more frames (of a multi-frame file) than the file's bytes can hold (uncompressed: rows x columns x samples x bits per
+    frame; compressed: at least one 8-byte item per frame), or a frame of more than ``max_pixels``
+    values. None when the declared size is plausible."""
+    frames = frame_count(header)
+    rows, cols = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
+    samples = int(header.get("SamplesPerPixel") or 1)
+    if max_pixels and rows * cols * samples > int(max_pixels):
+        return (f"a frame of {rows} x {cols} x {samples} = {rows * cols * samples:,} values is more than "
+                f"data.max_pixels={int(max_pixels):,} (raise data.max_pixels if the file is genuine)")
+    if frames == 1:
+        return None  # nothing to enumerate: a short file is named by the reader ("truncated or corrupt")
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return None  # reading it names the problem
+    syntax = transfer_syntax(header)
+    uid = UID(syntax) if syntax else None
+    if uid is not None and uid.is_deflated:
+        return None  # deflate may shrink anything: the decoder checks the inflated length
+    if uid is not None and uid.is_encapsulated:
+        needed = frames * MIN_FRAGMENT_BYTES
+        what = f"at least {MIN_FRAGMENT_BYTES} bytes per compressed frame"
+    else:
+        if str(header.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+            samples = 2  # chroma subsampled: two values per pixel
+        needed = -(-frames * rows * cols * samples * int(header.get("BitsAllocated") or 8) // 8)
+        what = f"{rows} x {cols} x {samples} values of {int(header.get('BitsAllocated') or 8)} bits per frame"
+    if needed > size:
+        return (f"header field NumberOfFrames declares {frames:,} frames ({what}: {needed:,} bytes), but the "
+                f"file holds only {size:,} bytes")
+    return None

@@ -30,7 +30,9 @@ from typing import Any, Iterable, Sequence
 from mae_domains.data.sample import BadSampleError
 from mae_domains.files import find_files, walk_files
 from mae_medical.dicom_codecs import decoding_problem
-from mae_medical.dicom_header import cached_header, frame_count, is_dicom_file, no_pixel_data_reason, transfer_syntax
+from mae_medical.dicom_header import (
+    cached_header, declared_size_problem, frame_count, is_dicom_file, no_pixel_data_reason, transfer_syntax,
+)
 from mae_medical.raster_images import is_raster_file
 
 log = logging.getLogger(__name__)
@@ -77,12 +79,14 @@ def as_frame_ref(ref: Any) -> FrameRef:
 @dataclass
 class ManifestOptions:
     """How manifests are read: ``image_root`` (None = the manifest's folder), the ``split`` rows to keep
-    (None = all), the label that means "no finding" (an empty label set), and the frame stride."""
+    (None = all), the label that means "no finding" (an empty label set), the frame stride, and the most
+    values a DICOM frame may declare (``data.max_pixels``; None: no limit)."""
 
     image_root: str | None = None
     split: str | None = None
     no_finding: str | None = "No Finding"
     frame_stride: int = 1
+    max_pixels: int | None = None
 
 
 @dataclass
@@ -99,8 +103,10 @@ def is_image_file(path: Path) -> bool:
     return is_raster_file(path) or is_dicom_file(path)
 
 
-def frame_refs(path: Path, label: Label, found: Discovery, stride: int = 1, split: str | None = None) -> None:
-    """Append the references of one image file to ``found`` (module docstring)."""
+def frame_refs(path: Path, label: Label, found: Discovery, stride: int = 1, split: str | None = None,
+               max_pixels: int | None = None) -> None:
+    """Append the references of one image file to ``found`` (module docstring); a DICOM file whose header
+    declares more frames than it holds, or frames over ``max_pixels``, is left out with its reason."""
     if not is_dicom_file(path):
         found.refs.append(FrameRef(str(path), label=label, split=split))
         return
@@ -109,7 +115,7 @@ def frame_refs(path: Path, label: Label, found: Discovery, stride: int = 1, spli
     except BadSampleError:  # unreadable: keep it, reading names the problem and the run lists it
         found.refs.append(FrameRef(str(path), label=label, split=split))
         return
-    reason = no_pixel_data_reason(header)
+    reason = no_pixel_data_reason(header) or declared_size_problem(path, header, max_pixels)
     if reason is not None:
         log.warning("skipping %s: %s", path, reason)
         found.excluded.append((str(path), reason))
@@ -184,7 +190,7 @@ def read_manifest(path: Path, options: ManifestOptions, found: Discovery) -> Non
         if entry.frames > 1:  # an explicit ``file#frame=K`` row
             found.refs.append(FrameRef(str(image), entry.frame, entry.frames, label, split))
         else:
-            frame_refs(image, label, found, options.frame_stride, split)
+            frame_refs(image, label, found, options.frame_stride, split, options.max_pixels)
 
 
 def discover_sources(sources: Sequence[str | os.PathLike], options: ManifestOptions | None = None) -> Discovery:
@@ -200,12 +206,12 @@ def discover_sources(sources: Sequence[str | os.PathLike], options: ManifestOpti
         given = path.is_file()  # a file named on its own is read whatever its name
         for p in find_files([source]):  # folders walked once (symlink loops end), globs expanded
             if given or is_image_file(p):
-                frame_refs(p, None, found, options.frame_stride)
+                frame_refs(p, None, found, options.frame_stride, max_pixels=options.max_pixels)
     if not found.refs:
         detail = ""
         if found.excluded:
             first, reason = found.excluded[0]
-            detail = f"; {len(found.excluded)} file(s) hold no pixel data (e.g. {first}: {reason})"
+            detail = f"; {len(found.excluded)} file(s) left out (e.g. {first}: {reason})"
         raise FileNotFoundError(f"no images found in {', '.join(map(str, sources))} (looked for DICOM, PNG, "
                                 f"JPEG and TIFF files){detail}")
     return found

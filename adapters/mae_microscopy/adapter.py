@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -134,7 +135,7 @@ class ChannelAgnosticAdapter(GridAdapter):
     def discover(self, sources: Sequence[str | Path]) -> list[CropRef]:
         """Crop references of every field and plane; fields that cannot be used stay in the list (their
         read raises the reason), so pretraining skips and lists them."""
-        entries = discover_fields(sources, self.settings)
+        entries = discover_fields(sources, replace(self.settings, max_pixels=self.config.data.max_pixels))
         labels = [e.id("label") for e in entries]
         self.classes = sorted(set(labels)) if labels and all(labels) else []
         refs: list[CropRef] = []

@@ -37,6 +37,7 @@ class ReaderSettings:
     level: int = 0
     channel_patterns: tuple[str, ...] = ("harmony", "imagexpress")
     channel_map: tuple[tuple[str, str], ...] = ()
+    max_pixels: int | None = None  # data.max_pixels: the most values a window read, or a Zarr level, may hold
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class FieldSpec:
             return ChannelFilesField(self.group, dict(settings.channel_map))
         if self.kind == "zarr":
             assert self.zarr is not None
-            return ZarrField(self.zarr, settings.level)
+            return ZarrField(self.zarr, settings.level, settings.max_pixels)
         raise ValueError(f"unknown field kind {self.kind!r}")
 
 

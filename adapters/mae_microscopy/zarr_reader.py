@@ -10,7 +10,9 @@
   default ``YX``, ``CYX``, ``CZYX``, ``TCZYX`` for 2 to 5 dimensions), ``channel_names`` (or
   ``channels``) and ``pixel_size`` (micrometres; a number or ``[y, x]``).
 
-Only the chunks under a window are read.
+Only the chunks under a window are read. The shape each array declares (every level of a pyramid) is
+checked against ``data.max_pixels`` before anything is enumerated or read: a store that declares
+(3, 2^20, 2^20) and holds almost nothing would otherwise make millions of crops.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import zarr
 
+from mae_domains.data.pixel_limit import check_pixel_count
 from mae_domains.data.sample import BadSampleError
 from mae_microscopy.image_info import FieldReader, HandleCache, ImageInfo, default_channel_names, length_in_um
 
@@ -96,10 +99,11 @@ def list_zarr_fields(store: str | Path) -> list[ZarrImageRef]:
 class ZarrField(FieldReader):
     """One OME-Zarr image (at pyramid ``level``) or plain Zarr array as a field."""
 
-    def __init__(self, ref: ZarrImageRef, level: int = 0) -> None:
+    def __init__(self, ref: ZarrImageRef, level: int = 0, max_pixels: int | None = None) -> None:
         self.ref = ref
         self.source = ref.key
         self.level = int(level)
+        self.max_pixels = max_pixels
         self._info: ImageInfo | None = None
         self._array_key: str | None = None
         self._axes: str | None = None
@@ -133,6 +137,9 @@ class ZarrField(FieldReader):
         axes_meta = multiscale.get("axes") or [{"name": a} for a in "tczyx"[-5:]]
         axes_meta = [a if isinstance(a, dict) else {"name": str(a)} for a in axes_meta]
         letters = "".join(str(a["name"]).upper()[:1] for a in axes_meta)
+        for level, entry in enumerate(datasets):  # the overview reads coarser levels: every one is checked
+            shape = ZARR_NODES.get(self.ref.child(str(entry["path"]))).shape
+            check_pixel_count(self.source, shape, self.max_pixels, f"pyramid level {level} (declared shape)")
         dataset = datasets[self.level]
         self._array_key = self.ref.child(str(dataset["path"]))
         array = ZARR_NODES.get(self._array_key)
@@ -174,6 +181,7 @@ class ZarrField(FieldReader):
         if self.level:
             raise BadSampleError(self.source, f"a plain Zarr array has one resolution level; data.options.level="
                                               f"{self.level} asks for another")
+        check_pixel_count(self.source, array.shape, self.max_pixels, "the array (declared shape)")
         attrs = dict(array.attrs)
         axes = attrs.get("axes") or DEFAULT_AXES.get(array.ndim)
         if axes is None:
@@ -234,7 +242,7 @@ class ZarrField(FieldReader):
             return super().overview(max_side, channels)
         best = self
         for level in range(1, info.levels):
-            candidate = ZarrField(self.ref, level)
+            candidate = ZarrField(self.ref, level, self.max_pixels)
             if max(candidate.info().height, candidate.info().width) < max_side // 2:
                 break
             best = candidate

@@ -40,6 +40,7 @@ from mae_remote_sensing.feature_targets import build_feature_target, check_targe
 from mae_remote_sensing.chips import ChipRef, chips_for_scene, grid_windows, random_window, window_rng
 from mae_remote_sensing.geotiff import ReadSettings
 from mae_remote_sensing.manifest import date_features
+from mae_remote_sensing.network import apply_gdal_network_settings
 from mae_remote_sensing.scene import ChipWindow, Scene, TargetGrid
 from mae_remote_sensing.sensors import SENSOR_CHOICES
 from mae_remote_sensing.sources import SceneEntry, discover_scenes
@@ -71,6 +72,10 @@ COMMON_OPTIONS: dict[str, Any] = {
     "target": "pixels",
     "indices": ["NDVI", "NDWI", "NDBI"],
     "hog_window": None,
+    "network_timeout": 30,  # s without an answer before a remote raster or STAC document fails
+    "network_connect_timeout": 10,
+    "network_retries": 2,
+    "stac_confine_hrefs": True,  # local STAC hrefs must stay inside the STAC file's folder
 }
 
 
@@ -103,8 +108,14 @@ class RemoteSensingAdapter(GridAdapter):
             upsampling=str(o["upsampling"]), downsampling=str(o["downsampling"]),
             mask_band=o["mask_band"], mask_invalid_values=tuple(float(v) for v in o["mask_invalid_values"]),
             mask_invalid_bits=tuple(int(b) for b in o["mask_invalid_bits"]), sensor=str(o["sensor"]),
-            max_pixels=self.max_pixels,
+            max_pixels=self.max_pixels, network_timeout=float(o["network_timeout"]),
+            network_connect_timeout=float(o["network_connect_timeout"]), network_retries=int(o["network_retries"]),
+            stac_confine_hrefs=bool(o["stac_confine_hrefs"]),
         )
+        if min(self.settings.network_timeout, self.settings.network_connect_timeout) <= 0 or self.settings.network_retries < 0:
+            raise ValueError(f"adapter {self.name}: network_timeout and network_connect_timeout must be positive "
+                             "and network_retries at least 0")
+        apply_gdal_network_settings(self.settings)
         self.settings.resampling_for(1.0, 1.0)  # unknown resampling names fail here, not in a worker
         self.classes: list[str] = []
         self.multilabel = False

@@ -49,6 +49,10 @@ def _open_raster(path: str):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except (RasterioError, OSError) as err:
+        if path.startswith("/vsi"):  # a remote asset: unreachable, timed out or refused, not corrupt
+            url = path.split("/", 2)[2] if path.startswith("/vsicurl/") else path
+            raise BadSampleError(url, f"cannot read the remote raster ({err}); network limits: "
+                                      "data.options.network_timeout, network_connect_timeout, network_retries") from None
         raise BadSampleError(path, f"cannot open as a raster: corrupt or not a GeoTIFF ({err})") from None
 
 
@@ -69,7 +73,9 @@ class ReadSettings:
     classification band whose listed classes are invalid (e.g. SCL 0, 1, 3, 8, 9, 10); ``mask_invalid_bits``:
     bits of a quality bit mask that mark invalid pixels (Landsat QA_PIXEL 0 fill, 1 dilated cloud, 2 cirrus,
     3 cloud, 4 cloud shadow). ``sensor``: the data's sensor, or ``auto`` (metadata, file names, else
-    Sentinel-2). ``max_pixels``: the most values one read may decode.
+    Sentinel-2). ``max_pixels``: the most values one read may decode. ``network_*``: read and connect
+    timeouts (seconds) and retries of remote rasters and STAC documents; ``stac_confine_hrefs``: local
+    STAC hrefs must stay inside the folder of the STAC file given (:mod:`mae_remote_sensing.network`).
     """
 
     file_bands: tuple[str, ...] | None = None
@@ -82,6 +88,10 @@ class ReadSettings:
     mask_invalid_bits: tuple[int, ...] = field(default_factory=tuple)
     sensor: str = AUTO
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    network_timeout: float = 30.0
+    network_connect_timeout: float = 10.0
+    network_retries: int = 2
+    stac_confine_hrefs: bool = True
 
     def resampling_for(self, native_gsd: float, target_gsd: float) -> Resampling:
         name = self.downsampling if target_gsd > native_gsd * (1 + 1e-6) else self.upsampling

@@ -11,7 +11,9 @@ single-band COG assets are its band files.
   multi-band assets (the ``visual`` preview) are left out;
 - relative hrefs are resolved against the JSON file that holds the item; ``http(s)://``, ``s3://`` and
   ``gs://`` hrefs are read lazily, by window, through GDAL's ``/vsicurl/``, ``/vsis3/`` and ``/vsigs/``
-  (network and credentials as GDAL is configured); a missing local file is a one-line error;
+  (credentials as GDAL is configured; timeouts and retries from ``data.options.network_*``); a missing
+  local file is a one-line error; a local href (asset or link) outside the folder of the STAC file given
+  is refused unless ``data.options.stac_confine_hrefs`` is false (:mod:`mae_remote_sensing.network`);
 - the item's date is its ``datetime`` (else ``start_datetime``); items sharing a ``grid:code`` or
   ``s2:mgrs_tile`` form one time series (``remote_sensing.temporal``).
 """
@@ -30,6 +32,7 @@ import pystac
 from mae_remote_sensing.band_files import BandFileScene
 from mae_remote_sensing.bands import SENTINEL2_BANDS, is_auxiliary_band, normalize_band_name
 from mae_remote_sensing.geotiff import ReadSettings
+from mae_remote_sensing.network import GuardedStacIO, StacSourceError, check_confined
 from mae_remote_sensing.sensors import (
     SENTINEL2, WAVELENGTH_TOLERANCE, Sensor, canonical_name, resolve_sensor, sensor_from_tags,
 )
@@ -104,8 +107,10 @@ def item_sensor(item: pystac.Item, settings: ReadSettings) -> Sensor:
     return resolve_sensor(settings.sensor, [(sensor_from_tags(tags), "STAC platform")], item.id)
 
 
-def item_band_paths(item: pystac.Item, base: str | None, settings: ReadSettings) -> dict[str, str]:
-    """``{band name: GDAL path}`` of the item's single-band raster assets (and quality assets)."""
+def item_band_paths(item: pystac.Item, base: str | None, settings: ReadSettings,
+                    root: Path | None = None) -> dict[str, str]:
+    """``{band name: GDAL path}`` of the item's single-band raster assets (and quality assets); local
+    assets outside ``root`` (the catalog's folder, None: anywhere) are refused."""
     sensor = item_sensor(item, settings)
     paths: dict[str, str] = {}
     for key, asset in item.assets.items():
@@ -124,6 +129,8 @@ def item_band_paths(item: pystac.Item, base: str | None, settings: ReadSettings)
         if name in paths:
             raise ValueError(f"STAC item {item.id}: band {name} comes from two assets (asset {key!r} and another)")
         path = gdal_path(asset.href, item.get_self_href() or base)
+        if not path.startswith("/vsi"):
+            check_confined(path, root, f"STAC item {item.id}: asset {key!r} file")
         if not path.startswith("/vsi") and not Path(path).exists():
             raise ValueError(f"STAC item {item.id}: asset {key!r} file not found: {path}")
         paths[name] = path
@@ -156,30 +163,43 @@ class StacItemScene(BandFileScene):
         return f"STAC item {self.item_id} with bands {sorted(self.imagery_bands)}"
 
 
-def read_stac_items(path: Path) -> list[tuple[pystac.Item, str]]:
-    """The items of a STAC JSON file and the location their relative hrefs are resolved against."""
+def catalog_root(path: Path, settings: ReadSettings) -> Path | None:
+    """The folder local hrefs must stay in: the STAC file's own (None when confinement is off)."""
+    return path.resolve().parent if settings.stac_confine_hrefs else None
+
+
+def read_stac_items(path: Path, settings: ReadSettings | None = None) -> list[tuple[pystac.Item, str]]:
+    """The items of a STAC JSON file and the location their relative hrefs are resolved against; links are
+    followed with the network limits of ``settings`` and, if it confines hrefs, only inside the file's folder."""
+    settings = settings or ReadSettings()
     try:
         kind = json.loads(path.read_text()).get("type")
     except (OSError, ValueError, AttributeError) as err:
         raise ValueError(f"{path}: not a readable JSON document ({err})") from None
     base = str(path.resolve())
-    if kind == "Feature":
-        return [(pystac.Item.from_file(base), base)]
-    if kind == "FeatureCollection":
-        return [(item, base) for item in pystac.ItemCollection.from_file(base)]
-    if kind in ("Catalog", "Collection"):
-        catalog = pystac.read_file(base)
-        return [(item, item.get_self_href() or base) for item in catalog.get_items(recursive=True)]
+    stac_io = GuardedStacIO(settings.network_timeout, settings.network_retries, catalog_root(path, settings))
+    try:
+        if kind == "Feature":
+            return [(pystac.Item.from_file(base, stac_io=stac_io), base)]
+        if kind == "FeatureCollection":
+            return [(item, base) for item in pystac.ItemCollection.from_file(base, stac_io=stac_io)]
+        if kind in ("Catalog", "Collection"):
+            catalog = pystac.read_file(base, stac_io=stac_io)
+            return [(item, item.get_self_href() or base) for item in catalog.get_items(recursive=True)]
+    except pystac.STACError as err:  # pystac wraps the reader's error: ours names the href and the cause
+        if isinstance(err.__cause__, StacSourceError):
+            raise err.__cause__ from None
+        raise ValueError(f"{path}: {err}") from None
     raise ValueError(f"{path}: JSON of type {kind!r} is not a STAC Item, ItemCollection, Catalog or Collection")
 
 
 def stac_scenes(path: Path, settings: ReadSettings) -> Iterable[tuple[StacItemScene, str | None]]:
     """One scene (and its series key) per STAC item in ``path``."""
-    items = read_stac_items(path)
+    items = read_stac_items(path, settings)
     if not items:
         raise ValueError(f"{path}: the STAC {path.name} holds no items")
     for item, base in items:
-        paths = item_band_paths(item, base, settings)
+        paths = item_band_paths(item, base, settings, catalog_root(path, settings))
         if not any(not is_auxiliary_band(b) for b in paths):
             log.warning("STAC item %s in %s has no single-band raster asset with band information; left out",
                         item.id, path)

@@ -32,9 +32,10 @@ def worker_init(_: int) -> None:
     get every core they can use, and workers fill the idle time (while the model waits for a batch, they
     run at full speed). So workers never slow the model below running without them; at equal priority,
     a busy worker pre-empts one of the model's threads and the others wait for it at every parallel op.
-    Workers ignore SIGTERM: a scheduler that signals the whole process group must not kill them before
-    the main process has written its checkpoint (they exit with it)."""
+    Workers ignore SIGTERM and Ctrl-C (SIGINT): a scheduler or a terminal that signals the whole process
+    group must not kill them before the main process has written its checkpoint (they exit with it)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     if hasattr(os, "nice"):
         try:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from mae_domains.data.sample import BadSampleError
+from mae_domains.log_names import LogLines, printable
 
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", re.IGNORECASE)
 
@@ -55,14 +56,15 @@ class ReadFailures:
     def __bool__(self) -> bool:
         return bool(self.groups)
 
-    def summary(self, max_reasons: int = 5) -> str:
-        """One line per reason, most frequent first: ``N x reason (e.g. file, file)``."""
+    def summary(self, max_reasons: int = 5) -> LogLines:
+        """One line per reason, most frequent first: ``N x reason (e.g. file, file)`` (names escaped)."""
         ranked = sorted(self.groups.values(), key=lambda g: -g.count)
-        lines = [f"  {g.count} x {g.reason} (e.g. {', '.join(g.files)})" for g in ranked[:max_reasons]]
+        lines = [f"  {g.count} x {printable(g.reason)} (e.g. {', '.join(map(printable, g.files))})"
+                 for g in ranked[:max_reasons]]
         rest = ranked[max_reasons:]
         if rest:
             lines.append(f"  ... and {sum(g.count for g in rest)} more in {len(rest)} other reason(s)")
-        return "\n".join(lines)
+        return LogLines("\n".join(lines))
 
 
 class StatsError(ValueError):

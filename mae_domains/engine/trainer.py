@@ -64,7 +64,9 @@ class PretrainResult:
     final_loss: float
     checkpoint: Path
     skipped: int = 0  # distinct samples skipped over the whole run
-    stopped_by: str | None = None  # a signal's name when the run stopped early on it (checkpoint written)
+    stopped_by: str | None = None  # a signal's name when the run stopped early on it
+    checkpoint_step: int | None = None  # the step of the checkpoint on disk (None: none was written)
+    total_steps: int | None = None
 
 
 def configure_threads(config: RunConfig) -> int:
@@ -379,14 +381,23 @@ class Trainer:
     def train(self) -> PretrainResult:
         with self.stop:
             self.prepare()
-            if self.stop.requested:  # a signal during set-up: nothing to save, stop before the first step
+            if self.stop.requested:  # a signal during set-up: a step-0 checkpoint, so --resume continues
                 self.stopped_by = self.stop.signal
+                if self.last_checkpoint_step is None:
+                    self.save_checkpoint()
+                log.warning("stopped by %s before step %d; checkpoint of step %d in %s", self.stopped_by,
+                            self.step + 1, self.step, self.run_dir / CHECKPOINT_NAME)
                 return self.result(math.nan)
-            return self.loop()
+            try:
+                return self.loop()
+            except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of the step under way
+                self.stopped_by = "a second Ctrl-C"
+                return self.result(math.nan)
 
     def result(self, last_loss: float) -> PretrainResult:
         return PretrainResult(self.run_dir, self.step, last_loss, self.run_dir / CHECKPOINT_NAME,
-                              len(self.skips.samples), self.stopped_by)
+                              len(self.skips.samples), self.stopped_by, self.last_checkpoint_step,
+                              getattr(self, "total_steps", None))
 
     def loop(self) -> PretrainResult:
         cfg = self.config

@@ -100,10 +100,11 @@ def skipped_csv_path(out: str | Path) -> Path:
 
 
 def write_skipped(skipped: Sequence[Skipped], out: str | Path) -> Path:
-    """``<out>.skipped.csv``: one row per skipped sample (``source``, ``reason``)."""
+    """``<out>.skipped.csv``: one row per skipped sample (``source``, ``reason``), UTF-8; names that are not
+    UTF-8 are written back as their original bytes (``surrogateescape``), as the run's ``skipped.csv``."""
     path = skipped_csv_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
         writer.writerow(["source", "reason"])
         writer.writerows([s.source, s.reason] for s in skipped)

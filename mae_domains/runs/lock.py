@@ -5,18 +5,24 @@ its modification time as a heartbeat. A lock is stale, and is taken over with a 
 no longer running on this host (or runs another program: the process start time differs), or when it
 comes from another host and has had no heartbeat for ``stale_after`` seconds. Any other lock refuses the
 run with :class:`RunLocked`, naming who holds it.
+
+A takeover is atomic: it holds an ``flock`` on ``.run.lock.takeover`` (the kernel releases it if the
+taker dies) and replaces the lock only if it is still the one judged stale. Two processes that both
+judged a dead pid's lock stale cannot both take it over: the second finds the first one's live lock.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mae_domains.runs.layout import LOCK_NAME
 
@@ -110,15 +116,49 @@ class RunLock:
                 age = time.time() - self.path.stat().st_mtime
             except FileNotFoundError:
                 continue  # released meanwhile
+            judged = self._identity()
             holder = read_owner(self.path)
             reason = stale_reason(holder, age, self.stale_after)
             if reason is None:
                 who = holder.describe() if holder else "a process that is writing its lock file"
                 raise RunLocked(f"{self.path.parent}: the run folder is in use by {who}; wait for it to end, "
                                 f"or delete {self.path} if that run is dead")
-            log.warning("taking over a stale lock in %s: %s", self.path.parent, reason)
-            self._discard_stale()
+            with self._takeover_guard():
+                if self._identity() != judged:  # taken over (or released) since it was judged: judge again
+                    continue
+                log.warning("taking over a stale lock in %s: %s", self.path.parent, reason)
+                self._discard_stale()
+                if self._create():
+                    self.held = True
+                    self._beat = time.monotonic()
+                    return self
         raise RunLocked(f"{self.path.parent}: could not take {self.path} (other processes keep taking it)")
+
+    def _identity(self) -> tuple[int, int, str] | None:
+        """The lock file as it is now (inode and record: an inode number alone may be reused)."""
+        try:
+            st = self.path.stat()
+            return st.st_dev, st.st_ino, self.path.read_text()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    @contextmanager
+    def _takeover_guard(self) -> Iterator[None]:
+        """One takeover of this folder's lock at a time: an exclusive ``flock`` on a file that is never
+        removed. On a file system without ``flock`` the takeover goes on unguarded."""
+        import fcntl
+
+        fd = os.open(self.path.with_name(f".{LOCK_NAME}.takeover"), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # a takeover lasts milliseconds: wait for one under way
+            except OSError as err:
+                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                log.debug("no flock on %s (%s): takeover unguarded", self.path.parent, err)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     def _create(self) -> bool:
         """Write the owner to a temp file and link it to the lock name: atomic, and never half written."""

@@ -28,6 +28,8 @@ from mae_domains.runs.layout import (
 from mae_domains.weights import CheckpointFormatError, extract_state_dict, load_safetensors, safe_torch_load
 
 INFO_KEYS = ("config", "stats", "adapter", "step", "format")
+INFO_TYPES = {"config": (dict, "a JSON object"), "stats": (dict, "a JSON object"), "adapter": (str, "a string"),
+              "step": (int, "an integer"), "format": (str, "a string")}
 
 
 @dataclass
@@ -165,4 +167,14 @@ def read_export_info(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
         info.setdefault("format", config.get("format"))
         info["config"] = run_config_from_export(config)
     _stats_beside(path, info)
+    check_info_types(path, info)
     return {k: v for k, v in info.items() if v is not None}
+
+
+def check_info_types(path: Path, info: Mapping[str, Any]) -> None:
+    """Refuse, naming the file and the field, metadata of the wrong kind (a ``config`` that is a string)."""
+    for key, (kind, described) in INFO_TYPES.items():
+        value = info.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise CheckpointFormatError(f"{path}: metadata field {key!r} is {type(value).__name__} "
+                                        f"{str(value)[:40]!r}, expected {described}")

@@ -91,3 +91,24 @@ def test_too_many_bad_files_stop_the_run(tmp_path):
     assert 2 <= state["step"] < 6
     assert f"step {state['step']}" in message
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_a_file_name_with_a_line_break_cannot_forge_a_log_line(tmp_path, caplog):
+    """The name is data: its line break is escaped in every log record (statistics and skip warnings),
+    and skipped.csv still holds it exactly."""
+    import logging
+
+    from mae_domains.cli import main
+
+    folder = tmp_path / "archive"
+    write_pngs(folder, 12, seed=5)
+    forged = "bad\n12:00:00 INFO mae_domains.engine: step 9 of 9, loss 0.0001.png"
+    (folder / forged).write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    with caplog.at_level(logging.INFO):
+        assert main(["pretrain", "--adapter", "image", "--data", str(folder), "--out", str(tmp_path / "run"),
+                     "model.preset=micro", "model.img_size=32", "model.patch_size=8", "engine.batch_size=4",
+                     "engine.max_steps=3", "data.num_workers=0", "data.max_bad_fraction=0.5", "engine.device=cpu"]) == 0
+    about_it = [r.getMessage() for r in caplog.records if "bad\\n12:00:00" in r.getMessage()]
+    assert about_it, [r.getMessage() for r in caplog.records]
+    assert not any("\n12:00:00" in r.getMessage() for r in caplog.records)
+    assert [Path(r["source"]).name for r in read_csv(tmp_path / "run" / "skipped.csv")][:1] == [forged]

@@ -77,7 +77,7 @@ def test_sigterm_to_a_real_cli_run(archive, uninterrupted, tmp_path):
     os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == PREEMPTED_EXIT_CODE, err[-3000:]
-    assert "Traceback" not in err and "stopped by SIGTERM after step" in err
+    assert "Traceback" not in err and "stopped by SIGTERM after step" in err and "continue with: mae-domains pretrain --resume" in err
     stopped_at = load_checkpoint(run)["step"]
     assert 2 <= stopped_at < STEPS
     assert [int(r["step"]) for r in read_csv(run / "metrics.csv")][-1] == stopped_at
@@ -87,3 +87,84 @@ def test_sigterm_to_a_real_cli_run(archive, uninterrupted, tmp_path):
     assert resumed["step"] == STEPS
     assert_tensors_equal(uninterrupted["model"], resumed["model"])
     assert_optimizer_equal(uninterrupted["optimizer"], resumed["optimizer"])
+
+
+def signal_after_setup(monkeypatch, sig=signal.SIGTERM):
+    """The signal arrives once set-up is done, before step 1 (as a scheduler may send it)."""
+    from mae_domains.engine.trainer import Trainer
+
+    real_prepare = Trainer.prepare
+
+    def prepare(self):
+        real_prepare(self)
+        os.kill(os.getpid(), sig)
+    monkeypatch.setattr(Trainer, "prepare", prepare)
+
+
+def test_sigterm_before_step_1_writes_a_step_0_checkpoint_that_resumes_exactly(archive, uninterrupted, tmp_path,
+                                                                              monkeypatch, capsys):
+    run = tmp_path / "run"
+    signal_after_setup(monkeypatch)
+    argv = ["pretrain", "--adapter", "image", "--data", str(archive), "--out", str(run), *MICRO, *SETTINGS,
+            "data.num_workers=0"]
+    assert main(argv) == PREEMPTED_EXIT_CODE
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"stopped by SIGTERM before step 1 of {STEPS}, nothing trained yet (a scheduler or `kill` asked "
+                   f"the run to stop); checkpoint of step 0 written; continue with: mae-domains pretrain --resume {run}")
+    assert load_checkpoint(run)["step"] == 0 and not (run / LOCK_NAME).exists()
+    monkeypatch.undo()
+    assert main(["-q", "pretrain", "--resume", str(run)]) == 0
+    assert_tensors_equal(uninterrupted["model"], load_checkpoint(run)["model"])
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_says_how_to_continue(archive, uninterrupted, tmp_path,
+                                                                                monkeypatch, capsys):
+    from mae_image import ImageAdapter
+
+    run = tmp_path / "run"
+    real_inputs, calls = ImageAdapter.model_inputs, []
+
+    def ctrl_c_in_step_3(self, batch, device):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_inputs(self, batch, device)
+    monkeypatch.setattr(ImageAdapter, "model_inputs", ctrl_c_in_step_3)
+    argv = ["pretrain", "--adapter", "image", "--data", str(archive), "--out", str(run), *MICRO, *SETTINGS,
+            "data.num_workers=0"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"stopped by SIGINT after step 3 of {STEPS} (Ctrl-C); checkpoint of step 3 written; "
+                   f"continue with: mae-domains pretrain --resume {run}")
+    assert load_checkpoint(run)["step"] == 3 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    assert main(["-q", "pretrain", "--resume", str(run)]) == 0
+    assert_tensors_equal(uninterrupted["model"], load_checkpoint(run)["model"])
+
+
+def test_a_second_ctrl_c_stops_at_once_and_names_the_last_checkpoint():
+    from mae_domains.engine.preemption import stopped_summary
+
+    with pytest.raises(KeyboardInterrupt), StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signal == "SIGINT"
+        os.kill(os.getpid(), signal.SIGINT)
+    assert stopped_summary("a second Ctrl-C", 37, 30, 100, "runs/x") == (
+        "stopped by a second Ctrl-C after step 37 of 100 (Ctrl-C pressed twice stops at once); the step under way "
+        "was not saved, the checkpoint is of step 30; continue with: mae-domains pretrain --resume runs/x")
+    from types import SimpleNamespace
+
+    from mae_domains.cli import report_stop
+
+    stopped = SimpleNamespace(stopped_by="a second Ctrl-C", steps=37, checkpoint_step=30, total_steps=100, run_dir="x")
+    assert report_stop(stopped) == 130
+    assert report_stop(SimpleNamespace(**{**vars(stopped), "stopped_by": "a stop signal on another rank"})) == 143
+
+
+def test_demo_stopped_by_a_signal_does_not_say_done(tmp_path, monkeypatch, capsys):
+    signal_after_setup(monkeypatch)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "engine.max_steps=2"]) == PREEMPTED_EXIT_CODE
+    out, err = capsys.readouterr()
+    assert "done:" not in out
+    assert f"stopped by SIGTERM before step 1 of 2, nothing trained yet" in err
+    assert f"continue with: mae-domains pretrain --resume {tmp_path / 'demo' / 'run'}" in err

@@ -39,7 +39,7 @@ def test_folder_with_series_files_cines_reports_and_exports(tmp_path):
 
 def test_an_archive_of_reports_only_says_so(tmp_path):
     F.structured_report(tmp_path / "sr.dcm")
-    with pytest.raises(FileNotFoundError, match="1 file\\(s\\) hold no pixel data .*sr.dcm: no pixel data"):
+    with pytest.raises(FileNotFoundError, match="1 file\\(s\\) left out .*sr.dcm: no pixel data"):
         XrayAdapter().discover([tmp_path])
     with pytest.raises(BadSampleError, match="sr.dcm: no pixel data"):
         read_dicom_frame(tmp_path / "sr.dcm")

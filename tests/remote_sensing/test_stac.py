@@ -73,10 +73,10 @@ def test_an_item_with_three_cog_assets_reads_each_band_from_its_file(tmp_path):
 def test_stac_1_1_bands_and_a_local_catalog(tmp_path):
     catalog = pystac.Catalog("archive", "two dates of one tile")
     for day, name in ((15, "S2A_a"), (25, "S2A_b")):
-        item = make_item(tmp_path / "cog" / name, name, field="bands")
+        item = make_item(tmp_path / "catalog" / "cog" / name, name, field="bands")
         item.datetime = dt.datetime(2021, 6, day)
-        for asset in item.assets.values():  # absolute hrefs for the catalog copy
-            asset.href = str((tmp_path / "cog" / name / Path(asset.href).name).resolve())
+        for asset in item.assets.values():  # absolute hrefs (inside the catalog's folder) for the catalog copy
+            asset.href = str((tmp_path / "catalog" / "cog" / name / Path(asset.href).name).resolve())
         catalog.add_item(item)
     catalog.normalize_hrefs(str(tmp_path / "catalog"))
     catalog.save(pystac.CatalogType.SELF_CONTAINED)

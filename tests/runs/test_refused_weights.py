@@ -107,3 +107,12 @@ def test_corrupt_safetensors_is_one_line(saved, tmp_path, capsys):
     (export / "encoder.safetensors").write_bytes(data[:8] + b"{not json" + data[40:200])
     err = one_line_error(["export", "--run", str(export), "--out", str(tmp_path / "again")], capsys)
     assert f"{export / 'encoder.safetensors'}: not a readable safetensors file" in err
+
+
+def test_export_metadata_config_that_is_a_string_names_the_file_and_field(saved, tmp_path, capsys):
+    export = copy(saved, "export", tmp_path)
+    weights = export / "encoder.safetensors"
+    save_file(load_file(weights), weights, metadata={"config": "micro vit, patch 8", "format": "timm"})
+    err = one_line_error(["embed", "--run", str(export), "--data", str(saved / "archive"),
+                          "--out", str(tmp_path / "e.npz")], capsys)
+    assert f"{weights}: metadata field 'config' is str 'micro vit, patch 8', expected a JSON object" in err

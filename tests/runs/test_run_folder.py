@@ -122,3 +122,31 @@ def test_temp_files_of_killed_writers_are_removed_on_resume(archive, tmp_path):
     pretrain(make_config(archive, *RUN, "engine.max_steps=3"), run, resume=True)
     assert not temp.exists() and (run / ".notes.tmp-1").exists()
     assert load_checkpoint(run)["step"] == 3
+
+
+def test_two_takeovers_of_one_stale_lock_cannot_both_win(tmp_path, monkeypatch):
+    """B judges the dead pid's lock stale; before B acts, A takes it over. B must then find A's live lock
+    and refuse, not move it aside and create its own (both would write the run)."""
+    from mae_domains.runs import lock as lock_module
+
+    folder = tmp_path / "run"
+    write_lock(folder, socket.gethostname(), dead_pid())
+    first, second = RunLock(folder), RunLock(folder)
+    first_lock_inode = []
+    real_stale_reason = lock_module.stale_reason
+
+    def a_takes_over_after_b_judged(owner, age_s, stale_after):
+        reason = real_stale_reason(owner, age_s, stale_after)
+        if not first.held:  # B has just judged the dead lock stale: A now runs its whole takeover
+            monkeypatch.setattr(lock_module, "stale_reason", real_stale_reason)
+            first.acquire()
+            first_lock_inode.append((folder / LOCK_NAME).stat().st_ino)
+        return reason
+    monkeypatch.setattr(lock_module, "stale_reason", a_takes_over_after_b_judged)
+    with pytest.raises(RunLocked, match=f"in use by pid {os.getpid()} on host"):
+        second.acquire()
+    assert first.held and not second.held
+    assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert (folder / LOCK_NAME).stat().st_ino == first_lock_inode[0]  # A's lock, not moved aside
+    first.release()
+    assert not (folder / LOCK_NAME).exists()
