@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Sequence
 
 from mae_domains.adapter_api import Adapter
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
-from mae_domains.shards.encoding import decode_sample
+from mae_domains.shards.encoding import decode_sample, from_json
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class PreparedArchive:
     def __init__(self, location: str | os.PathLike) -> None:
         self.location = str(location)
         self.manifest = read_manifest(self.location)
-        self.refs = [ShardRef(i, s["source"], hashable(s.get("signature")), hashable(s.get("label")))
+        self.refs = [ShardRef(i, s["source"], hashable(from_json(s.get("signature"))), hashable(from_json(s.get("label"))))
                      for i, s in enumerate(self.manifest["samples"])]
 
     def __getstate__(self) -> dict[str, Any]:
