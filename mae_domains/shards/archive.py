@@ -33,12 +33,13 @@ CACHE_ENV = "MAE_DOMAINS_SHARD_CACHE"
 
 
 class ShardRef(NamedTuple):
-    """Sample ``index`` of a prepared archive; ``source`` the file it was read from."""
+    """Sample ``index`` of the prepared ``archive``; ``source`` the file it was read from."""
 
     index: int
     source: str
     signature: Any
     label: Any
+    archive: "PreparedArchive"
 
     def __str__(self) -> str:
         return self.source
@@ -99,8 +100,8 @@ class PreparedArchive:
     def __init__(self, location: str | os.PathLike) -> None:
         self.location = str(location)
         self.manifest = read_manifest(self.location)
-        self.refs = [ShardRef(i, s["source"], hashable(from_json(s.get("signature"))), hashable(from_json(s.get("label"))))
-                     for i, s in enumerate(self.manifest["samples"])]
+        self.refs = [ShardRef(i, s["source"], hashable(from_json(s.get("signature"))),
+                              hashable(from_json(s.get("label"))), self) for i, s in enumerate(self.manifest["samples"])]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"location": self.location, "manifest": self.manifest, "refs": self.refs}
@@ -132,32 +133,32 @@ class PreparedArchive:
 
 
 class PreparedReader:
-    """An adapter whose samples come from a prepared archive: reading, grid signatures and labels from the
-    shards, everything else (transforms, model, rendering) from ``adapter``."""
+    """An adapter that reads :class:`ShardRef` samples from their prepared archive (sample, grid signature and
+    label as prepared) and any other reference, and everything else (transforms, model, rendering), with
+    ``adapter``: training and test sets may mix shards and files."""
 
-    def __init__(self, adapter: Adapter, archive: PreparedArchive) -> None:
+    def __init__(self, adapter: Adapter) -> None:
         self.adapter = adapter
-        self.archive = archive
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("adapter", "archive"):
+        if name.startswith("__") or name == "adapter":
             raise AttributeError(name)
         return getattr(self.adapter, name)
 
-    def discover(self, sources: Sequence[str | os.PathLike]) -> list[ShardRef]:
-        return list(self.archive.refs)
+    def discover(self, sources: Sequence[str | os.PathLike]) -> list[Any]:
+        return open_archive(self.adapter, sources)[1]
 
     def read(self, ref: Any) -> Sample:
-        return self.archive.read(ref)
+        return ref.archive.read(ref) if isinstance(ref, ShardRef) else self.adapter.read(ref)
 
     def read_training(self, ref: Any, seed: int) -> Sample:
-        return self.archive.read(ref)
+        return ref.archive.read(ref) if isinstance(ref, ShardRef) else self.adapter.read_training(ref, seed)
 
     def grid_signature(self, ref: Any) -> Any:
-        return ref.signature
+        return ref.signature if isinstance(ref, ShardRef) else self.adapter.grid_signature(ref)
 
     def label_of(self, ref: Any) -> Any:
-        return ref.label
+        return ref.label if isinstance(ref, ShardRef) else self.adapter.label_of(ref)
 
     def compute_stats(self, refs: Sequence[Any], max_samples: int = 256, seed: int = 0) -> NormStats:
         return Adapter.compute_stats(self, refs, max_samples, seed)  # type: ignore[arg-type]
@@ -186,4 +187,11 @@ def open_archive(adapter: Adapter, sources: Sequence[str | os.PathLike]) -> tupl
         return adapter, discover_refs(adapter, sources)
     archive = PreparedArchive(sources[0])
     check_matches(archive.manifest, adapter, archive.location)
-    return PreparedReader(adapter, archive), list(archive.refs)
+    return PreparedReader(adapter), list(archive.refs)
+
+
+def prepared_reader(adapter: Any, refs: Sequence[Any]) -> Any:
+    """``adapter``, or a :class:`PreparedReader` around it when any of ``refs`` is a :class:`ShardRef`."""
+    if isinstance(adapter, PreparedReader) or not any(isinstance(r, ShardRef) for r in refs):
+        return adapter
+    return PreparedReader(adapter)
