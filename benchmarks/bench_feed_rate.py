@@ -159,6 +159,7 @@ def ome_tiffs(folder: Path, count: int, quick: bool) -> list[str]:
 
 
 def ome_zarrs(folder: Path, count: int, quick: bool) -> list[str]:
+    """OME-Zarr (NGFF 0.4) fields: full resolution and a 2x level, 256 px chunks, omero channel labels."""
     import zarr
 
     from bench_adapter_step import CELL_PAINTING
@@ -173,10 +174,13 @@ def ome_zarrs(folder: Path, count: int, quick: bool) -> list[str]:
         data = np.concatenate(rows, axis=1)
         root = zarr.open_group(str(folder / f"field_{i:03d}.ome.zarr"), mode="w", zarr_format=2)
         root.create_array("0", data=data, chunks=(1, 256, 256))
-        root.attrs["multiscales"] = [{"version": "0.4", "axes": [
-            {"name": "c", "type": "channel"}, {"name": "y", "type": "space", "unit": "micrometer"},
-            {"name": "x", "type": "space", "unit": "micrometer"}],
-            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.65, 0.65]}]}]}]
+        root.create_array("1", data=np.ascontiguousarray(data[:, ::2, ::2]), chunks=(1, 256, 256))
+        axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space", "unit": "micrometer"},
+                {"name": "x", "type": "space", "unit": "micrometer"}]
+        root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [
+            {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.65 * 2**level,
+                                                                                          0.65 * 2**level]}]}
+            for level in (0, 1)]}]
         root.attrs["omero"] = {"channels": [{"label": n} for n in CELL_PAINTING]}
     return []
 
