@@ -186,5 +186,9 @@ def finish(out: Path, spans: list[tuple[int, int, int]], settings: dict[str, Any
     os.replace(out / (MANIFEST_NAME + ".tmp"), out / MANIFEST_NAME)
     shard_bytes = sum(p.stat().st_size for p in out.rglob("*.mds*"))
     bad = sum(1 for r in records if "bad" in r)
+    if records and bad == len(records):
+        first = records[0]
+        raise ValueError(f"none of the {bad} samples of {', '.join(settings['sources'])} could be read (first: "
+                         f"{first['source']}: {first['bad']}); the shards in {out} hold only bad samples")
     return PrepareSummary(len(records), bad, written, kept, decoded, shard_bytes, compression,
                           time.perf_counter() - started)

@@ -102,3 +102,14 @@ def test_bucketed_adapter_from_shards(tmp_path, caplog):
         if source in reasons:
             assert fragment in reasons[source]
     assert reasons, "a bad field is drawn within 6 steps"
+
+
+def test_prepare_refuses_an_archive_of_bad_samples_only(tmp_path, capsys):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for i in range(3):
+        (archive / f"img{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert main(["-q", "prepare", "--adapter", "image", "--data", str(archive), "--out", str(tmp_path / "shards"),
+                 "--workers", "1", *MICRO]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "none of the 3 samples" in err and "img0.png" in err and "\n" not in err
