@@ -113,3 +113,23 @@ def test_prepare_refuses_an_archive_of_bad_samples_only(tmp_path, capsys):
                  "--workers", "1", *MICRO]) == 2
     err = capsys.readouterr().err.strip()
     assert "none of the 3 samples" in err and "img0.png" in err and "\n" not in err
+
+
+def test_evaluate_and_embed_keep_freed_host_memory(tmp_path, monkeypatch):
+    """As the trainer does: freed buffers stay in the process for the next batch."""
+    import mae_domains.evaluation.runner as runner_module
+    import mae_domains.runs.embedding as embedding_module
+
+    calls = []
+    for module in (runner_module, embedding_module):
+        monkeypatch.setattr(module, "retain_freed_host_memory", lambda: calls.append(1) or True)
+    archive = tmp_path / "stripes"
+    write_stripes_archive(archive, "train", 2, seed=0)
+    write_stripes_archive(archive, "test", 2, seed=1)
+    write_image_run(tmp_path / "run" / "checkpoint.pt", archive)
+    evaluate_checkpoint(tmp_path / "run", "knn", tmp_path / "eval", train=[str(archive / "train")],
+                        test=[str(archive / "test")], device="cpu", settings={"k": 1})
+    assert calls == [1]
+    assert main(["-q", "embed", "--run", str(tmp_path / "run"), "--data", str(archive / "test"), "--out",
+                 str(tmp_path / "e.npz"), "--device", "cpu"]) == 0
+    assert calls == [1, 1]
