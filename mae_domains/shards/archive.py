@@ -187,6 +187,7 @@ def open_archive(adapter: Adapter, sources: Sequence[str | os.PathLike]) -> tupl
         return adapter, discover_refs(adapter, sources)
     archive = PreparedArchive(sources[0])
     check_matches(archive.manifest, adapter, archive.location)
+    archive.rows()  # opened here, once: loader workers inherit it, and every rank opens it at the same point
     return PreparedReader(adapter), list(archive.refs)
 
 

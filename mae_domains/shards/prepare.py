@@ -179,7 +179,11 @@ def finish(out: Path, spans: list[tuple[int, int, int]], settings: dict[str, Any
         records.extend(done["samples"])
         decoded += int(done["decoded_bytes"])
     (out / "index.json").unlink(missing_ok=True)  # an earlier run's merge
-    merge_index([str(out / part_name(k) / "index.json") for k, _, _ in spans], str(out), keep_local=True)
+    logging.disable(logging.WARNING)  # merge_index warns that the folder exists and about its temp folder
+    try:
+        merge_index([str(out / part_name(k) / "index.json") for k, _, _ in spans], str(out), keep_local=True)
+    finally:
+        logging.disable(logging.NOTSET)
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **settings, "decoded_bytes": decoded,
                 "samples": records, "complete": True}
     (out / (MANIFEST_NAME + ".tmp")).write_text(json.dumps(manifest))
