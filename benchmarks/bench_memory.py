@@ -60,7 +60,7 @@ def measure(job: dict) -> dict:
     if job.get("baseline"):
         return {"rss": peak_rss_bytes()}
     if job.get("retain_host_memory"):
-        from mae_domains.engine.host_memory import retain_freed_host_memory
+        from mae_domains.host_memory import retain_freed_host_memory
 
         retain_freed_host_memory()  # as the trainer does (engine.retain_host_memory)
     if job.get("threads"):

@@ -219,6 +219,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from mae_domains.shards import prepare_archive
+
+    config = build_config(args)
+    summary = prepare_archive(config, args.out, workers=args.workers, part_size=args.part_size,
+                              compression=args.compression, progress=not args.quiet)
+    print(f"{summary.samples} samples ({summary.bad} unreadable, stored as such) in {args.out}: "
+          f"{summary.shard_bytes / 2**20:.1f} MiB of shards ({summary.compression}) for "
+          f"{summary.decoded_bytes / 2**20:.1f} MiB decoded; {summary.parts_written} part(s) written, "
+          f"{summary.parts_kept} kept from an earlier run, {summary.seconds:.1f} s")
+    print(f"train with: mae-domains pretrain --adapter {config.adapter} --data {args.out}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from mae_domains.runs import export_run
 
@@ -301,6 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write JSON here instead of printing")
     p.add_argument("--max-samples", type=int)
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("prepare", help="decode an archive once into shards that pretrain/embed/evaluate read",
+                       description="Read every sample of an archive with the adapter (its options and "
+                                   "model.img_size as for training) and store what it returns (arrays, validity, "
+                                   "metadata) in MosaicML Streaming MDS shards, in parallel; run it again to "
+                                   "resume after an interruption. Then pass the folder (or its object-store URL) "
+                                   "to --data.")
+    _add_run_options(p, need_data=True)
+    p.add_argument("--out", required=True, metavar="SHARDS", help="shard folder to write (resumed if it exists)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    p.add_argument("--part-size", type=int, default=256, help="samples per part (the unit of resumption)")
+    p.add_argument("--compression", choices=("zstd", "none"), default="zstd",
+                   help="shard compression (zstd: smaller downloads; a reader keeps a decompressed copy)")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("inspect", help="what an adapter reads from one sample: sample.npy, sample.json, preview.png")
     p.add_argument("--adapter", required=True, help="registered adapter name (see `mae-domains adapters`)")

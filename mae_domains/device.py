@@ -94,8 +94,8 @@ def cpu_native_bf16() -> tuple[bool, str]:
 def select_precision(device: torch.device, requested: str = "auto", cpu_bf16: bool = False) -> Precision:
     """Resolve ``requested`` (auto, fp32, bf16, fp16) for ``device``; see the module docstring.
 
-    ``cpu_bf16`` lets ``auto`` pick bf16 on a CPU with native bf16 (pretraining passes True); without it
-    ``auto`` stays fp32 on every CPU (evaluation, whose features are compared with fp32 references). An explicit ``bf16`` on a CPU without native bf16 is honoured (emulated, slow) with a
+    ``cpu_bf16`` lets ``auto`` pick bf16 on a CPU with native bf16 (pretraining and fine-tuning pass True);
+    without it ``auto`` stays fp32 on every CPU (frozen features, compared with fp32 references). An explicit ``bf16`` on a CPU without native bf16 is honoured (emulated, slow) with a
     warning; ``fp16`` needs a CUDA GPU.
     """
     if requested not in PRECISIONS:

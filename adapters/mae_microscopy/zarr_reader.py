@@ -113,9 +113,14 @@ class ZarrField(FieldReader):
 
     @property
     def array(self) -> Any:
-        if self._array_key is None:
-            self.info()
+        self.layout()
         return ZARR_NODES.get(self._array_key)
+
+    def layout(self) -> None:
+        """Find the level's array and axes (an info handed over from discovery says neither)."""
+        if self._array_key is None or self._axes is None:
+            self._info = None
+            self.info()
 
     def info(self) -> ImageInfo:
         if self._info is None:
@@ -212,7 +217,7 @@ class ZarrField(FieldReader):
 
     # ----- pixels ------------------------------------------------------------------------------------
     def read_channel(self, t: int, c: int, planes: Sequence[int], rows: slice, cols: slice) -> np.ndarray:
-        self.info()
+        self.layout()
         axes = self._axes or ""
         index: list[Any] = []
         kept: list[str] = []

@@ -26,6 +26,7 @@ from mae_domains.data.sample import NormStats
 from mae_domains.device import autocast
 from mae_domains.labelled.knn import knn_accuracy
 from mae_domains.labelled.sources import LabelledRefs, encode_labels, read_labelled
+from mae_domains.shards import prepared_reader
 
 log = logging.getLogger("mae_domains.engine")
 WHERE = "engine.online_knn"
@@ -63,7 +64,7 @@ def split_sources(adapter: Any, settings: OnlineKnnSettings) -> tuple[LabelledRe
 def read_batches(adapter: Any, refs: LabelledRefs, labels: list[Any], stats: NormStats, batch_size: int,
                  split: str) -> LabelledBatches:
     """All samples of one split as evaluation batches; unreadable samples are left out and counted."""
-    loader = evaluation_loader(adapter, refs.refs, stats, batch_size=batch_size, labels=labels, train=False,
+    loader = evaluation_loader(prepared_reader(adapter, refs.refs), refs.refs, stats, batch_size=batch_size, labels=labels, train=False,
                                skip_bad=True)
     batches, kept, skipped = [], [], 0
     for batch in loader:

@@ -36,13 +36,13 @@ from mae_domains.engine.distributed import (
 )
 from mae_domains.engine.errors import TrainingStopped
 from mae_domains.engine.health import HEALTH_FIELDS, TrainingHealth
-from mae_domains.engine.host_memory import retain_freed_host_memory
 from mae_domains.engine.online_knn import OnlineKnn, isolated_rng
 from mae_domains.engine.optim import build_optimizer, effective_lr
 from mae_domains.engine.preemption import StopRequest
 from mae_domains.engine.reporting import StartupSummary, figure_interval, log_line, should_draw, should_log
 from mae_domains.engine.run_files import METRIC_FIELDS, SKIP_FIELDS, CsvLog
 from mae_domains.engine.skips import SkipTracker
+from mae_domains.host_memory import retain_freed_host_memory
 from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.optim import resolve_schedule
 from mae_domains.runs.folder import clear_previous_run, existing_run_files, open_run_folder, write_atomic
@@ -50,6 +50,7 @@ from mae_domains.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, FIGURES_DIR, M
 from mae_domains.runs.lock import RunLock
 from mae_domains.runs.model import describe_load_error
 from mae_domains.runs.resume import check_resume_config
+from mae_domains.shards import open_archive
 from mae_domains.weights import CheckpointFormatError
 
 log = logging.getLogger("mae_domains.engine")
@@ -149,14 +150,13 @@ class Trainer:
         state = load_resume_state(self.run_dir) if self.resume else None
         if state is not None:
             check_resume_config(state["config"], cfg, self.run_dir / CHECKPOINT_NAME)
-        from mae_domains.registry import discover_refs  # names the adapter that reads DICOM/NIfTI files
-
-        self.refs = discover_refs(self.adapter, cfg.data.sources)
+        # the adapter and its files, or prepared shards (a folder or URL) read in the adapter's place
+        self.reader, self.refs = open_archive(self.adapter, cfg.data.sources)
         self.excluded = list(getattr(self.adapter, "excluded", []))  # files discovery left out: in skipped.csv
         if state is not None:
             self.stats = NormStats.from_dict(state["stats"])
         else:
-            self.stats = self.adapter.compute_stats(self.refs, cfg.data.stats_samples, cfg.engine.seed)
+            self.stats = self.reader.compute_stats(self.refs, cfg.data.stats_samples, cfg.engine.seed)
         torch.manual_seed(cfg.engine.seed)
         self.model = self.adapter.build_model(cfg.model, cfg.mask).to(self.device)
         self.init_report = None
@@ -184,7 +184,7 @@ class Trainer:
         if state is not None:
             self.restore(state)
         # Samples that make different token grids (channel counts, band subsets) never share a batch.
-        signatures = sample_signatures(self.adapter, self.refs)
+        signatures = sample_signatures(self.reader, self.refs)
         global_batch = cfg.engine.batch_size * self.dist.world_size
         steps_per_epoch = batches_per_epoch(len(self.refs), global_batch, signatures)
         if steps_per_epoch == 0:
@@ -199,7 +199,7 @@ class Trainer:
         self.figure_every = figure_interval(cfg.engine.figure_every, self.total_steps)
         accum = cfg.optim.accum_steps
         self.loader = pretraining_loader(
-            self.adapter, self.refs, self.stats, batch_size=cfg.engine.batch_size, seed=cfg.engine.seed,
+            self.reader, self.refs, self.stats, batch_size=cfg.engine.batch_size, seed=cfg.engine.seed,
             rank=self.dist.rank, world_size=self.dist.world_size, start_step=self.step * accum,
             max_steps=self.total_steps * accum, signatures=signatures, num_workers=cfg.data.num_workers,
             pin_memory=cfg.data.pin_memory and self.device.type == "cuda")

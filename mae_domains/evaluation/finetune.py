@@ -48,6 +48,7 @@ from mae_domains.evaluation.finetune_transforms import BatchMixing, erase_batch,
 from mae_domains.evaluation.metrics import score_result
 from mae_domains.grid import GridBatch, as_grid_batch
 from mae_domains.grid.axes import AxisKind
+from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.optim import apply_lr, build_optimizer, lr_at
 from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
 
@@ -265,8 +266,12 @@ def train_classifier(
     device: torch.device,
     batch_fn: GridBatchFn = image_grid_batch,
 ) -> list[float]:
-    """Train ``model`` in place with AdamW over layer-decayed groups; returns mean loss per epoch."""
-    precision = select_precision(device, config.precision)
+    """Train ``model`` in place with AdamW over layer-decayed groups; returns mean loss per epoch. Precision
+    as the trainer's: ``auto`` is bf16 on GPUs and on CPUs with native bf16 (there with timm attention on
+    its matmul path, faster than the fused kernel in bf16)."""
+    precision = select_precision(device, config.precision, cpu_bf16=True)
+    if device.type == "cpu" and precision.dtype is not None:
+        prefer_matmul_attention(model)
     model.to(device).train()
     optimizer: torch.optim.Optimizer | None = None  # built at the first batch (after a position table is added)
     scaler = torch.amp.GradScaler(device.type) if precision.use_grad_scaler else None

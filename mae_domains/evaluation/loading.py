@@ -35,6 +35,7 @@ from mae_domains.data.loaders import evaluation_loader
 from mae_domains.data.sample import NormStats
 from mae_domains.evaluation.features import BatchEmbedFn, EncoderEmbedding
 from mae_domains.evaluation.finetune_transforms import FinetuneTransformReader
+from mae_domains.shards import prepared_reader
 from mae_domains.evaluation.labelled_sources import LabelledRefs, encode_labels, read_labelled
 from mae_domains.conversion import split_family
 from mae_domains.runs import LoadedModel, build_model, model_from_source, open_weights
@@ -204,6 +205,7 @@ def build_archive_loaders(spec: Mapping[str, Any], checkpoint: LoadedCheckpoint,
     name = str(spec["name"])
     train_set, test_set = labelled_splits(adapter, spec, root)
     train_refs, test_refs = train_set.refs, test_set.refs
+    adapter = prepared_reader(adapter, train_refs + test_refs)  # reads samples of prepared shards from them
     train_labels, test_labels, class_names, multilabel = encode_labels(
         train_set.labels, test_set.labels, spec.get("classes"), spec.get("multilabel"), name)
     batch_size, workers, seed = int(options.get("batch_size", 64)), int(options.get("num_workers", 0)), int(options.get("seed", 0))

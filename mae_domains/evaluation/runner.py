@@ -44,6 +44,7 @@ from mae_domains.evaluation.loading import (
 )
 from mae_domains.evaluation.metrics import REPORT_DEFAULTS
 from mae_domains.evaluation.records import ResultRecord, records_from_result, write_jsonl, write_reports
+from mae_domains.host_memory import retain_freed_host_memory
 from mae_domains.protocols import GridBatchFn, ProtocolContext, get_protocol
 
 log = logging.getLogger(__name__)
@@ -387,7 +388,9 @@ def evaluate_checkpoint(
     With ``run_defaults`` the ``eval`` section of the run's ``config.yaml`` gives the defaults (see
     :mod:`mae_domains.evaluation.eval_defaults`): protocol settings, under ``settings``; the batch size,
     unless ``batch_size`` is given (else 64); the protocols, when ``protocol`` is None (else ``knn``).
+    Freed host memory stays in the process for the next batch, as in the trainer (:mod:`mae_domains.host_memory`).
     """
+    retain_freed_host_memory()
     family, checkpoint = split_family(str(checkpoint))
     defaults = run_eval_settings(checkpoint) if run_defaults else RunEvalDefaults()
     if protocol is None:

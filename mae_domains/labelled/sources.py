@@ -1,6 +1,6 @@
 """Labelled downstream data: class folders and CSV label lists -> references, labels and splits.
 
-A source is a folder (or path, or glob) whose files are labelled by ``adapter.label_of(ref)`` (by default
+A source is a prepared shard folder (its labels as prepared), a folder (or path, or glob) whose files are labelled by ``adapter.label_of(ref)`` (by default
 the parent folder's name), or a CSV file. A CSV goes through the adapter first: when ``adapter.discover``
 reads manifests (the medical adapters read ``image,labels`` with ``A|B|C`` ChestX-ray14 style, "No
 Finding" being no label), the labels are ``adapter.label_of(ref)`` (a name, or a tuple of names for a
@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mae_domains.registry import discover_refs
+from mae_domains.shards import is_prepared, open_archive
 
 PATH_COLUMNS = ("path", "image", "file", "filename")
 LABEL_COLUMNS = ("labels", "label")
@@ -99,6 +100,9 @@ def read_labelled(adapter: Any, sources: Sequence[str | os.PathLike]) -> Labelle
         path = Path(os.fspath(source))
         if path.is_file() and path.suffix.lower() == ".csv":
             out.extend(_adapter_read_csv(adapter, path) or read_label_csv(path))
+        elif is_prepared([source]):  # shards keep the labels the adapter gave when they were prepared
+            refs = open_archive(adapter, [source])[1]
+            out.extend(LabelledRefs(refs, [ref.label for ref in refs], [None] * len(refs)))
         else:
             plain.append(str(source))
     if plain:

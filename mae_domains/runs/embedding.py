@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from mae_domains.data.loaders import evaluation_loader
+from mae_domains.host_memory import retain_freed_host_memory
 from mae_domains.runs.model import LoadedModel
 from mae_domains.runs.sample_keys import data_root, position_arrays, position_metadata, sample_key, unique_keys
-from mae_domains.registry import discover_refs
+from mae_domains.shards import open_archive
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,11 @@ def skipped_summary(skipped: Sequence[Skipped], shown: int = 3) -> str:
 def embed_archive(loaded: LoadedModel, sources: Sequence[str], device: torch.device, *, batch_size: int = 64,
                   num_workers: int = 0, pool: str = "cls") -> EmbeddingResult:
     """Embeddings of every readable sample of ``sources`` in archive order; raises :class:`NoReadableSamples`
-    (naming the first causes) when none could be read."""
-    refs = discover_refs(loaded.adapter, sources)
-    loader = evaluation_loader(loaded.adapter, refs, loaded.stats, batch_size=batch_size,
+    (naming the first causes) when none could be read. Freed host memory stays in the process for the next
+    batch, as in the trainer (:mod:`mae_domains.host_memory`)."""
+    retain_freed_host_memory()
+    reader, refs = open_archive(loaded.adapter, sources)  # files, or prepared shards
+    loader = evaluation_loader(reader, refs, loaded.stats, batch_size=batch_size,
                                seed=loaded.config.engine.seed, num_workers=num_workers, skip_bad=True)
     root = data_root(sources)
     chunks: list[np.ndarray] = []

@@ -8,14 +8,14 @@ from typing import Any, Sequence
 from mae_domains.data.loaders import evaluation_loader
 from mae_domains.runs.embedding import NoReadableSamples, Skipped, skipped_summary
 from mae_domains.runs.model import LoadedModel
-from mae_domains.registry import discover_refs
+from mae_domains.shards import open_archive
 
 
 def reconstruction_batch(loaded: LoadedModel, sources: Sequence[str], count: int) -> tuple[dict[str, Any], list[Skipped]]:
     """A collated batch of up to ``count`` readable samples (the first full batch, else the fullest) and the
     samples skipped on the way; :class:`NoReadableSamples` when none could be read."""
-    refs = discover_refs(loaded.adapter, sources)
-    loader = evaluation_loader(loaded.adapter, refs, loaded.stats, batch_size=count,
+    reader, refs = open_archive(loaded.adapter, sources)  # files, or prepared shards
+    loader = evaluation_loader(reader, refs, loaded.stats, batch_size=count,
                                seed=loaded.config.engine.seed, skip_bad=True)
     best: dict[str, Any] | None = None
     skipped: list[Skipped] = []

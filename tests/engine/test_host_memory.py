@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-import mae_domains.engine.host_memory as host_memory
+import mae_domains.host_memory as host_memory
 import mae_domains.engine.trainer as trainer_module
 from mae_domains.engine.trainer import Trainer
 
@@ -21,7 +21,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # each round. 64 MiB is above glibc's largest mmap threshold, so by default every round maps fresh pages.
 FAULTS_PER_ROUND = textwrap.dedent("""
     import resource, sys, torch
-    from mae_domains.engine.host_memory import retain_freed_host_memory
+    from mae_domains.host_memory import retain_freed_host_memory
     if sys.argv[1] == "retain":
         assert retain_freed_host_memory()
     def faults():

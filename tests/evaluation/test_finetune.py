@@ -128,3 +128,24 @@ def test_finetune_protocol_for_every_grid_encoder(kind):
                       batch_fn=batch_fn)
     losses = result.loss_per_epoch
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_finetune_trains_at_the_trainers_cpu_precision(monkeypatch, native):
+    """``auto`` is bf16 (with matmul attention) on a CPU with native bf16, as in the trainer; fp32 without."""
+    import importlib
+
+    device_module = importlib.import_module("mae_domains.device")  # the packages export functions of these names
+    finetune_module = importlib.import_module("mae_domains.evaluation.finetune")
+
+    monkeypatch.setattr(device_module, "cpu_native_bf16", lambda: (native, "stated by the test"))
+    seen = []
+    real_autocast = finetune_module.autocast
+    monkeypatch.setattr(finetune_module, "autocast", lambda dev, precision: seen.append(precision.dtype) or
+                        real_autocast(dev, precision))
+    images, labels = pattern_images(4, seed=0)
+    result = finetune(micro_encoder(), dict_loader(images, labels, 8), None, 2,
+                      FinetuneConfig(epochs=1, warmup_epochs=0, device="cpu"))
+    assert seen and set(seen) == {torch.bfloat16 if native else None}
+    fused = {m.fused_attn for m in result.model.modules() if hasattr(m, "fused_attn")}
+    assert fused == ({False} if native else {True})

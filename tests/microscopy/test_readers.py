@@ -266,3 +266,13 @@ def test_manifest_ids_and_channel_selection(tmp_path):
     files = sorted((tmp_path / "pf").iterdir())
     np.testing.assert_array_equal(second.image[1], tifffile.imread(files[2]).astype(np.float32))
     assert isinstance(refs[0], CropRef)
+
+
+def test_adapter_reads_ome_zarr_pixels(tmp_path):
+    """Through the adapter, whose readers get their header from discovery (the array is found on first read)."""
+    data = ramp((2, 64, 64))
+    write_ome_zarr(tmp_path / "z.zarr", data, ["DNA", "RNA"])
+    adapter = make_adapter(32, sampling="grid")
+    refs = adapter.discover([tmp_path])
+    sample = adapter.read(refs[3])
+    np.testing.assert_array_equal(sample.image, data[:, 32:, 32:].astype(np.float32))

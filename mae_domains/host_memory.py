@@ -1,4 +1,5 @@
-"""``engine.retain_host_memory``: keep freed host memory in the process for the next training step.
+"""``engine.retain_host_memory``: keep freed host memory in the process for the next training step (the
+trainer), fine-tuning step or feature batch (``evaluate`` and ``embed`` of a run that had it on).
 
 A CPU step allocates and frees the same activation and gradient buffers every time. glibc's malloc serves
 large requests with fresh ``mmap`` pages and gives freed heap tops back to the system, so each step faults
