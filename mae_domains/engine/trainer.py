@@ -266,7 +266,8 @@ class Trainer:
 
                 self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
             except ImportError:
-                log.warning("engine.tensorboard is on but the tensorboard package is not installed; skipping it")
+                log.warning("engine.tensorboard is on but the tensorboard package is not installed, so this run "
+                            "logs to metrics.csv only; install it with: pip install 'mae-domains[tensorboard]'")
 
     def summary(self) -> StartupSummary:
         cfg = self.config
