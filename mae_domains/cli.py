@@ -15,22 +15,19 @@ from typing import Sequence
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Errors whose message says what is wrong and where: printed in one line, exit code 2 (with ValueError, and
+# OSError for a full disk, a missing file and a folder without permission), as (module, class name).
+USER_ERRORS = (("mae_domains.config", "ConfigError"), ("mae_domains.registry", "AdapterNotFound"),
+               ("mae_domains.data.sample", "BadSampleError"), ("mae_domains.engine.errors", "TrainingStopped"),
+               ("mae_domains.runs.folder", "RunFolderError"), ("mae_domains.runs.lock", "RunLocked"),
+               ("mae_domains.weights", "UnsafeCheckpointError"), ("mae_domains.weights", "CheckpointFormatError"))
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message says what is wrong and where: printed in one line, exit code 2. ``OSError``
-    covers a full disk, a missing file and a folder without permission."""
-    from mae_domains.config import ConfigError
-    from mae_domains.data.sample import BadSampleError
-    from mae_domains.engine.errors import TrainingStopped
-    from mae_domains.registry import AdapterNotFound
-    from mae_domains.runs.folder import RunFolderError
-    from mae_domains.runs.lock import RunLocked
-    from mae_domains.weights import CheckpointFormatError, UnsafeCheckpointError
-
-    return (ConfigError, AdapterNotFound, BadSampleError, TrainingStopped, RunFolderError, RunLocked,
-            UnsafeCheckpointError, CheckpointFormatError, ValueError, OSError)
+    """The user-error classes of the modules loaded so far: an error of a module that was never imported
+    cannot have been raised, so a config error is reported without importing torch."""
+    loaded = [getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules]
+    return (*loaded, ValueError, OSError)
 
 
 def _one_line(err: BaseException) -> str:
@@ -44,29 +41,86 @@ def _one_line(err: BaseException) -> str:
     return " ".join(lines) or type(err).__name__
 
 
-def build_config(args: argparse.Namespace):
-    """Adapter defaults <- --config YAML <- --adapter/--data <- key=value overrides."""
-    from mae_domains.config import load_config
-
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """--adapter and --data as overrides, before the key=value ones."""
     overrides = list(getattr(args, "overrides", []) or [])
     if getattr(args, "adapter", None):
         overrides.insert(0, f"adapter={args.adapter}")
     if getattr(args, "data", None):
         overrides.insert(0, "data.sources=" + json.dumps([str(p) for p in args.data]))
-    return load_config(args.config, overrides)
+    return overrides
+
+
+def build_config(args: argparse.Namespace, require_adapter: bool = False):
+    """Adapter defaults <- --config YAML or recipe name <- --adapter/--data <- key=value overrides. With
+    ``require_adapter``, a config that names no adapter is refused instead of training the ``image`` model."""
+    from mae_domains.config import ConfigError, config_from_dict, config_file, read_config_data
+
+    data = read_config_data(args.config, config_overrides(args))
+    if require_adapter and "adapter" not in data:
+        raise ConfigError("no adapter given: pass --adapter NAME (`mae-domains adapters` lists them) or use a "
+                          "--config that sets adapter:")
+    return config_from_dict(data, "" if args.config is None else str(config_file(args.config)))
 
 
 # ----- subcommands ------------------------------------------------------------------------------
 def cmd_adapters(args: argparse.Namespace) -> int:
-    from mae_domains.registry import discover_adapters
+    if args.name:
+        from mae_domains.adapter_listing import load_adapter_class
 
-    adapters = discover_adapters()
+        print(describe_adapter(load_adapter_class(args.name)))
+        return 0
+    from mae_domains.adapter_listing import list_adapters
+
+    adapters = list_adapters()
     if not adapters:
         print("no adapters installed")
         return 1
-    width = max(len(n) for n in adapters)
-    for name, cls in sorted(adapters.items()):
-        print(f"{name:<{width}}  api {cls.api_version}  {cls.summary}")
+    width = max(len(a.name) for a in adapters)
+    for entry in adapters:
+        print(f"{entry.name:<{width}}  api {entry.api_version}  {entry.summary}")
+    print("options, defaults and what they mean: mae-domains adapters NAME")
+    return 0
+
+
+def describe_adapter(cls: type) -> str:
+    """An adapter's summary, files, masking recipe, protocols and options (``data.options.*``) with their
+    defaults and meanings."""
+    from mae_domains.config import RECIPES_DIR, recipe_names
+    import yaml
+
+    recipes = [n for n in recipe_names()
+               if (yaml.safe_load((RECIPES_DIR / f"{n}.yaml").read_text(encoding="utf-8")) or {}).get("adapter") == cls.name]
+    lines = [f"{cls.name} (api {cls.api_version}): {cls.summary}",
+             f"files: {', '.join(cls.file_patterns)}",
+             f"mask: ratio {cls.default_mask_ratio}, {cls.default_mask_strategy} (mask.ratio, mask.strategy)",
+             f"protocols: {', '.join(cls.evaluation_protocols)}",
+             f"recipes: {', '.join(recipes) or 'none'}",
+             "options (data.options.NAME=VALUE):"]
+    meanings = getattr(cls, "option_help", {}) or {}
+    width = max((len(k) for k in cls.option_defaults), default=0)
+    for key, default in cls.option_defaults.items():
+        meaning = meanings.get(key, "(not described by the adapter)")
+        lines.append(f"  {key:<{width}}  {json.dumps(default)}\n  {'':<{width}}    {meaning}")
+    if not cls.option_defaults:
+        lines.append("  none")
+    return "\n".join(lines)
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from mae_domains.config import recipe_listing
+
+    print(recipe_listing())
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    config = build_config(args)
+    print(f"# resolved config{'' if args.config is None else ' of ' + str(args.config)}; a mask value left null "
+          "is the adapter's recipe")
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
     return 0
 
 
@@ -79,9 +133,6 @@ def cmd_check_adapter(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from mae_domains.engine import pretrain
-    from mae_domains.engine.preemption import PREEMPTED_EXIT_CODE
-
     if args.resume:
         from mae_domains.runs.resume import resume_config
 
@@ -98,12 +149,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             overrides.insert(0, "data.sources=" + json.dumps([str(p) for p in args.data]))
         config = resume_config(run_dir, overrides)
     else:
-        config = build_config(args)
+        config = build_config(args, require_adapter=True)
         if not config.data.sources:
             raise ValueError("no data given: pass --data PATH (files, folders or globs) or set data.sources")
         if args.init:
             config.model.init = str(args.init)
         run_dir = Path(args.out or Path("runs") / config.adapter.replace(".", "_"))
+    from mae_domains.engine import pretrain  # torch and the adapters load once the config is known good
+    from mae_domains.engine.preemption import PREEMPTED_EXIT_CODE
+
     result = pretrain(config, run_dir, resume=bool(args.resume), overwrite=args.overwrite)
     if result.stopped_by:
         print(f"stopped by {result.stopped_by} after step {result.steps}, checkpoint written; continue with: "
@@ -238,8 +292,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     archive = build_sample_archive(out / "sample_archive")
-    config = load_config(CONFIG_DIR / "demo.yaml" if args.config is None else args.config,
-                         [f"data.sources={json.dumps([str(archive)])}"] + list(args.overrides or []))
+    config = load_config(args.config or "demo", [f"data.sources={json.dumps([str(archive)])}"]
+                         + list(args.overrides or []))
     run_dir = out / "run"
     print(f"demo: pretraining adapter '{config.adapter}' ({config.model.preset}) on {archive} "
           f"for {config.engine.max_steps} steps")
@@ -257,8 +311,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_run_options(p: argparse.ArgumentParser, need_data: bool = False) -> None:
     p.add_argument("--adapter", help="registered adapter name (see `mae-domains adapters`)")
     p.add_argument("--data", nargs="+", required=need_data, metavar="PATH", help="files, folders or globs")
-    p.add_argument("--config", help="YAML recipe (see configs/)")
+    _add_config_option(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.preset=tiny")
+
+
+def _add_config_option(p: argparse.ArgumentParser, help: str = "") -> None:
+    p.add_argument("--config", "--recipe", dest="config", metavar="RECIPE",
+                   help=help or "a shipped recipe by name (`mae-domains recipes`), e.g. medical_xray_vit_base, "
+                                "or a YAML file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,7 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
 
-    sub.add_parser("adapters", help="list installed adapters").set_defaults(func=cmd_adapters)
+    p = sub.add_parser("adapters", help="list installed adapters, or one adapter's options")
+    p.add_argument("name", nargs="?", metavar="NAME", help="an adapter: print its options with defaults and meaning")
+    p.set_defaults(func=cmd_adapters)
+    sub.add_parser("recipes", help="list the shipped recipes (--config NAME)").set_defaults(func=cmd_recipes)
+    p = sub.add_parser("config", help="show the resolved config of a recipe and overrides")
+    config_sub = p.add_subparsers(dest="config_command", required=True, parser_class=_Subcommand)
+    p = config_sub.add_parser("show", help="print the resolved config as YAML (recipe <- --adapter/--data <- "
+                                           "key=value overrides), without reading data")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_config_show)
     p = sub.add_parser("check-adapter", help="run the conformance kit on an adapter")
     p.add_argument("name")
     p.set_defaults(func=cmd_check_adapter)
@@ -295,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, help="registered adapter name (see `mae-domains adapters`)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for sample.npy, sample.json, preview.png")
     p.add_argument("--index", type=int, default=0, metavar="K", help="which of the samples PATH yields (from 0)")
-    p.add_argument("--config", help="YAML recipe (see configs/)")
+    _add_config_option(p)
     p.add_argument("path", metavar="PATH", help="one sample as --data finds it: a file, a scene or series folder")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.in_chans=1")
     p.set_defaults(func=cmd_inspect)
@@ -340,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run directory (or checkpoint) whose model is evaluated; or published weights as "
                                  "FAMILY:PATH or PATH, with --adapter (and --config for the model size)")
     p.add_argument("--adapter", help="adapter that builds the model for published weights given to --run")
-    p.add_argument("--config", help="run config (YAML) of the model for published weights given to --run")
+    _add_config_option(p, "run config (a recipe name or YAML file) of the model for published weights given to --run")
     p.add_argument("--train", nargs="+", metavar="PATH",
                    help="labelled training archive: class folders (class_name/*) or a label CSV (not needed by anomaly)")
     p.add_argument("--test", nargs="+", metavar="PATH", help="labelled test archive: class folders or a label CSV")
@@ -393,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="pretrain on the built-in sample archive (a few minutes on CPU)")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--config", help="recipe to use instead of configs/demo.yaml")
+    _add_config_option(p, "recipe to use instead of the demo recipe (a name or YAML file)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_demo)
     return parser

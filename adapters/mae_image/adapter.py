@@ -24,6 +24,8 @@ class ImageAdapter(GridAdapter):
     summary = "Folders of PNG/JPEG/TIFF images (gray or RGB, 8/16-bit): vanilla MAE."
     file_patterns = tuple(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + tuple(f"*{s.upper()}" for s in sorted(IMAGE_SUFFIXES))
     option_defaults: dict[str, Any] = {"crop_scale": [0.2, 1.0], "hflip": True}
+    option_help = {"crop_scale": "area range of the RandomResizedCrop, as fractions of the image (MAE: 0.2 to 1)",
+                   "hflip": "random horizontal flips in training"}
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
