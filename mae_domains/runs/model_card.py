@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import mae_domains
-from mae_domains.runs.layout import CHECKPOINT_NAME, HF_CARD_NAME, HF_WEIGHTS_NAME, MODEL_CARD_NAME
+from mae_domains.runs.layout import CHECKPOINT_NAME, HF_CARD_NAME, HF_LAYOUT, HF_WEIGHTS_NAME, MODEL_CARD_NAME
 from mae_domains.weights import safe_torch_load
 
 SPACING_OPTION_KEYS = ("gsd", "ground_sample_distance", "spacing", "target_spacing", "voxel_spacing", "pixel_size")
@@ -133,7 +133,7 @@ class ModelCardInfo:
             card.spacing = "; ".join(f"{k} = {_spacing_value(v)}" for k, v in card.spacing_settings.items())
         card.adapter_options = dict(contract.get("adapter_options") or info.get("adapter_options") or card.adapter_options)
         card.architecture = str(info.get("architecture_description") or info.get("architecture") or "")
-        if "architecture_description" in info:  # the hf layout's config.json
+        if info.get("layout", HF_LAYOUT if "architecture_description" in info else "") == HF_LAYOUT:  # hf config.json
             card.hub_layout = True
             if weights_file == "encoder.safetensors":
                 card.weights_file = HF_WEIGHTS_NAME
@@ -220,11 +220,21 @@ def _loading_lines(info: ModelCardInfo) -> list[str]:
                   "transform = timm.data.create_transform(**config)", "```", "",
                   f"The mean and std apply to values as the `{info.adapter}` adapter reads them (the image adapters "
                   "scale 8/16-bit pixels to [0, 1], as timm's ToTensor does).", ""]
-    elif info.timm_model:
-        lines += ["With timm:", "", "```python", "import json, timm", "from safetensors.torch import load_file", "",
-                  "config = json.load(open(\"config.json\"))",
-                  f"model = timm.create_model(**config[\"timm_model\"])  # {_kwargs(info.timm_model)}",
-                  f"model.load_state_dict(load_file(\"{info.weights_file or 'encoder.safetensors'}\"))", "```", ""]
+    elif info.pretrained_cfg:
+        weights = info.weights_file or "encoder.safetensors"
+        lines += ["With timm (mean, std and input size come from `pretrained_cfg` in config.json), from this folder:",
+                  "", "```python", "import timm", "",
+                  "model = timm.create_model(\"local-dir:.\", pretrained=True)  # or \"local-dir:<this folder>\""]
+        if info.timm_model:
+            lines += ["# or, with the keywords in config.json:", "import json",
+                      "kwargs = json.load(open(\"config.json\"))[\"timm_model\"]  # "
+                      + _kwargs({k: v for k, v in info.timm_model.items() if k != "pretrained_cfg"}),
+                      f"model = timm.create_model(**kwargs, pretrained=True, pretrained_cfg_overlay=dict(file=\"{weights}\"))"]
+        lines += ["config = timm.data.resolve_data_config(model=model)  # "
+                  f"mean={_short(info.pretrained_cfg.get('mean'))}, std={_short(info.pretrained_cfg.get('std'))}",
+                  "transform = timm.data.create_transform(**config)", "```", "",
+                  f"The mean and std apply to values as the `{info.adapter}` adapter reads them (the image adapters "
+                  "scale 8/16-bit pixels to [0, 1], as timm's ToTensor does).", ""]
     elif info.timm_vision_transformer:
         lines += ["With timm (no registered model of this size):", "", "```python",
                   f"model = timm.models.VisionTransformer(**config[\"timm_vision_transformer\"])  "
