@@ -241,14 +241,29 @@ def _loading_lines(info: ModelCardInfo) -> list[str]:
                   f"# {_kwargs(info.timm_vision_transformer)}",
                   "model.load_state_dict(load_file(\"encoder.safetensors\"))", "```", ""]
     loader = info.loader or "mae_domains.runs.load_model"
+    shape, axes = _example_input(info)
     lines += [f"With mae-domains ({info.version} or later, adapter `{info.adapter}` installed), for this and every "
-              "export:", "", "```python", "from mae_domains.runs import load_model", "",
-              "loaded = load_model(\"<this folder>\")  # model, adapter, statistics, config"
-              + ("; or \"hf-hub:<owner>/<name>\"" if info.hub_layout else ""),
-              "embeddings = loaded.adapter.embed(loaded.model, batch, \"cpu\")", "```"]
+              "export, from this folder:", "", "```python", "import torch", "", "import mae_domains", "",
+              "model = mae_domains.load_model(\".\")  # or \"<this folder>\""
+              + (", or \"hf-hub:<owner>/<name>\"" if info.hub_layout else ""),
+              f"images = torch.rand({', '.join(map(str, shape))})  # stand-in: 2 samples {axes}, values as the "
+              "adapter reads its files",
+              "features = mae_domains.embed(model, images)  # (2, width); or embed(model, [\"file\", ...]) for files",
+              "```", "", "`mae_domains.embed` normalizes with the statistics above; `docs/notebook.md` in mae-domains "
+              "shows each field's files and metadata (`meta=`: channel names, GSD, dates)."]
     if loader != "mae_domains.runs.load_model":
         lines.append(f"(loader: `{loader}`)")
     return lines
+
+
+def _example_input(info: ModelCardInfo) -> tuple[tuple[int, ...], str]:
+    """A batch of two inputs of the pretraining size in the encoder's layout, and the axes it stands for."""
+    channels, size = int(info.in_chans or 1), int(info.img_size or 224)
+    if info.layout.startswith("(T, C, H, W)"):
+        return (2, int(info.time.get("frames") or 2), channels, size, size), "(T, C, H, W)"
+    if info.layout.startswith("(C, D, H, W)"):
+        return (2, channels, size, size, size), "(C, D, H, W)"
+    return (2, channels, size, size), "(C, H, W)"
 
 
 def _short(values: Any) -> str:
