@@ -48,7 +48,7 @@ from mae_domains.evaluation.finetune_transforms import BatchMixing, erase_batch,
 from mae_domains.evaluation.metrics import score_result
 from mae_domains.grid import GridBatch, as_grid_batch
 from mae_domains.grid.axes import AxisKind
-from mae_domains.optim import apply_lr, build_optimizer, lr_at
+from mae_domains.optim import apply_lr, build_optimizer, lr_at, warmup_within_run
 from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
 
 POOL_MODES = ("avg", "cls")
@@ -274,7 +274,9 @@ def train_classifier(
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = config.epochs * steps_per_epoch
-    warmup_steps = round(min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch)
+    defaults = FinetuneConfig()
+    warmup = warmup_within_run(config.warmup_epochs, config.epochs, defaults.warmup_epochs, defaults.epochs, "finetune")
+    warmup_steps = round(warmup * steps_per_epoch)
     mixing: BatchMixing | None = None
     peak_lr: float | None = None
     losses: list[float] = []
