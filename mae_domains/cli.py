@@ -424,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", help="YAML benchmark file listing several evaluations")
     p.add_argument("--out", default=None,
                    help="folder for results.jsonl / .csv / .md and plots (default: results, or the benchmark "
-                        "file's output: key)")
+                        "file's output: key); a folder with earlier results gains the new records (a repeated "
+                        "evaluation replaces its earlier records) and its tables cover all of them")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0, help="seed of the protocol (fine-tuning, probe, splits)")
     p.set_defaults(func=cmd_evaluate)
