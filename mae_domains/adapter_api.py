@@ -57,7 +57,7 @@ class Adapter(ABC):
     evaluation_protocols: ClassVar[tuple[str, ...]] = ("knn", "linear_probe", "finetune")
     file_patterns: ClassVar[tuple[str, ...]] = ("*",)
     option_defaults: ClassVar[dict[str, Any]] = {}
-    option_help: ClassVar[dict[str, str]] = {}  # what each option means (``mae-domains adapters NAME``)
+    option_help: ClassVar[dict[str, str]] = {}  # what each option means, one line each (``mae-domains adapters NAME``)
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         options = dict(options or {})
