@@ -58,6 +58,8 @@ class Adapter(ABC):
     file_patterns: ClassVar[tuple[str, ...]] = ("*",)
     option_defaults: ClassVar[dict[str, Any]] = {}
     option_help: ClassVar[dict[str, str]] = {}  # what each option means, one line each (``mae-domains adapters NAME``)
+    value_range: ClassVar[str] = ""  # the values ``read`` produces, e.g. "0-1: pixels divided by their maximum"
+    method_papers: ClassVar[tuple[str, ...]] = ()  # citations of the method papers the adapter implements
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         options = dict(options or {})

@@ -107,6 +107,10 @@ class MedicalImageAdapter(GridAdapter):
         self.excluded: list[tuple[str, str]] = []
         self._pipelines: dict[bool, A.Compose] = {}
 
+    def describe_input(self) -> dict[str, Any]:
+        """Input-contract entries of an export: one gray channel."""
+        return {"channels": ["gray"]}
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_pipelines"] = {}  # rebuilt in each worker

@@ -66,6 +66,9 @@ def default_cache_dir() -> Path:
 class CTAdapter(GridAdapter):
     name = "medical.ct"
     summary = "CT/MR volumes (NIfTI, DICOM series): 3D MAE on 16^3 cubes of 96^3 crops, mask 0.75."
+    value_range = "0-1: the intensity window (data.options.intensity, e.g. abdomen -175..250 HU) scaled to 0-1"
+    method_papers = ('Chen et al.: "Masked Image Modeling Advances 3D Medical Image Analysis", WACV 2023 '
+                     '(cvlab-stonybrook/SelfMedMAE)',)
     default_mask_ratio = 0.75
     mask_axis = "z"
     file_patterns = ("*.nii", "*.nii.gz", "<DICOM series folders>")

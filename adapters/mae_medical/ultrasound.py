@@ -53,6 +53,9 @@ ULTRASOUND_OPTIONS: dict[str, Any] = {
 class UltrasoundAdapter(MedicalImageAdapter):
     name = "medical.ultrasound"
     summary = "Ultrasound frames (DICOM/PNG; scan region valid only): deblurring MAE, loss on all patches."
+    value_range = "0-1: the frame as displayed, in gray; pixels outside the scan region invalid"
+    method_papers = ('Kang et al.: "Deblurring Masked Autoencoder is Better Recipe for Ultrasound Image '
+                     'Recognition", MICCAI 2023 (openmedlab/DeblurringMIM)',)
     default_mask_ratio = 0.75
     loss_on = "all"
     evaluation_protocols: ClassVar[tuple[str, ...]] = ("linear_probe", "knn", "finetune")

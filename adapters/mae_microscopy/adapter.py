@@ -107,6 +107,10 @@ class ChannelAgnosticAdapter(GridAdapter):
     name = "microscopy.channel_agnostic"
     summary = ("Fluorescence microscopy (OME-TIFF, TIFF, per-channel files, OME-Zarr): channel-agnostic MAE, one "
                "shared patch embedding + channel code by name, any number and order of channels.")
+    value_range = ("intensities as stored (float32), normalized per crop and channel as data.options.normalize "
+                   "says (percentile: 1st-99th percentile to 0-1)")
+    method_papers = ('Kraus et al.: "Masked Autoencoders for Microscopy are Scalable Learners of Cellular '
+                     'Biology", CVPR 2024 (channel-agnostic MAE)',)
     file_patterns = ("*.tif", "*.tiff", "*.zarr", "*.csv")
     option_defaults = OPTIONS
     option_help = OPTION_HELP

@@ -72,6 +72,8 @@ COMMON_OPTIONS: dict[str, Any] = {
     "indices": ["NDVI", "NDWI", "NDBI"],
     "hog_window": None,
 }
+SATMAE_PAPER = ('Cong et al.: "SatMAE: Pre-training Transformers for Temporal and Multi-Spectral Satellite '
+                'Imagery", NeurIPS 2022 (sustainlab-group/SatMAE)')
 COMMON_OPTION_HELP: dict[str, str] = {
     "bands": "bands read, by Sentinel-2 name, in this order (null: the adapter's default bands)",
     "file_bands": "names of a file's bands when the file carries none (a different band count is rejected)",

@@ -29,7 +29,7 @@ import numpy as np
 from mae_domains.data.sample import Sample
 from mae_domains.models.embeddings.band_groups import BandGroupPatchEmbed
 from mae_remote_sensing.bands import DEFAULT_GROUPS, validate_groups, wavelength_of
-from mae_remote_sensing.base import COMMON_OPTION_HELP, COMMON_OPTIONS, RemoteSensingAdapter
+from mae_remote_sensing.base import COMMON_OPTION_HELP, COMMON_OPTIONS, SATMAE_PAPER, RemoteSensingAdapter
 from mae_remote_sensing.rendering import reconstruction_figure
 from mae_remote_sensing.synthetic import synthetic_scene
 
@@ -55,6 +55,8 @@ class MultispectralAdapter(RemoteSensingAdapter):
     name = "remote_sensing.multispectral"
     summary = ("Multispectral GeoTIFF/COG, band files or Zarr (Sentinel-2 by default): SatMAE band groups, "
                "one embedding and head per group, independent masking across groups.")
+    value_range = "reflectance or digital numbers as stored, each file's scale and offset applied"
+    method_papers = (SATMAE_PAPER,)
     option_defaults = {**COMMON_OPTIONS, **GROUP_OPTIONS}
     option_help = {**COMMON_OPTION_HELP, **GROUP_OPTION_HELP}
     mask_axis = "group"

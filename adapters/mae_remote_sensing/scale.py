@@ -62,6 +62,9 @@ class ScaleAdapter(RemoteSensingAdapter):
     name = "remote_sensing.scale"
     summary = ("Scale-MAE on multispectral GeoTIFF/COG, band files or Zarr: GSD-scaled position code per "
                "sample, multi-scale random resized crops, low/high-frequency decoder.")
+    value_range = "reflectance or digital numbers as stored, each file's scale and offset applied"
+    method_papers = ('Reed et al.: "Scale-MAE: A Scale-Aware Masked Autoencoder for Multiscale Geospatial '
+                     'Representation Learning", ICCV 2023 (bair-climate-initiative/scale-mae)',)
     option_defaults = {**COMMON_OPTIONS, **SCALE_OPTIONS, "jitter": 0.0}
     option_help = {
         **COMMON_OPTION_HELP,

@@ -44,6 +44,12 @@ def architecture(loaded: LoadedModel, weights_format: str) -> str:
             f"{LOADER}(<export folder>), which needs mae-domains and the '{loaded.config.adapter}' adapter")
 
 
+def run_name(source: str | Path) -> str:
+    """The name of the run (or export) behind a weights file: its folder's name."""
+    source = Path(source)
+    return (source.parent if source.suffix else source).name
+
+
 def export_info(loaded: LoadedModel, weights_format: str) -> dict[str, Any]:
     """The export's ``config.json``: flat fields for people and timm users, the input contract (``input``),
     the loader, and the run config (``run_config``) that rebuilds the model."""
@@ -59,7 +65,8 @@ def export_info(loaded: LoadedModel, weights_format: str) -> dict[str, Any]:
     if in_chans is not None:
         run_config["model"]["in_chans"] = int(in_chans)
     info = {
-        "adapter": cfg.adapter, "preset": cfg.model.preset, "patch_size": cfg.model.patch_size,
+        "name": run_name(loaded.source), "adapter": cfg.adapter, "preset": cfg.model.preset,
+        "patch_size": cfg.model.patch_size,
         "img_size": cfg.model.img_size, "in_chans": in_chans, "embed_dim": getattr(encoder, "embed_dim", None),
         "depth": depth,
         "mask_ratio": cfg.mask.ratio if cfg.mask.ratio is not None else getattr(loaded.model, "mask_ratio", None),
@@ -69,6 +76,7 @@ def export_info(loaded: LoadedModel, weights_format: str) -> dict[str, Any]:
         "loader": {"function": LOADER, "requires": {"mae_domains": __version__, "adapter": cfg.adapter}},
         "input": contract, "normalization": stats, "data_sources": cfg.data.sources,
         "adapter_options": contract["adapter_options"], "run_config": run_config,
+        "method_papers": list(getattr(loaded.adapter, "method_papers", ()) or ()),
     }
     info["pretrained_cfg"] = timm_pretrained_cfg(info)
     if weights_format == TIMM_FORMAT:

@@ -47,6 +47,8 @@ class ModelCardInfo:
     weights_file: str = ""
     version: str = mae_domains.__version__
     notes: str = ""
+    value_range: str = ""  # the values the adapter's reading produces: the encoder's input before normalization
+    method_papers: list[str] = field(default_factory=list)  # the adapter's method papers, one citation each
     layout: str = ""
     band_groups: dict[str, list[str]] = field(default_factory=dict)
     time: dict[str, Any] = field(default_factory=dict)
@@ -81,8 +83,11 @@ class ModelCardInfo:
                     channels = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
                     break
         spacing = next((f"{key} = {options[key]}" for key in SPACING_OPTION_KEYS if options.get(key) is not None), "")
+        sources = [str(s) for s in data.get("sources") or []]
         pretraining = {
-            "sources": data.get("sources", []),
+            # folder and file names only: a card is published, the paths on the training machine are not
+            "sources": f"{len(sources)} location(s): " + ", ".join(Path(s).name or s for s in sources)
+            if sources else None,
             "samples used for statistics": stats.get("count"),
             "batch size": engine.get("batch_size"),
             "steps": engine.get("max_steps") or step,
@@ -117,7 +122,7 @@ class ModelCardInfo:
             "data": {"sources": list(info.get("data_sources") or []), "options": dict(info.get("adapter_options") or {})},
         }
         extra = {"embedding width": info.get("embed_dim"), "depth": info.get("depth")}
-        card = cls.from_run(name or str(info.get("name") or info.get("adapter") or "encoder"), config, stats,
+        card = cls.from_run(str(info.get("name") or name or info.get("adapter") or "encoder"), config, stats,
                             adapter=info.get("adapter"), step=info.get("pretrain_steps"), weights_file=weights_file,
                             extra_data={k: v for k, v in extra.items() if v is not None})
         card.version = str(info.get("mae_domains_version", card.version))
@@ -144,6 +149,8 @@ class ModelCardInfo:
         card.wavelengths_nm = list(contract.get("wavelengths_nm") or [])
         card.gsd = {k: contract[k] for k in ("gsd_m", "gsd_note") if contract.get(k) is not None}
         card.pretrained_cfg = info.get("pretrained_cfg") if isinstance(info.get("pretrained_cfg"), Mapping) else None
+        card.value_range = str(contract.get("value_range") or "")
+        card.method_papers = [str(p) for p in info.get("method_papers") or []]
         return card
 
 
@@ -184,6 +191,8 @@ def _input_lines(info: ModelCardInfo) -> list[str]:
     lines = []
     if info.layout:
         lines.append(f"- Array layout of one sample: {info.layout}")
+    if info.value_range:
+        lines.append(f"- Values before normalization: {info.value_range}")
     channels = "any number of named channels" if info.in_chans is None and info.layout else _value(info.in_chans)
     lines += [f"- Input channels: {channels}", f"- Patch size: {_value(info.patch_size)}",
               f"- Input size: {_value(info.img_size)}", ""]
@@ -274,10 +283,40 @@ def _kwargs(kwargs: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
+MAE_CITATION = ('He, Chen, Xie, Li, Dollár, Girshick: "Masked Autoencoders Are Scalable Vision Learners", '
+                 "CVPR 2022 (arXiv:2111.06377)")
+
+
+def _use_lines(info: ModelCardInfo) -> list[str]:
+    samples = info.pretraining_data.get("samples used for statistics")
+    medical = info.adapter.startswith("medical")
+    return [
+        "## Intended use", "",
+        "Features (embeddings) of images like the pretraining data, for linear probes, kNN, fine-tuning and "
+        "retrieval in research. The encoder was pretrained without labels by masked image modelling; it has "
+        "no classifier.", "",
+        "## Limitations", "",
+        f"- Learned from the pretraining archive only ({_value(samples)} samples in the statistics): other "
+        "sensors, scanners, stains, value ranges or resolutions than listed under Input contract may embed poorly.",
+        "- A low reconstruction loss does not show that the features suit a task; evaluate on labelled data "
+        "(`mae-domains evaluate`).",
+        *(["- Not a medical device: not validated for diagnosis or any clinical decision."] if medical else []),
+        "",
+    ]
+
+
+def _citation_lines(info: ModelCardInfo) -> list[str]:
+    lines = ["## How to cite", "", "The methods this encoder was trained with:", "", f"- {MAE_CITATION}"]
+    lines += [f"- {paper}" for paper in info.method_papers]
+    return lines + ["- mae-domains " + info.version + " (the software that trained and exported it)"]
+
+
 def render_model_card(info: ModelCardInfo, results_markdown: str = "") -> str:
     """The card as Markdown; ``results_markdown`` (a table) fills the results section."""
     lines = [
-        f"# Model card: {info.name}", "",
+        f"# {info.name}", "",
+        f"A masked-autoencoder encoder for `{info.adapter}` inputs, trained with mae-domains." if info.adapter else
+        "A masked-autoencoder encoder trained with mae-domains.", "",
         "## Model", "",
         f"- Adapter: {_value(info.adapter)}",
         f"- Encoder preset: {_value(info.preset)}",
@@ -287,6 +326,7 @@ def render_model_card(info: ModelCardInfo, results_markdown: str = "") -> str:
         f"- Weights: {_value(info.weights_file)}" + (f" ({info.weights_format})" if info.weights_format else ""),
         f"- mae-domains version: {info.version}",
         "",
+        *_use_lines(info),
         "## Input contract", "",
         *_input_lines(info),
         "",
@@ -298,6 +338,7 @@ def render_model_card(info: ModelCardInfo, results_markdown: str = "") -> str:
     lines += [f"- {key}: {_value(value)}" for key, value in info.pretraining_data.items()] or ["- not recorded"]
     lines += ["", "## Results", ""]
     lines += results_markdown.rstrip("\n").splitlines() if results_markdown.strip() else ["No evaluation results recorded yet."]
+    lines += ["", *_citation_lines(info)]
     if info.notes:
         lines += ["", "## Notes", "", info.notes]
     return "\n".join(lines) + "\n"
@@ -343,5 +384,5 @@ def model_card_from_checkpoint(path: str | os.PathLike, name: str | None = None)
         raise ValueError(f"{path}: not a mae-domains run checkpoint (no 'config' entry)")
     return ModelCardInfo.from_run(
         name or path.parent.name, state["config"], state.get("stats"), state.get("adapter"),
-        int(state["step"]) if "step" in state else None, weights_file=str(path),
+        int(state["step"]) if "step" in state else None, weights_file=path.name,
     )
