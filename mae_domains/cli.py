@@ -42,8 +42,12 @@ def _one_line(err: BaseException) -> str:
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:
-    """--adapter and --data as overrides, before the key=value ones."""
+    """--adapter, --data, --device and --batch-size as overrides, before the key=value ones."""
     overrides = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "batch_size", None) is not None:
+        overrides.insert(0, f"engine.batch_size={args.batch_size}")
+    if getattr(args, "device", None):
+        overrides.insert(0, f"engine.device={args.device}")
     if getattr(args, "adapter", None):
         overrides.insert(0, f"adapter={args.adapter}")
     if getattr(args, "data", None):
@@ -142,12 +146,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise ValueError("--config cannot be combined with --resume: the run's config is in its checkpoint; "
                              "give key=value overrides for what may change")
         run_dir = Path(args.resume)
-        overrides = list(args.overrides or [])
-        if args.adapter:
-            overrides.insert(0, f"adapter={args.adapter}")
-        if args.data:
-            overrides.insert(0, "data.sources=" + json.dumps([str(p) for p in args.data]))
-        config = resume_config(run_dir, overrides)
+        config = resume_config(run_dir, config_overrides(args))
     else:
         config = build_config(args, require_adapter=True)
         if not config.data.sources:
@@ -315,6 +314,19 @@ def _add_run_options(p: argparse.ArgumentParser, need_data: bool = False) -> Non
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.preset=tiny")
 
 
+def _add_device_and_batch(p: argparse.ArgumentParser, device_help: str, batch_help: str) -> None:
+    """``--device`` and ``--batch-size``, spelled alike in every command that computes."""
+    p.add_argument("--device", default=None, help=f"auto, cpu, cuda, cuda:N or mps ({device_help})")
+    p.add_argument("--batch-size", type=int, metavar="N", help=batch_help)
+
+
+def _add_settings(p: argparse.ArgumentParser, help: str) -> None:
+    """Settings as ``KEY=VALUE`` after the options, as overrides are given to every command; ``--set`` is
+    the earlier spelling, kept as a deprecated alias."""
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="deprecated spelling of KEY=VALUE")
+
+
 def _add_config_option(p: argparse.ArgumentParser, help: str = "") -> None:
     p.add_argument("--config", "--recipe", dest="config", metavar="RECIPE",
                    help=help or "a shipped recipe by name (`mae-domains recipes`), e.g. medical_xray_vit_base, "
@@ -348,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "overrides may change only how long it runs, how it reports and where it computes)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (refused without this flag)")
+    _add_device_and_batch(p, "engine.device; default: the config's", "samples per step and process (engine.batch_size)")
     p.add_argument("--init", metavar="PATH_OR_NAME",
                    help="start from these weights: a run folder, checkpoint or export of ours, or a published "
                         "checkpoint as FAMILY:PATH (families: mae, satmae_group, satmae_temporal, scale_mae, prithvi, "
@@ -377,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="files, folders or globs to draw the samples from (default: the run's data.sources)")
     p.add_argument("--out", metavar="PNG", help="figure path (default: DIR/figures/reconstruction.png)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--count", type=int, default=4, metavar="N",
+    p.add_argument("--batch-size", "--count", dest="count", type=int, default=4, metavar="N",
                    help="samples shown, one row each (default: 4); unreadable files are skipped and listed")
     p.set_defaults(func=cmd_reconstruct)
 
@@ -419,14 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a registered protocol: knn, linear_probe, finetune, multilabel_map, anomaly "
                         "(reconstruction-error AUROC, normal vs abnormal), or one an adapter adds "
                         "(default: the run's eval.protocols)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="protocol settings, e.g. k=10 epochs=5 (they win over the run's eval section)")
+    _add_settings(p, "protocol settings, e.g. k=10 epochs=5 (they win over the run's eval section)")
     p.add_argument("--benchmark", help="YAML benchmark file listing several evaluations")
     p.add_argument("--out", default=None,
                    help="folder for results.jsonl / .csv / .md and plots (default: results, or the benchmark "
                         "file's output: key); a folder with earlier results gains the new records (a repeated "
                         "evaluation replaces its earlier records) and its tables cover all of them")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_device_and_batch(p, "default: auto", "samples per forward pass and training batch (setting batch_size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the protocol (fine-tuning, probe, splits)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -435,16 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a uint8 GeoTIFF of class ids (nodata 255) on the scene's CRS and transform. "
                                    "MODEL: a segmenter folder from an earlier --train, or a run folder with "
                                    "--train PAIRS.csv (columns image,label: label rasters on the image's grid).")
-    p.add_argument("model", metavar="MODEL", help="trained segmenter folder, or run folder/checkpoint with --train")
+    p.add_argument("--run", metavar="MODEL", help="trained segmenter folder, or run folder/checkpoint with --train "
+                                                 "(given first among the SCENEs: the earlier spelling, deprecated)")
     p.add_argument("scenes", nargs="*", metavar="SCENE", help="GeoTIFF/COG, band-file folder or STAC item")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="output GeoTIFF (a folder when several scenes are given)")
     p.add_argument("--train", metavar="CSV", help="image,label pairs to fine-tune a segmenter on first")
     p.add_argument("--save", metavar="DIR", help="where the fine-tuned segmenter goes (default: OUT.segmenter)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="settings: steps, lr, batch_size, tile (px, default model.img_size), overlap (px, default "
-                        "tile/4), batch_tiles, label_nodata (255), freeze_encoder")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_settings(p, "settings: steps, lr, batch_size, tile (px, default model.img_size), overlap (px, default "
+                     "tile/4), batch_tiles, label_nodata (255), freeze_encoder")
+    _add_device_and_batch(p, "default: auto", "fine-tuning batch (setting batch_size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning")
     p.set_defaults(func=cmd_segment)
 
@@ -493,10 +505,35 @@ def split_overrides(args: argparse.Namespace) -> None:
         args.overrides = moved + list(getattr(args, "overrides", []) or [])
 
 
+def unify_settings(args: argparse.Namespace) -> None:
+    """``evaluate`` and ``segment``: KEY=VALUE settings (and ``--batch-size``) into ``args.set``, the model
+    of ``segment`` into ``args.model``; the earlier spellings (``--set``, ``segment MODEL SCENE``) still work
+    and say so."""
+    if args.command not in ("evaluate", "segment"):
+        return
+    if args.set:
+        print("note: --set is deprecated; give settings as KEY=VALUE after the options", file=sys.stderr)
+    if args.command == "segment":
+        args.overrides = [s for s in args.scenes if OVERRIDE_PATTERN.match(s)] + list(args.overrides or [])
+        args.scenes = [s for s in args.scenes if not OVERRIDE_PATTERN.match(s)]
+        if args.run is None:
+            if not args.scenes:
+                raise SystemExit("mae-domains segment: error: give the model with --run MODEL")
+            print("note: the model as the first SCENE is deprecated; give it with --run MODEL", file=sys.stderr)
+            args.scenes = list(args.scenes)
+            args.run = args.scenes.pop(0)
+        args.model = args.run
+    args.set = list(args.set) + list(args.overrides or [])
+    if args.batch_size is not None:
+        args.set.append(f"batch_size={args.batch_size}")
+    args.device = args.device or "auto"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     split_overrides(args)
+    unify_settings(args)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.debug:

@@ -6,7 +6,8 @@
     mae-domains evaluate --benchmark benchmarks/downstream.yaml [--out results]
 
 Without ``--protocol`` the run's ``eval.protocols`` are evaluated; the run's ``eval`` section gives the
-protocol defaults (``knn_k``, ``probe_epochs``, ``pool`` ...), and ``--set KEY=VALUE`` settings win over it.
+protocol defaults (``knn_k``, ``probe_epochs``, ``pool`` ...), and ``KEY=VALUE`` settings after the options win
+over it.
 """
 
 from __future__ import annotations
