@@ -28,6 +28,7 @@ from mae_domains.data.sample import BadSampleError, NormStats, RunningStats, Sam
 from mae_domains.files import find_files
 from mae_domains.grid import GridBatch
 from mae_domains.models.presets import with_preset_decoder
+from mae_domains.progress import ProgressClock
 
 if TYPE_CHECKING:
     from mae_domains.config import MaskConfig, ModelConfig
@@ -133,10 +134,11 @@ class Adapter(ABC):
         failures = ReadFailures()
         names = None
         report_every = max(1, len(order) // 10) if len(order) >= STATS_PROGRESS_MIN else 0
+        clock = ProgressClock(len(order), unit="samples")
         for done, i in enumerate(order):
             if report_every and done and done % report_every == 0:
-                log.info("normalization statistics: %d of %d samples read (%d unreadable so far)", done,
-                         len(order), failures.total)
+                log.info("normalization statistics: %d of %d samples read (%d unreadable so far; %s)", done,
+                         len(order), failures.total, clock.describe(done))
             ref = refs[int(i)]
             try:
                 sample = self.read(ref)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -49,7 +50,10 @@ from mae_domains.evaluation.metrics import score_result
 from mae_domains.grid import GridBatch, as_grid_batch
 from mae_domains.grid.axes import AxisKind
 from mae_domains.optim import apply_lr, build_optimizer, lr_at, warmup_within_run
+from mae_domains.progress import ProgressClock
 from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+
+log = logging.getLogger(__name__)
 
 POOL_MODES = ("avg", "cls")
 ENCODER_PARTS = ("embedding", "cls_token", "blocks", "norm", "embed_dim")
@@ -281,7 +285,8 @@ def train_classifier(
     peak_lr: float | None = None
     losses: list[float] = []
     step = 0
-    for _ in range(config.epochs):
+    clock = ProgressClock(config.epochs, unit="epochs")
+    for epoch in range(config.epochs):
         total, count = 0.0, 0
         for i, batch in enumerate(train_loader):
             if i >= steps_per_epoch:
@@ -324,6 +329,7 @@ def train_classifier(
             count += grid_batch.batch_size
             step += 1
         losses.append(total / max(count, 1))
+        log.info("finetune: epoch %d/%d, loss %.4f (%s)", epoch + 1, config.epochs, losses[-1], clock.describe(epoch + 1))
     return losses
 
 
