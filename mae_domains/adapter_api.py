@@ -29,6 +29,7 @@ from mae_domains.files import find_files
 from mae_domains.log_names import LogLines, printable
 from mae_domains.grid import GridBatch
 from mae_domains.models.presets import with_preset_decoder
+from mae_domains.progress import ProgressClock
 
 if TYPE_CHECKING:
     from mae_domains.config import MaskConfig, ModelConfig
@@ -62,6 +63,9 @@ class Adapter(ABC):
     evaluation_protocols: ClassVar[tuple[str, ...]] = ("knn", "linear_probe", "finetune")
     file_patterns: ClassVar[tuple[str, ...]] = ("*",)
     option_defaults: ClassVar[dict[str, Any]] = {}
+    option_help: ClassVar[dict[str, str]] = {}  # what each option means, one line each (``mae-domains adapters NAME``)
+    value_range: ClassVar[str] = ""  # the values ``read`` produces, e.g. "0-1: pixels divided by their maximum"
+    method_papers: ClassVar[tuple[str, ...]] = ()  # citations of the method papers the adapter implements
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         options = dict(options or {})
@@ -152,10 +156,11 @@ class Adapter(ABC):
         failures = ReadFailures()
         names = None
         report_every = max(1, len(order) // 10) if len(order) >= STATS_PROGRESS_MIN else 0
+        clock = ProgressClock(len(order), unit="samples")
         for done, i in enumerate(order):
             if report_every and done and done % report_every == 0:
-                log.info("normalization statistics: %d of %d samples read (%d unreadable so far)", done,
-                         len(order), failures.total)
+                log.info("normalization statistics: %d of %d samples read (%d unreadable so far; %s)", done,
+                         len(order), failures.total, clock.describe(done))
             ref = refs[int(i)]
             try:
                 sample = self.read(ref)

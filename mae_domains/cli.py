@@ -17,22 +17,19 @@ from mae_domains import log_names
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Errors whose message says what is wrong and where: printed in one line, exit code 2 (with ValueError, and
+# OSError for a full disk, a missing file and a folder without permission), as (module, class name).
+USER_ERRORS = (("mae_domains.config", "ConfigError"), ("mae_domains.registry", "AdapterNotFound"),
+               ("mae_domains.data.sample", "BadSampleError"), ("mae_domains.engine.errors", "TrainingStopped"),
+               ("mae_domains.runs.folder", "RunFolderError"), ("mae_domains.runs.lock", "RunLocked"),
+               ("mae_domains.weights", "UnsafeCheckpointError"), ("mae_domains.weights", "CheckpointFormatError"))
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message says what is wrong and where: printed in one line, exit code 2. ``OSError``
-    covers a full disk, a missing file and a folder without permission."""
-    from mae_domains.config import ConfigError
-    from mae_domains.data.sample import BadSampleError
-    from mae_domains.engine.errors import TrainingStopped
-    from mae_domains.registry import AdapterNotFound
-    from mae_domains.runs.folder import RunFolderError
-    from mae_domains.runs.lock import RunLocked
-    from mae_domains.weights import CheckpointFormatError, UnsafeCheckpointError
-
-    return (ConfigError, AdapterNotFound, BadSampleError, TrainingStopped, RunFolderError, RunLocked,
-            UnsafeCheckpointError, CheckpointFormatError, ValueError, OSError)
+    """The user-error classes of the modules loaded so far: an error of a module that was never imported
+    cannot have been raised, so a config error is reported without importing torch."""
+    loaded = [getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules]
+    return (*loaded, ValueError, OSError)
 
 
 def _one_line(err: BaseException) -> str:
@@ -46,29 +43,90 @@ def _one_line(err: BaseException) -> str:
     return " ".join(lines) or type(err).__name__
 
 
-def build_config(args: argparse.Namespace):
-    """Adapter defaults <- --config YAML <- --adapter/--data <- key=value overrides."""
-    from mae_domains.config import load_config
-
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """--adapter, --data, --device and --batch-size as overrides, before the key=value ones."""
     overrides = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "batch_size", None) is not None:
+        overrides.insert(0, f"engine.batch_size={args.batch_size}")
+    if getattr(args, "device", None):
+        overrides.insert(0, f"engine.device={args.device}")
     if getattr(args, "adapter", None):
         overrides.insert(0, f"adapter={args.adapter}")
     if getattr(args, "data", None):
         overrides.insert(0, "data.sources=" + json.dumps([str(p) for p in args.data]))
-    return load_config(args.config, overrides)
+    return overrides
+
+
+def build_config(args: argparse.Namespace, require_adapter: bool = False):
+    """Adapter defaults <- --config YAML or recipe name <- --adapter/--data <- key=value overrides. With
+    ``require_adapter``, a config that names no adapter is refused instead of training the ``image`` model."""
+    from mae_domains.config import ConfigError, config_from_dict, config_file, read_config_data
+
+    data = read_config_data(args.config, config_overrides(args))
+    if require_adapter and "adapter" not in data:
+        raise ConfigError("no adapter given: pass --adapter NAME (`mae-domains adapters` lists them) or use a "
+                          "--config that sets adapter:")
+    return config_from_dict(data, "" if args.config is None else str(config_file(args.config)))
 
 
 # ----- subcommands ------------------------------------------------------------------------------
 def cmd_adapters(args: argparse.Namespace) -> int:
-    from mae_domains.registry import discover_adapters
+    if args.name:
+        from mae_domains.adapter_listing import load_adapter_class
 
-    adapters = discover_adapters()
+        print(describe_adapter(load_adapter_class(args.name)))
+        return 0
+    from mae_domains.adapter_listing import list_adapters
+
+    adapters = list_adapters()
     if not adapters:
         print("no adapters installed")
         return 1
-    width = max(len(n) for n in adapters)
-    for name, cls in sorted(adapters.items()):
-        print(f"{name:<{width}}  api {cls.api_version}  {cls.summary}")
+    width = max(len(a.name) for a in adapters)
+    for entry in adapters:
+        print(f"{entry.name:<{width}}  api {entry.api_version}  {entry.summary}")
+    print("options, defaults and what they mean: mae-domains adapters NAME")
+    return 0
+
+
+def describe_adapter(cls: type) -> str:
+    """An adapter's summary, files, masking recipe, protocols and options (``data.options.*``) with their
+    defaults and meanings."""
+    from mae_domains.config import RECIPES_DIR, recipe_names
+    import yaml
+
+    recipes = [n for n in recipe_names()
+               if (yaml.safe_load((RECIPES_DIR / f"{n}.yaml").read_text(encoding="utf-8")) or {}).get("adapter") == cls.name]
+    lines = [f"{cls.name} (api {cls.api_version}): {cls.summary}",
+             f"files: {', '.join(cls.file_patterns)}",
+             f"mask: ratio {cls.default_mask_ratio}, {cls.default_mask_strategy} (mask.ratio, mask.strategy)",
+             f"protocols: {', '.join(cls.evaluation_protocols)}",
+             f"recipes: {', '.join(recipes) or 'none'}",
+             "options (data.options.NAME=VALUE):"]
+    meanings = getattr(cls, "option_help", {}) or {}
+    width = max((len(k) for k in cls.option_defaults), default=0)
+    for key, default in cls.option_defaults.items():
+        meaning = meanings.get(key, "(not described by the adapter)")
+        lines.append(f"  {key:<{width}}  {json.dumps(default)}\n  {'':<{width}}    {meaning}")
+    if not cls.option_defaults:
+        lines.append("  none")
+    return "\n".join(lines)
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from mae_domains.config import recipe_listing
+
+    print(recipe_listing())
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    config = build_config(args)
+    print(f"# resolved config{'' if args.config is None else ' of ' + str(args.config)}; a mask value left null "
+          "is the adapter's recipe")
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
     return 0
 
 
@@ -81,8 +139,6 @@ def cmd_check_adapter(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from mae_domains.engine import pretrain
-
     if args.resume:
         from mae_domains.runs.resume import resume_config
 
@@ -92,19 +148,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise ValueError("--config cannot be combined with --resume: the run's config is in its checkpoint; "
                              "give key=value overrides for what may change")
         run_dir = Path(args.resume)
-        overrides = list(args.overrides or [])
-        if args.adapter:
-            overrides.insert(0, f"adapter={args.adapter}")
-        if args.data:
-            overrides.insert(0, "data.sources=" + json.dumps([str(p) for p in args.data]))
-        config = resume_config(run_dir, overrides)
+        config = resume_config(run_dir, config_overrides(args))
     else:
-        config = build_config(args)
+        config = build_config(args, require_adapter=True)
         if not config.data.sources:
             raise ValueError("no data given: pass --data PATH (files, folders or globs) or set data.sources")
         if args.init:
             config.model.init = str(args.init)
         run_dir = Path(args.out or Path("runs") / config.adapter.replace(".", "_"))
+    from mae_domains.engine import pretrain  # torch and the adapters load once the config is known good
+
     result = pretrain(config, run_dir, resume=bool(args.resume), overwrite=args.overwrite)
     if result.stopped_by:
         return report_stop(result)
@@ -261,8 +314,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     archive = build_sample_archive(out / "sample_archive")
-    config = load_config(CONFIG_DIR / "demo.yaml" if args.config is None else args.config,
-                         [f"data.sources={json.dumps([str(archive)])}"] + list(args.overrides or []))
+    config = load_config(args.config or "demo", [f"data.sources={json.dumps([str(archive)])}"]
+                         + list(args.overrides or []))
     run_dir = out / "run"
     print(f"demo: pretraining adapter '{config.adapter}' ({config.model.preset}) on {archive} "
           f"for {config.engine.max_steps} steps")
@@ -282,8 +335,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_run_options(p: argparse.ArgumentParser, need_data: bool = False) -> None:
     p.add_argument("--adapter", help="registered adapter name (see `mae-domains adapters`)")
     p.add_argument("--data", nargs="+", required=need_data, metavar="PATH", help="files, folders or globs")
-    p.add_argument("--config", help="YAML recipe (see configs/)")
+    _add_config_option(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.preset=tiny")
+
+
+def _add_device_and_batch(p: argparse.ArgumentParser, device_help: str, batch_help: str) -> None:
+    """``--device`` and ``--batch-size``, spelled alike in every command that computes."""
+    p.add_argument("--device", default=None, help=f"auto, cpu, cuda, cuda:N or mps ({device_help})")
+    p.add_argument("--batch-size", type=int, metavar="N", help=batch_help)
+
+
+def _add_settings(p: argparse.ArgumentParser, help: str) -> None:
+    """Settings as ``KEY=VALUE`` after the options, as overrides are given to every command; ``--set`` is
+    the earlier spelling, kept as a deprecated alias."""
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="deprecated spelling of KEY=VALUE")
+
+
+def _add_config_option(p: argparse.ArgumentParser, help: str = "") -> None:
+    p.add_argument("--config", "--recipe", dest="config", metavar="RECIPE",
+                   help=help or "a shipped recipe by name (`mae-domains recipes`), e.g. medical_xray_vit_base, "
+                                "or a YAML file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,7 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
 
-    sub.add_parser("adapters", help="list installed adapters").set_defaults(func=cmd_adapters)
+    p = sub.add_parser("adapters", help="list installed adapters, or one adapter's options")
+    p.add_argument("name", nargs="?", metavar="NAME", help="an adapter: print its options with defaults and meaning")
+    p.set_defaults(func=cmd_adapters)
+    sub.add_parser("recipes", help="list the shipped recipes (--config NAME)").set_defaults(func=cmd_recipes)
+    p = sub.add_parser("config", help="show the resolved config of a recipe and overrides")
+    config_sub = p.add_subparsers(dest="config_command", required=True, parser_class=_Subcommand)
+    p = config_sub.add_parser("show", help="print the resolved config as YAML (recipe <- --adapter/--data <- "
+                                           "key=value overrides), without reading data")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_config_show)
     p = sub.add_parser("check-adapter", help="run the conformance kit on an adapter")
     p.add_argument("name")
     p.set_defaults(func=cmd_check_adapter)
@@ -304,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "overrides may change only how long it runs, how it reports and where it computes)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (refused without this flag)")
+    _add_device_and_batch(p, "engine.device; default: the config's", "samples per step and process (engine.batch_size)")
     p.add_argument("--init", metavar="PATH_OR_NAME",
                    help="start from these weights: a run folder, checkpoint or export of ours, or a published "
                         "checkpoint as FAMILY:PATH (families: mae, satmae_group, satmae_temporal, scale_mae, prithvi, "
@@ -334,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, help="registered adapter name (see `mae-domains adapters`)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for sample.npy, sample.json, preview.png")
     p.add_argument("--index", type=int, default=0, metavar="K", help="which of the samples PATH yields (from 0)")
-    p.add_argument("--config", help="YAML recipe (see configs/)")
+    _add_config_option(p)
     p.add_argument("path", metavar="PATH", help="one sample as --data finds it: a file, a scene or series folder")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.in_chans=1")
     p.set_defaults(func=cmd_inspect)
@@ -347,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="files, folders or globs to draw the samples from (default: the run's data.sources)")
     p.add_argument("--out", metavar="PNG", help="figure path (default: DIR/figures/reconstruction.png)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--count", type=int, default=4, metavar="N",
+    p.add_argument("--batch-size", "--count", dest="count", type=int, default=4, metavar="N",
                    help="samples shown, one row each (default: 4); unreadable files are skipped and listed")
     p.set_defaults(func=cmd_reconstruct)
 
@@ -379,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run directory (or checkpoint) whose model is evaluated; or published weights as "
                                  "FAMILY:PATH or PATH, with --adapter (and --config for the model size)")
     p.add_argument("--adapter", help="adapter that builds the model for published weights given to --run")
-    p.add_argument("--config", help="run config (YAML) of the model for published weights given to --run")
+    _add_config_option(p, "run config (a recipe name or YAML file) of the model for published weights given to --run")
     p.add_argument("--train", nargs="+", metavar="PATH",
                    help="labelled training archive: class folders (class_name/*) or a label CSV (not needed by anomaly)")
     p.add_argument("--test", nargs="+", metavar="PATH", help="labelled test archive: class folders or a label CSV")
@@ -389,13 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a registered protocol: knn, linear_probe, finetune, multilabel_map, anomaly "
                         "(reconstruction-error AUROC, normal vs abnormal), or one an adapter adds "
                         "(default: the run's eval.protocols)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="protocol settings, e.g. k=10 epochs=5 (they win over the run's eval section)")
+    _add_settings(p, "protocol settings, e.g. k=10 epochs=5 (they win over the run's eval section)")
     p.add_argument("--benchmark", help="YAML benchmark file listing several evaluations")
     p.add_argument("--out", default=None,
                    help="folder for results.jsonl / .csv / .md and plots (default: results, or the benchmark "
-                        "file's output: key)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+                        "file's output: key); a folder with earlier results gains the new records (a repeated "
+                        "evaluation replaces its earlier records) and its tables cover all of them")
+    _add_device_and_batch(p, "default: auto", "samples per forward pass and training batch (setting batch_size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the protocol (fine-tuning, probe, splits)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -404,16 +486,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a uint8 GeoTIFF of class ids (nodata 255) on the scene's CRS and transform. "
                                    "MODEL: a segmenter folder from an earlier --train, or a run folder with "
                                    "--train PAIRS.csv (columns image,label: label rasters on the image's grid).")
-    p.add_argument("model", metavar="MODEL", help="trained segmenter folder, or run folder/checkpoint with --train")
+    p.add_argument("--run", metavar="MODEL", help="trained segmenter folder, or run folder/checkpoint with --train "
+                                                 "(given first among the SCENEs: the earlier spelling, deprecated)")
     p.add_argument("scenes", nargs="*", metavar="SCENE", help="GeoTIFF/COG, band-file folder or STAC item")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="output GeoTIFF (a folder when several scenes are given)")
     p.add_argument("--train", metavar="CSV", help="image,label pairs to fine-tune a segmenter on first")
     p.add_argument("--save", metavar="DIR", help="where the fine-tuned segmenter goes (default: OUT.segmenter)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="settings: steps, lr, batch_size, tile (px, default model.img_size), overlap (px, default "
-                        "tile/4), batch_tiles, label_nodata (255), freeze_encoder")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_settings(p, "settings: steps, lr, batch_size, tile (px, default model.img_size), overlap (px, default "
+                     "tile/4), batch_tiles, label_nodata (255), freeze_encoder")
+    _add_device_and_batch(p, "default: auto", "fine-tuning batch (setting batch_size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning")
     p.set_defaults(func=cmd_segment)
 
@@ -432,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="pretrain on the built-in sample archive (a few minutes on CPU)")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--config", help="recipe to use instead of configs/demo.yaml")
+    _add_config_option(p, "recipe to use instead of the demo recipe (a name or YAML file)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -462,10 +544,35 @@ def split_overrides(args: argparse.Namespace) -> None:
         args.overrides = moved + list(getattr(args, "overrides", []) or [])
 
 
+def unify_settings(args: argparse.Namespace) -> None:
+    """``evaluate`` and ``segment``: KEY=VALUE settings (and ``--batch-size``) into ``args.set``, the model
+    of ``segment`` into ``args.model``; the earlier spellings (``--set``, ``segment MODEL SCENE``) still work
+    and say so."""
+    if args.command not in ("evaluate", "segment"):
+        return
+    if args.set:
+        print("note: --set is deprecated; give settings as KEY=VALUE after the options", file=sys.stderr)
+    if args.command == "segment":
+        args.overrides = [s for s in args.scenes if OVERRIDE_PATTERN.match(s)] + list(args.overrides or [])
+        args.scenes = [s for s in args.scenes if not OVERRIDE_PATTERN.match(s)]
+        if args.run is None:
+            if not args.scenes:
+                raise SystemExit("mae-domains segment: error: give the model with --run MODEL")
+            print("note: the model as the first SCENE is deprecated; give it with --run MODEL", file=sys.stderr)
+            args.scenes = list(args.scenes)
+            args.run = args.scenes.pop(0)
+        args.model = args.run
+    args.set = list(args.set) + list(args.overrides or [])
+    if args.batch_size is not None:
+        args.set.append(f"batch_size={args.batch_size}")
+    args.device = args.device or "auto"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     split_overrides(args)
+    unify_settings(args)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     log_names.install()  # a file name with a line break cannot forge a log line

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import types
 import typing
@@ -388,27 +389,81 @@ def deep_merge(dst: dict[str, Any], src: Mapping[str, Any]) -> dict[str, Any]:
     return dst
 
 
-def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: Mapping[str, Any] | None = None
-) -> RunConfig:
-    """Defaults <- ``base`` (e.g. an adapter's recipe) <- YAML file <- dotted overrides, validated."""
+# The recipes: configs/ of the checkout, shipped in the package as mae_domains/recipes (a link to it).
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped with mae-domains (``--config NAME``)."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_path(name: str) -> Path:
+    """The shipped recipe ``name``: its file name without ``.yaml``, or an unambiguous end of it
+    (``xray_vit_base`` is ``medical_xray_vit_base``)."""
+    stem = next((name[: -len(s)] for s in RECIPE_SUFFIXES if name.endswith(s)), name)
+    names = recipe_names()
+    matches = [n for n in names if n == stem] or [n for n in names if n.endswith("_" + stem)]
+    if len(matches) == 1:
+        return RECIPES_DIR / f"{matches[0]}.yaml"
+    if matches:
+        raise ConfigError(f"{name}: several recipes end with that name ({', '.join(matches)}); give the whole name")
+    raise ConfigError(f"{name}: config file not found, and no recipe has that name{suggest(stem, names)}; recipes: "
+                      f"{', '.join(names)} (`mae-domains recipes` describes them)")
+
+
+def recipe_listing() -> str:
+    """One entry per shipped recipe: name, adapter and model preset, then the paper it follows (its header)."""
+    entries = []
+    for name in recipe_names():
+        text = (RECIPES_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+        paper = next((line[len("# Paper: "):] for line in text.splitlines() if line.startswith("# Paper: ")), "")
+        preset = (data.get("model") or {}).get("preset", ModelConfig.preset)
+        entries.append(f"{name}  (adapter {data.get('adapter', RunConfig.adapter)}, {preset} preset)\n    {paper}")
+    return "\n".join(entries)
+
+
+def config_file(path_or_name: str | Path) -> Path:
+    """The YAML file ``--config`` names: an existing file, else a shipped recipe by name. A missing path
+    whose file name is a recipe's says to give the name (``configs/`` exists only in a checkout)."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    text = str(path_or_name)
+    if "/" not in text and os.sep not in text:
+        return recipe_path(text)
+    if path.stem in recipe_names() and path.suffix in RECIPE_SUFFIXES:
+        raise ConfigError(f"{path}: config file not found; the recipe ships with mae-domains: --config {path.stem}")
+    raise ConfigError(f"{path}: config file not found")
+
+
+def read_config_data(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The merged, not yet validated sections: ``base`` <- YAML file (a path or a recipe name) <- overrides."""
     data: dict[str, Any] = deep_merge({}, base or {})
-    where = ""
     if path is not None:
-        where = str(path)
+        file = config_file(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
+            loaded = yaml.safe_load(file.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+            raise ConfigError(f"{file}: not valid YAML ({err})") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+            raise ConfigError(f"{file}: the top level must be a mapping of sections")
         deep_merge(data, loaded)
     for text in overrides:
         keys, value = parse_override(text)
         merge_override(data, keys, value)
-    return config_from_dict(data, where)
+    return data
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """Defaults <- ``base`` (e.g. an adapter's recipe) <- YAML file or recipe name <- dotted overrides, validated."""
+    data = read_config_data(path, overrides, base)
+    return config_from_dict(data, "" if path is None else str(config_file(path)))
 
 
 def dump_config(config: RunConfig, path: str | Path, comments: Sequence[str] = ()) -> None:

@@ -38,6 +38,19 @@ def effective_lr(base_lr: float, lr: float | None, effective_batch: int) -> floa
     return lr if lr is not None else base_lr * effective_batch / 256
 
 
+def warmup_within_run(warmup_epochs: float, epochs: int, default_warmup: float, default_epochs: int, what: str) -> float:
+    """``warmup_epochs``, or, when it would not end before the run does, the default recipe's share of the
+    run (e.g. 10 of 100 epochs: 0.3 of 3), with a warning: a warmup as long as the run leaves the model
+    near its initial state and the result near chance."""
+    if warmup_epochs < epochs:
+        return float(warmup_epochs)
+    clamped = epochs * default_warmup / default_epochs
+    log.warning("%s: warmup_epochs %g is not shorter than epochs %d; warming up for %.3g epochs instead (the "
+                "default recipe's share, %g of %d epochs); set warmup_epochs below epochs to choose", what,
+                warmup_epochs, epochs, clamped, default_warmup, default_epochs)
+    return clamped
+
+
 def lr_at(step: int, peak_lr: float, total_steps: int, warmup_steps: int, min_lr: float = 0.0) -> float:
     """Learning rate before optimizer step ``step`` (0-based): ``peak * step / warmup_steps`` while
     warming up (0 at step 0), then half-cycle cosine to ``min_lr`` at ``total_steps`` (held after)."""

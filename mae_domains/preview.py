@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mae_domains.visualize import save_figure  # noqa: E402
+from mae_domains.visualize import FIGURE_TITLE_PT, PANEL_TITLE_PT, save_figure  # noqa: E402
 
 NODATA_RGB = (1.0, 0.0, 1.0)
 RGB_NM = (650.0, 555.0, 470.0)  # red, green, blue
@@ -167,7 +167,7 @@ def save_sample_preview(image: np.ndarray, path: str | Path, meta: Mapping[str, 
         if k < len(panels):
             name, picture = panels[k]
             ax.imshow(picture, interpolation="nearest")
-            ax.set_title(name, fontsize=7)
+            ax.set_title(name, fontsize=PANEL_TITLE_PT)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=FIGURE_TITLE_PT)
     return save_figure(fig, path)

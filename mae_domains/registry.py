@@ -27,6 +27,14 @@ def _major(version: str) -> int:
     return int(str(version).split(".")[0])
 
 
+def compatible(version: str) -> bool:
+    """Whether an adapter declaring API ``version`` works with this core (same major version)."""
+    try:
+        return _major(version) == _major(ADAPTER_API_VERSION)
+    except ValueError:
+        return False
+
+
 BUILTIN_MODULES = ("mae_image", "mae_remote_sensing", "mae_medical", "mae_microscopy")
 
 
@@ -53,11 +61,7 @@ def discover_adapters() -> dict[str, type]:
         if not (isinstance(cls, type) and issubclass(cls, Adapter)):
             warnings.warn(f"adapter plugin {origin} is not an Adapter subclass and is skipped", stacklevel=2)
             continue
-        try:
-            compatible = _major(cls.api_version) == _major(ADAPTER_API_VERSION)
-        except ValueError:
-            compatible = False
-        if not compatible:
+        if not compatible(cls.api_version):
             warnings.warn(f"adapter plugin {origin} declares API version {cls.api_version!r}, incompatible with "
                           f"{ADAPTER_API_VERSION}; skipped", stacklevel=2)
             continue

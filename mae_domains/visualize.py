@@ -21,7 +21,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 HIDDEN_GRAY = 0.5  # masked pixels in the "masked" panel
-PANEL_NAMES = ("input", "masked", "reconstruction", "reconstruction + visible")
+PANEL_NAMES = ("input", "masked", "reconstruction + visible", "error on masked pixels")
+PANEL_TITLE_PT = 10  # panel titles, readable at a glance
+FIGURE_TITLE_PT = 12
+ERROR_COLORMAP = "magma"  # error panels: black = no error, bright = the row's whole display range
 
 
 @dataclass(frozen=True)
@@ -103,16 +106,37 @@ def to_display(image: np.ndarray, rgb_channels: Sequence[int] | None = None, lim
     return out[..., 0] if out.shape[-1] == 1 else out
 
 
+def error_picture(image: np.ndarray, recon: np.ndarray, hidden: np.ndarray, stretch: Stretch) -> np.ndarray:
+    """``(H, W, 3)``: the mean absolute error of the displayed channels on the hidden pixels, in units of the
+    row's display range (0 black, the whole range or more bright; visible pixels black), coloured with
+    :data:`ERROR_COLORMAP`."""
+    channels = list(stretch.channels)
+    span = np.maximum(np.asarray(stretch.high, np.float32) - np.asarray(stretch.low, np.float32), 1e-8)
+    error = np.abs(recon[channels] - image[channels]).astype(np.float32) / span[:, None, None]
+    error = np.where(hidden[channels] & np.isfinite(error), error, 0.0).mean(axis=0)
+    return matplotlib.colormaps[ERROR_COLORMAP](np.clip(error, 0, 1))[..., :3].astype(np.float32)
+
+
+def is_gray(picture: np.ndarray, tolerance: float = 1 / 255) -> bool:
+    """An RGB picture whose three channels agree (a gray image read as three channels)."""
+    return picture.ndim == 3 and bool(np.abs(picture - picture[..., :1]).max() <= tolerance)
+
+
 def reconstruction_panels(image: np.ndarray, recon: np.ndarray, hidden: np.ndarray,
                           stretch: Stretch) -> list[tuple[str, np.ndarray]]:
-    """Input, masked input (hidden pixels gray), reconstruction and reconstruction with the visible pixels
-    pasted back, all with the same ``stretch``. ``hidden`` is ``(H, W)`` or per channel ``(C, H, W)``."""
+    """Input, masked input (hidden pixels gray), reconstruction with the visible pixels pasted back, all with
+    the same ``stretch``, and the error on the hidden pixels (:func:`error_picture`). ``hidden`` is ``(H, W)``
+    or per channel ``(C, H, W)``. A gray input read as three channels is drawn gray in every panel, so the
+    small differences between the three predicted channels do not show as colour noise."""
     hidden = hidden.astype(bool)
     per_channel = hidden if hidden.ndim == 3 else np.broadcast_to(hidden, image.shape)
     shown_hidden = per_channel[list(stretch.channels)].any(axis=0)
     pasted = np.where(per_channel, recon, image)
     pictures = [to_display(image, stretch=stretch), to_display(image, stretch=stretch, hidden=shown_hidden),
-                to_display(recon, stretch=stretch), to_display(pasted, stretch=stretch)]
+                to_display(pasted, stretch=stretch)]
+    if is_gray(pictures[0]):
+        pictures = [p.mean(axis=-1) for p in pictures]
+    pictures.append(error_picture(image, recon, per_channel, stretch))
     return list(zip(PANEL_NAMES, pictures))
 
 
@@ -133,13 +157,14 @@ def reconstruction_rows(images: np.ndarray, reconstructions: np.ndarray, pixel_m
         sample_valid = None if valid is None else np.asarray(valid[i]).reshape(images.shape[-2:])
         stretch = sample_stretch(images[i], meta, sample_valid, rgb_channels)
         row = reconstruction_panels(images[i], reconstructions[i], pixel_masks[i] > 0.5, stretch)
-        row[0] = (f"input: {stretch.label}", row[0][1])
+        gray = row[0][1].ndim == 2 and len(stretch.channels) == 3
+        row[0] = (f"input: {stretch.label}" + (", three equal channels drawn gray" if gray else ""), row[0][1])
         rows.append(row)
     return rows
 
 
 def save_panel_rows(rows: Sequence[Sequence[tuple[str, np.ndarray]]], path: str | Path, title: str = "",
-                    size: float = 2.6) -> Path:
+                    size: float = 3.2) -> Path:
     """A grid of titled pictures (one list of ``(title, (H, W) or (H, W, 3))`` per row), as PNG."""
     cols = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(size * cols, size * len(rows) + 0.3), squeeze=False)
@@ -151,17 +176,17 @@ def save_panel_rows(rows: Sequence[Sequence[tuple[str, np.ndarray]]], path: str 
                 name, picture = row[j]
                 ax.imshow(np.clip(picture, 0, 1), cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1,
                           interpolation="nearest")
-                ax.set_title(name, fontsize=7, wrap=True)
+                ax.set_title(name, fontsize=PANEL_TITLE_PT, wrap=True)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=FIGURE_TITLE_PT)
     return save_figure(fig, path)
 
 
 def save_reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray, pixel_masks: np.ndarray,
                              path: str | Path, rgb_channels: Sequence[int] | None = None, title: str = "",
                              metas: Sequence[Mapping[str, Any]] | None = None, valid: np.ndarray | None = None) -> Path:
-    """One row per sample (:func:`reconstruction_rows`): input, masked input, reconstruction,
-    reconstruction with visible patches pasted."""
+    """One row per sample (:func:`reconstruction_rows`): input, masked input, reconstruction with the
+    visible patches pasted, error on the masked pixels."""
     return save_panel_rows(reconstruction_rows(images, reconstructions, pixel_masks, metas, valid, rgb_channels),
                            path, title)
 

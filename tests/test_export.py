@@ -72,7 +72,7 @@ def test_micro_export_gives_the_vision_transformer_keywords(tmp_path):
     vit = timm.models.VisionTransformer(**info["timm_vision_transformer"])
     vit.load_state_dict(load_file(paths["encoder"]), strict=True)
     card = paths["model_card"].read_text()
-    assert "timm.models.VisionTransformer(**config[\"timm_vision_transformer\"])" in card
+    assert "timm.create_model(\"local-dir:.\", pretrained=True)" in card
     assert "load_model" in card
 
 
@@ -83,7 +83,8 @@ def test_band_group_export_says_what_it_is_and_what_it_reads(tmp_path):
     info = json.loads(text)
     bands = list(adapter.bands)
     assert info["format"] == NATIVE_FORMAT and info["timm_model"] is None and info["timm_vision_transformer"] is None
-    assert "not a timm model" in info["architecture"] and "BandGroupPatchEmbed" in info["architecture"]
+    assert info["architecture"] == "mae_domains.GridEncoder"
+    assert "not a timm model" in info["architecture_description"] and "BandGroupPatchEmbed" in info["architecture_description"]
     assert info["loader"]["function"] == "mae_domains.runs.load_model"
     assert any(k.startswith("embedding.projs.") for k in load_file(paths["encoder"]))
     # the real input: 10 bands in order, three groups, normalization per band, options with defaults

@@ -28,11 +28,13 @@ def test_panels_of_a_sample_share_one_stretch():
     hidden[:, :8] = 1
     row = reconstruction_rows(image[None], recon[None], hidden)[0]
     titles = [t for t, _ in row]
-    assert titles[1:] == ["masked", "reconstruction", "reconstruction + visible"] and "stretch shared" in titles[0]
-    shown_input, masked, shown_recon, pasted = (p for _, p in row)
-    assert shown_recon.std() < 0.5 * shown_input.std()
+    assert titles[1:] == ["masked", "reconstruction + visible", "error on masked pixels"] and "stretch shared" in titles[0]
+    shown_input, masked, pasted, error = (p for _, p in row)
+    assert pasted[:8].std() < 0.5 * shown_input[:8].std()
     assert np.array_equal(pasted[8:], shown_input[8:])  # visible pixels look the same in input and pasted
     assert np.all(masked[:8] == HIDDEN_GRAY) and np.array_equal(masked[8:], shown_input[8:])
+    # the error panel: black where nothing was hidden, bright where the dull reconstruction misses
+    assert error.shape == (16, 16, 3) and np.allclose(error[8:], error[8, 0]) and error[:8].mean() > error[8:].mean()
 
 
 def test_rgb_photograph_is_shown_as_recorded(tmp_path, monkeypatch):

@@ -22,8 +22,11 @@ from mae_image.reader import IMAGE_SUFFIXES, read_image  # noqa: E402
 class ImageAdapter(GridAdapter):
     name = "image"
     summary = "Folders of PNG/JPEG/TIFF images (gray or RGB, 8/16-bit): vanilla MAE."
+    value_range = "0-1: 8- or 16-bit pixels divided by their maximum (colour to gray by luma for one channel)"
     file_patterns = tuple(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + tuple(f"*{s.upper()}" for s in sorted(IMAGE_SUFFIXES))
     option_defaults: dict[str, Any] = {"crop_scale": [0.2, 1.0], "hflip": True}
+    option_help = {"crop_scale": "area range of the RandomResizedCrop, as fractions of the image (MAE: 0.2 to 1)",
+                   "hflip": "random horizontal flips in training"}
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -33,6 +36,11 @@ class ImageAdapter(GridAdapter):
         state = self.__dict__.copy()
         state["_pipelines"] = {}  # rebuilt in each worker
         return state
+
+    def describe_input(self) -> dict[str, Any]:
+        """Input-contract entries of an export: the channel names of gray and RGB inputs."""
+        names = {1: ["gray"], 3: ["red", "green", "blue"]}.get(self.channels)
+        return {"channels": names} if names else {}
 
     @property
     def channels(self) -> int:

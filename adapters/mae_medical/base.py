@@ -57,6 +57,20 @@ COMMON_OPTIONS: dict[str, Any] = {
     "crop_ratio": [0.75, 1.3333333333333333],
     "hflip": True,
 }
+COMMON_OPTION_HELP: dict[str, str] = {
+    "window": "which DICOM window or VOI LUT displays the image: an index (0 = the first) or its explanation",
+    "prefer_voi_lut": "a VOI LUT sequence wins over a window centre/width when a file has both",
+    "window_override": "[centre, width] used instead of the file's window (null: the file's)",
+    "jpeg2000_min_size": "decode large JPEG 2000 at a reduced resolution whose shorter side keeps at least this many "
+                         "pixels (auto: twice model.img_size; 0: always full resolution)",
+    "frame_stride": "take every k-th frame of a multi-frame DICOM (cine)",
+    "image_root": "folder that the paths of a CSV manifest are relative to (null: the manifest's folder)",
+    "split": "keep only the manifest rows whose split column has this value (null: all rows)",
+    "no_finding": "label of a manifest that means no finding (not a class; null: keep it as one)",
+    "crop_scale": "area range of the RandomResizedCrop, as fractions of the image",
+    "crop_ratio": "aspect-ratio range of the RandomResizedCrop",
+    "hflip": "random horizontal flips in training",
+}
 
 
 class MedicalImageAdapter(GridAdapter):
@@ -68,6 +82,7 @@ class MedicalImageAdapter(GridAdapter):
     # Protocol settings this modality's recipe uses, for the evaluation runner (see the report to the lead).
     protocol_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     option_defaults: ClassVar[dict[str, Any]] = dict(COMMON_OPTIONS)
+    option_help: ClassVar[dict[str, str]] = dict(COMMON_OPTION_HELP)
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -90,6 +105,10 @@ class MedicalImageAdapter(GridAdapter):
             window=o["window"], prefer_lut=bool(o["prefer_voi_lut"]),
             override=None if override is None else (float(override[0]), float(override[1])))
         self._pipelines: dict[bool, A.Compose] = {}
+
+    def describe_input(self) -> dict[str, Any]:
+        """Input-contract entries of an export: one gray channel."""
+        return {"channels": ["gray"]}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -83,6 +83,9 @@ def default_cache_dir() -> Path:
 class CTAdapter(GridAdapter):
     name = "medical.ct"
     summary = "CT/MR volumes (NIfTI, DICOM series): 3D MAE on 16^3 cubes of 96^3 crops, mask 0.75."
+    value_range = "0-1: the intensity window (data.options.intensity, e.g. abdomen -175..250 HU) scaled to 0-1"
+    method_papers = ('Chen et al.: "Masked Image Modeling Advances 3D Medical Image Analysis", WACV 2023 '
+                     '(cvlab-stonybrook/SelfMedMAE)',)
     default_mask_ratio = 0.75
     mask_axis = "z"
     file_patterns = ("*.nii", "*.nii.gz", "<DICOM series folders>")
@@ -98,6 +101,21 @@ class CTAdapter(GridAdapter):
         "irregular_slices": "reject",
         "cache_dir": "auto",
         "reference_spacing": None,
+    }
+    option_help: ClassVar[dict[str, str]] = {
+        "intensity": "CT window to [0, 1]: abdomen (-175..250 HU), lung, bone, wide (-1000..1000), [low, high] in HU, "
+                     "or mr (per-volume percentiles)",
+        "mr_percentiles": "the percentiles scaled to 0 and 1 with intensity: mr",
+        "target_spacing": "voxel spacing (x, y, z mm) every volume is resampled to",
+        "foreground_crop": "crop each volume to its foreground (voxels above the window's minimum)",
+        "foreground_margin": "voxels kept around the foreground box",
+        "crops_per_volume": "random model.img_size^3 training crops drawn per volume and epoch",
+        "flip": "random flips along each axis in training",
+        "irregular_slices": "a DICOM series with uneven slice gaps: reject it, or interpolate onto even slices",
+        "cache_dir": "where resampled volumes are cached (auto: ~/.cache/mae_domains/volumes or "
+                     "$MAE_DOMAINS_CACHE; none: no cache)",
+        "reference_spacing": "spacing (x, y, z mm) at which position codes advance one step per patch (null: "
+                             "target_spacing)",
     }
     test_overrides = ("data.options.cache_dir=none",)
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mae_domains.visualize import save_figure  # noqa: E402
+from mae_domains.visualize import FIGURE_TITLE_PT, PANEL_TITLE_PT, save_figure  # noqa: E402
 
 REGION_COLOUR = "yellow"
 OUTSIDE_DIM = 0.35
@@ -63,7 +63,7 @@ def save_deblurring_figure(blurred: np.ndarray, sharp: np.ndarray, recon: np.nda
                 ax.contour(region.astype(float), levels=[0.5], colors=REGION_COLOUR, linewidths=0.8)
             ax.set_axis_off()
             if i == 0:
-                ax.set_title(names[k], fontsize=8)
+                ax.set_title(names[k], fontsize=PANEL_TITLE_PT)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=FIGURE_TITLE_PT)
     return save_figure(fig, path)

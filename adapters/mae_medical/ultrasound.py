@@ -31,7 +31,7 @@ from mae_domains.config import MaskConfig, ModelConfig
 from mae_domains.data.sample import Sample
 from mae_domains.grid import GridBatch
 from mae_domains.models.grid_mae import GridMAE, GridMAEOutput
-from mae_medical.base import COMMON_OPTIONS, MedicalImageAdapter
+from mae_medical.base import COMMON_OPTION_HELP, COMMON_OPTIONS, MedicalImageAdapter
 from mae_medical.blur import gaussian_blur
 from mae_medical.rendering import save_deblurring_figure
 from mae_medical.scan_region import RegionSettings, scan_region
@@ -53,10 +53,24 @@ ULTRASOUND_OPTIONS: dict[str, Any] = {
 class UltrasoundAdapter(MedicalImageAdapter):
     name = "medical.ultrasound"
     summary = "Ultrasound frames (DICOM/PNG; scan region valid only): deblurring MAE, loss on all patches."
+    value_range = "0-1: the frame as displayed, in gray; pixels outside the scan region invalid"
+    method_papers = ('Kang et al.: "Deblurring Masked Autoencoder is Better Recipe for Ultrasound Image '
+                     'Recognition", MICCAI 2023 (openmedlab/DeblurringMIM)',)
     default_mask_ratio = 0.75
     loss_on = "all"
     evaluation_protocols: ClassVar[tuple[str, ...]] = ("linear_probe", "knn", "finetune")
     option_defaults: ClassVar[dict[str, Any]] = dict(ULTRASOUND_OPTIONS)
+    option_help: ClassVar[dict[str, str]] = {
+        **COMMON_OPTION_HELP,
+        "crop_scale": "area range of the RandomResizedCrop, as fractions of the frame (MAE's 0.2 to 1, as the "
+                      "deblurring MAE trains)",
+        "blur_sigma": "Gaussian blur (pixels of the model input) of what the encoder sees; the target stays sharp",
+        "scan_region": "where the valid pixels come from: auto (DICOM regions, else region_mask, else an "
+                       "estimate), dicom, mask, estimate or none (all valid)",
+        "region_mask": "a mask image, or a folder of <file name>.png masks, marking the scan region",
+        "region_threshold": "gray level (0-1) above which a pixel can belong to the estimated scan region",
+        "region_min_fraction": "an estimated region covering less of the frame is discarded (all pixels valid)",
+    }
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

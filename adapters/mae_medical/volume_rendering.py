@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mae_domains.visualize import save_figure  # noqa: E402
+from mae_domains.visualize import FIGURE_TITLE_PT, PANEL_TITLE_PT, save_figure  # noqa: E402
 
 PLANES = ("axial", "coronal", "sagittal")
 # Patient directions at the (top, bottom, left, right) edges of each plane as :func:`mid_slices` draws it.
@@ -85,7 +85,7 @@ def save_orthogonal_figure(images: np.ndarray, recon: np.ndarray, hidden: np.nda
                 if c == 0:
                     ax.set_ylabel(f"#{b} {PLANES[p]}")
                 if b == 0 and p == 0:
-                    ax.set_title(name, fontsize=9)
+                    ax.set_title(name, fontsize=PANEL_TITLE_PT)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

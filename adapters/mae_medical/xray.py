@@ -25,6 +25,9 @@ from mae_medical.synthetic import chest_xray
 class XrayAdapter(MedicalImageAdapter):
     name = "medical.xray"
     summary = "Chest X-ray (DICOM as displayed, or PNG/JPEG/TIFF): MAE, mask 0.90, one channel."
+    value_range = "0-1: the image as a viewer displays it (modality and VOI LUT or window, MONOCHROME1 inverted)"
+    method_papers = ('Xiao, Bai, Sun, Xie, Yuille, Zhou: "Delving into Masked Autoencoders for Multi-Label Thorax '
+                     'Disease Classification", WACV 2023 (lambert-x/medical_mae)',)
     default_mask_ratio = 0.90
     evaluation_protocols: ClassVar[tuple[str, ...]] = ("multilabel_map", "linear_probe", "knn", "finetune")
     protocol_defaults: ClassVar[dict[str, dict[str, Any]]] = {

@@ -66,6 +66,38 @@ OPTIONS: dict[str, Any] = {
     "normalize": "percentile", "percentiles": [1.0, 99.0], "reject_empty_channels": True,
     "fourier_weight": 0.0, "reference_pixel_size": None,
 }
+OPTION_HELP: dict[str, str] = {
+    "pages_axis": "what the pages of a plain multi-page TIFF are: channel, z or time",
+    "rgb_names": "channel names of the three samples of an RGB (brightfield, H&E) image",
+    "level": "pyramid level read from OME-TIFF and OME-Zarr (0: full resolution)",
+    "channel_pattern": "how one-file-per-channel names are grouped: harmony, imagexpress, auto or a regex",
+    "channel_map": "per-channel file numbers to names, e.g. {\"1\": DNA}",
+    "pixel_size": "micrometres per pixel for files that do not say",
+    "channels": "channels to read, by name, in this order (null: all)",
+    "channel_names": "names of the channels of files that carry none",
+    "channel_aliases": "other spellings mapped onto one name, e.g. {Hoechst: DNA}",
+    "channel_vocabulary": "names with a learned channel code",
+    "unknown_channels": "a name outside the vocabulary gets the shared fallback code, or is an error",
+    "channel_code": "add the channel code to each channel's tokens",
+    "z_mode": "Z-stacks: max (maximum projection), slices (each plane a sample) or volume (3D cubes)",
+    "crop_depth": "planes per crop with z_mode volume",
+    "patch_depth": "planes per patch with z_mode volume",
+    "time_mode": "time-lapse: every frame a sample (frames), or the first only",
+    "sampling": "random crops (a new window each epoch) or a regular grid",
+    "crops_per_image": "crops per field and epoch: a number, or auto (the field's area in crops)",
+    "stride": "step between grid crops in pixels (null: the crop size)",
+    "foreground": "redraw random windows until min_foreground of the window is brighter than Otsu's threshold",
+    "min_foreground": "foreground share a random window needs",
+    "window_attempts": "random windows tried per crop",
+    "flips": "random flips and 90-degree rotations in training",
+    "normalize": "per crop and channel: percentile (percentiles to 0-1), instance (standardized), archive "
+                 "(per-channel-name statistics) or none",
+    "percentiles": "low and high percentiles mapped to 0 and 1 with normalize: percentile",
+    "reject_empty_channels": "skip crops with a constant (empty) channel",
+    "fourier_weight": "weight w of the Fourier term: (1 - w) MSE + w L1 of the patch spectra (about 0.01)",
+    "reference_pixel_size": "micrometres per pixel at which positions advance one step per patch (null: "
+                            "positions do not depend on pixel size)",
+}
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -77,8 +109,13 @@ class ChannelAgnosticAdapter(GridAdapter):
     name = "microscopy.channel_agnostic"
     summary = ("Fluorescence microscopy (OME-TIFF, TIFF, per-channel files, OME-Zarr): channel-agnostic MAE, one "
                "shared patch embedding + channel code by name, any number and order of channels.")
+    value_range = ("intensities as stored (float32), normalized per crop and channel as data.options.normalize "
+                   "says (percentile: 1st-99th percentile to 0-1)")
+    method_papers = ('Kraus et al.: "Masked Autoencoders for Microscopy are Scalable Learners of Cellular '
+                     'Biology", CVPR 2024 (channel-agnostic MAE)',)
     file_patterns = ("*.tif", "*.tiff", "*.zarr", "*.csv")
     option_defaults = OPTIONS
+    option_help = OPTION_HELP
     mask_axis = "channel"
     default_mask_ratio = 0.75
     default_mask_strategy = "random"  # CA-MAE: independent random masking over all C x L tokens

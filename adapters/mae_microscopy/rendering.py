@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mae_domains.visualize import save_figure  # noqa: E402
+from mae_domains.visualize import FIGURE_TITLE_PT, PANEL_TITLE_PT, save_figure  # noqa: E402
 
 STAIN_COLOURS: dict[str, tuple[float, float, float]] = {
     "dna": (0.15, 0.35, 1.0), "hoechst": (0.15, 0.35, 1.0), "dapi": (0.15, 0.35, 1.0),
@@ -99,17 +99,17 @@ def save_channel_figure(images: Sequence[np.ndarray], recons: Sequence[np.ndarra
     fig, axes = plt.subplots(len(rows), shown + 1, figsize=(1.9 * (shown + 1), 1.9 * len(rows)), squeeze=False)
     for r, (label, panel, limits) in enumerate(rows):
         axes[r, 0].imshow(composite(panel, limits, colours))
-        axes[r, 0].set_ylabel(label, fontsize=8)
+        axes[r, 0].set_ylabel(label, fontsize=PANEL_TITLE_PT)
         for c in range(shown):
             axes[r, c + 1].imshow(stretched(panel[c:c + 1], limits[c:c + 1], HIDDEN_GRAY)[0], cmap="gray", vmin=0, vmax=1)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
-    axes[0, 0].set_title("composite", fontsize=8)
+    axes[0, 0].set_title("composite", fontsize=PANEL_TITLE_PT)
     for c in range(shown):
-        axes[0, c + 1].set_title(str(names[c]), fontsize=8, color=tuple(colours[c] * 0.8))
+        axes[0, c + 1].set_title(str(names[c]), fontsize=PANEL_TITLE_PT, color=tuple(colours[c] * 0.8))
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=FIGURE_TITLE_PT)
     return save_figure(fig, path)
 
 

@@ -77,6 +77,35 @@ COMMON_OPTIONS: dict[str, Any] = {
     "network_retries": 2,
     "stac_confine_hrefs": True,  # local STAC hrefs must stay inside the STAC file's folder
 }
+SATMAE_PAPER = ('Cong et al.: "SatMAE: Pre-training Transformers for Temporal and Multi-Spectral Satellite '
+                'Imagery", NeurIPS 2022 (sustainlab-group/SatMAE)')
+COMMON_OPTION_HELP: dict[str, str] = {
+    "bands": "bands read, by Sentinel-2 name, in this order (null: the adapter's default bands)",
+    "file_bands": "names of a file's bands when the file carries none (a different band count is rejected)",
+    "layout": "auto, multiband (one file holds every band) or band_files (one file per band)",
+    "band_pattern": "regular expression with groups scene and band that names band files",
+    "require_crs": "refuse files without a coordinate reference system",
+    "gsd": "ground sample distance in metres for files without georeferencing",
+    "mask_band": "a quality band whose values or bits mark invalid pixels (e.g. SCL, QA_PIXEL)",
+    "mask_invalid_values": "values of mask_band that are invalid (e.g. SCL [0, 1, 3, 8, 9, 10])",
+    "mask_invalid_bits": "bits of mask_band that mark a pixel invalid (e.g. Landsat QA_PIXEL [0, 1, 2, 3, 4])",
+    "sensor": "auto, sentinel2, landsat8 or landsat9: the sensor when neither metadata nor file names tell "
+              "(other sensors' bands are mapped to Sentinel-2 names by wavelength)",
+    "target_gsd": "grid of the chips in metres (null: the finest selected band)",
+    "upsampling": "rasterio resampling for bands coarser than the grid",
+    "downsampling": "rasterio resampling for bands finer than the grid",
+    "sampling": "random chips (a new window each epoch) or a regular grid",
+    "chips_per_scene": "chips per scene and epoch: a number, or auto (the scene's area in chips)",
+    "stride": "step between grid chips in pixels (null: the chip size)",
+    "min_valid_fraction": "a chip with less valid (not nodata, not masked) area is redrawn or skipped",
+    "window_attempts": "random windows tried per chip before it is skipped",
+    "jitter": "extra read margin, as a fraction of the chip, for a random crop per epoch",
+    "flips": "random flips in training",
+    "label_from_folder": "class label from the parent folder (EuroSAT's class_name/*.tif)",
+    "target": "what the decoder reconstructs: pixels, hog, indices or hog+indices (FG-MAE)",
+    "indices": "spectral indices of the indices target",
+    "hog_window": "Gaussian window of the HOG target in pixels (null: the patch size; 0: none)",
+}
 
 
 class RemoteSensingAdapter(GridAdapter):

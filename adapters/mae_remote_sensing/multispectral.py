@@ -29,7 +29,7 @@ import numpy as np
 from mae_domains.data.sample import Sample
 from mae_domains.models.embeddings.band_groups import BandGroupPatchEmbed
 from mae_remote_sensing.bands import DEFAULT_GROUPS, validate_groups, wavelength_of
-from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter
+from mae_remote_sensing.base import COMMON_OPTION_HELP, COMMON_OPTIONS, SATMAE_PAPER, RemoteSensingAdapter
 from mae_remote_sensing.rendering import reconstruction_figure
 from mae_remote_sensing.synthetic import synthetic_scene
 
@@ -41,13 +41,24 @@ GROUP_OPTIONS: dict[str, Any] = {
     "decoder_group_fraction": None,  # None: group_fraction (SatMAE ViT-B: 1/3 encoder, 1/4 decoder)
     "decoder_cls_code": "zero",
 }
+GROUP_OPTION_HELP: dict[str, str] = {
+    "groups": "band groups, one patch projection and prediction head each (SatMAE's three groups by default)",
+    "group_names": "a name per group (null: the bands joined by +)",
+    "group_code": "the group code concatenated to the position code (concat, SatMAE) or added at full width (add)",
+    "group_fraction": "share of the encoder width given to the group code with concat",
+    "decoder_group_fraction": "share of the decoder width given to the group code (null: group_fraction)",
+    "decoder_cls_code": "code of the decoder's CLS token: zero (MAE) or group (SatMAE's group code G)",
+}
 
 
 class MultispectralAdapter(RemoteSensingAdapter):
     name = "remote_sensing.multispectral"
     summary = ("Multispectral GeoTIFF/COG, band files or Zarr (Sentinel-2 by default): SatMAE band groups, "
                "one embedding and head per group, independent masking across groups.")
+    value_range = "reflectance or digital numbers as stored, each file's scale and offset applied"
+    method_papers = (SATMAE_PAPER,)
     option_defaults = {**COMMON_OPTIONS, **GROUP_OPTIONS}
+    option_help = {**COMMON_OPTION_HELP, **GROUP_OPTION_HELP}
     mask_axis = "group"
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:

@@ -52,7 +52,7 @@ from mae_domains.models.decoding.frequency_heads import HIGH_LOSSES, REDUCTIONS
 from mae_domains.models.embeddings.patch2d import PatchEmbed2D
 from mae_domains.models.frequency_mae import FrequencyMAE, build_frequency_mae
 from mae_remote_sensing.bands import wavelength_of
-from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter
+from mae_remote_sensing.base import COMMON_OPTION_HELP, COMMON_OPTIONS, RemoteSensingAdapter
 from mae_remote_sensing.chips import ChipRef, random_window, window_rng
 from mae_remote_sensing.gsd import draw_gsd_factor
 from mae_remote_sensing.rendering import reconstruction_figure
@@ -80,7 +80,21 @@ class ScaleAdapter(RemoteSensingAdapter):
     name = "remote_sensing.scale"
     summary = ("Scale-MAE on multispectral GeoTIFF/COG, band files or Zarr: GSD-scaled position code per "
                "sample, multi-scale random resized crops, low/high-frequency decoder.")
+    value_range = "reflectance or digital numbers as stored, each file's scale and offset applied"
+    method_papers = ('Reed et al.: "Scale-MAE: A Scale-Aware Masked Autoencoder for Multiscale Geospatial '
+                     'Representation Learning", ICCV 2023 (bair-climate-initiative/scale-mae)',)
     option_defaults = {**COMMON_OPTIONS, **SCALE_OPTIONS, "jitter": 0.0}
+    option_help = {
+        **COMMON_OPTION_HELP,
+        "reference_gsd": "GSD in metres at which the position code equals MAE's unscaled table",
+        "multiscale": "random resized crops in training, each with its effective GSD (Scale-MAE)",
+        "crop_area": "[min, max] area fraction of the random resized crops (Scale-MAE: 0.2 to 1)",
+        "source_factor": "side of the source window before the crop, in chip sides (Scale-MAE: 2)",
+        "low_scale": "resolution of the decoder's low-pass image, as a fraction of the input",
+        "residual_size": "[rows, cols] of the low pass behind the residual target (null: the token grid)",
+        "high_weight": "weight of the L1 loss on the high-frequency residual",
+        "head_width": "hidden width of the upsampling heads (null: the decoder width)",
+    }
     default_bands = ("B4", "B3", "B2")  # Scale-MAE pretrains on RGB; any band list works
     default_mask_strategy = "random"  # Scale-MAE masks uniformly at random
     evaluation_protocols = ("knn_multiscale", "knn", "linear_probe", "multilabel_map")

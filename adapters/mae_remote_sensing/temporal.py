@@ -38,7 +38,9 @@ from mae_domains.grid import GridLayout, expand_along_axis, value_codes
 from mae_domains.grid.batch import GridBatch
 from mae_domains.grid.codes import grid_index_codes
 from mae_domains.models.embeddings.patch2d import TemporalPatchEmbed
-from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter, series_dates
+from mae_remote_sensing.base import (
+    COMMON_OPTION_HELP, COMMON_OPTIONS, SATMAE_PAPER, RemoteSensingAdapter, series_dates,
+)
 from mae_remote_sensing.chips import ChipRef
 from mae_remote_sensing.manifest import date_features, parse_date
 from mae_remote_sensing.rendering import reconstruction_figure
@@ -110,7 +112,18 @@ class TemporalAdapter(RemoteSensingAdapter):
     name = "remote_sensing.temporal"
     summary = ("Time series of one place (Zarr (T, C, H, W), manifest series, or a folder of dated rasters): "
                "shared embedding, date code, independent masking across time.")
+    value_range = "reflectance or digital numbers as stored, each file's scale and offset applied"
+    method_papers = (SATMAE_PAPER, 'Jakubik et al.: "Foundation Models for Generalist Geospatial Artificial '
+                                   'Intelligence" (Prithvi), 2023')
     option_defaults = {**COMMON_OPTIONS, **TEMPORAL_OPTIONS}
+    option_help = {
+        **COMMON_OPTION_HELP,
+        "frames": "dates per training sample, an ordered random subset of the series (null: every date)",
+        "date_preset": "date code: null (ours: year, day of year), satmae or prithvi (fixes date_code and "
+                       "date_fraction)",
+        "date_code": "the date code concatenated to the position code (concat) or added at full width (add)",
+        "date_fraction": "share of the width given to the date code with concat",
+    }
     mask_axis = "time"
     default_bands = PRITHVI_BANDS
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mae_domains.progress import ProgressClock
+
 MILESTONES = 10  # a log row at every tenth of the run, whatever log_every says
 # metrics.csv columns shown in the log line: (column, label, unit)
 HEALTH_LABELS = (("recon_psnr", "psnr", "dB"), ("pred_std_ratio", "std-ratio", ""), ("grad_norm", "grad-norm", ""),
@@ -24,15 +26,17 @@ def should_log(step: int, total: int, log_every: int | None) -> bool:
     return step == 1 or step == total or bool(log_every and step % log_every == 0) or at_milestone(step, total)
 
 
-def log_line(row: dict[str, Any], total: int) -> str:
-    """The log line of a metrics.csv row: loss and lr, then the health columns present (engine.health)."""
+def log_line(row: dict[str, Any], total: int, clock: ProgressClock | None = None) -> str:
+    """The log line of a metrics.csv row: loss and lr, then the health columns present (engine.health), then
+    elapsed time, rate and time left (``clock``)."""
     parts = [f"step {row['step']}/{total}", f"loss {float(row['loss']):.4f}", f"lr {float(row['lr']):.2e}"]
     for key, label, unit in HEALTH_LABELS:
         if row.get(key) not in (None, ""):
             value = float(row[key])
             parts.append(f"{label} {value:.1%}" if unit == "%" else f"{label} {value:.4g}{unit}")
     parts += [f"data {float(row['data_time']):.3f}s", f"step {float(row['step_time']):.3f}s"]
-    return " ".join(parts)
+    line = " ".join(parts)
+    return line if clock is None else f"{line} ({clock.describe(int(row['step']))})"
 
 
 MIN_FIGURE_INTERVAL = 50

@@ -7,6 +7,7 @@ up; only then are ``config.yaml``, ``stats.json`` and the CSV logs written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -40,6 +41,7 @@ from mae_domains.engine.online_knn import OnlineKnn, isolated_rng
 from mae_domains.engine.optim import build_optimizer, effective_lr
 from mae_domains.engine.preemption import StopRequest
 from mae_domains.engine.reporting import StartupSummary, figure_interval, log_line, should_draw, should_log
+from mae_domains.progress import ProgressClock
 from mae_domains.engine.run_files import METRIC_FIELDS, SKIP_FIELDS, CsvLog
 from mae_domains.engine.skips import SkipTracker
 from mae_domains.host_memory import retain_freed_host_memory
@@ -137,6 +139,7 @@ class Trainer:
         self.stopped_by: str | None = None
         self.last_checkpoint_step: int | None = None
         self.tb = None
+        self.clock: ProgressClock | None = None
         self._bookkeeping_failed: set[str] = set()
 
     # ----- setup -----------------------------------------------------------------------------
@@ -273,7 +276,8 @@ class Trainer:
 
                 self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
             except ImportError:
-                log.warning("engine.tensorboard is on but the tensorboard package is not installed; skipping it")
+                log.warning("engine.tensorboard is on but the tensorboard package is not installed, so this run "
+                            "logs to metrics.csv only; install it with: pip install 'mae-domains[tensorboard]'")
 
     def summary(self) -> StartupSummary:
         cfg = self.config
@@ -365,7 +369,7 @@ class Trainer:
         """metrics.csv row and log line, TensorBoard scalars and the reconstruction figure (rank 0)."""
         if should_log(self.step, self.total_steps, self.config.engine.log_every) or row.get("knn_top1"):
             self.bookkeep(METRICS_NAME, self.step, lambda: self.metrics_log.write(row))
-            log.info(log_line(row, self.total_steps))
+            log.info(log_line(row, self.total_steps, self.clock))
         if self.tb is not None:
             self.bookkeep("tensorboard", self.step, lambda: (self.tb.add_scalar("loss", last_loss, self.step),
                                                   self.tb.add_scalar("lr", lr, self.step)))
@@ -403,10 +407,14 @@ class Trainer:
         cfg = self.config
         accum = cfg.optim.accum_steps
         progress = None
+        self.clock = ProgressClock(self.total_steps, self.step)
+        redirect = contextlib.ExitStack()
         if self.dist.is_main and sys.stderr.isatty():
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
             progress = tqdm(total=self.total_steps, initial=self.step, desc="pretrain", dynamic_ncols=True)
+            redirect.enter_context(logging_redirect_tqdm())  # log lines above the bar, never through it
         self.ddp_model.train()
         micro = 0
         loss_sum = torch.zeros((), device=self.device)
@@ -495,6 +503,7 @@ class Trainer:
                 data_time = 0.0
                 data_start = step_start = time.perf_counter()
         finally:
+            redirect.close()
             if progress is not None:
                 progress.close()
             if self.tb is not None:

@@ -6,7 +6,8 @@
     mae-domains evaluate --benchmark benchmarks/downstream.yaml [--out results]
 
 Without ``--protocol`` the run's ``eval.protocols`` are evaluated; the run's ``eval`` section gives the
-protocol defaults (``knn_k``, ``probe_epochs``, ``pool`` ...), and ``--set KEY=VALUE`` settings win over it.
+protocol defaults (``knn_k``, ``probe_epochs``, ``pool`` ...), and ``KEY=VALUE`` settings after the options win
+over it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, Sequence
 
 import yaml
 
-from mae_domains.evaluation.records import ResultRecord, render_markdown
+from mae_domains.evaluation.records import (
+    ResultRecord, merge_records, read_jsonl, render_markdown, write_jsonl, write_reports,
+)
 from mae_domains.evaluation.runner import (
     benchmark_output_dir, evaluate_checkpoint, load_benchmark_file, run_benchmark_file,
 )
@@ -82,11 +85,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"evaluate needs {', '.join(missing)} (or --manifest CSV, or --benchmark FILE)")
     named = Path(manifest) if manifest else Path(args.test[0])
+    results = out / "results.jsonl"
+    earlier = read_jsonl(results) if results.is_file() else []
     records = evaluate_checkpoint(
         args.run, args.protocol, out, train=args.train, test=args.test, manifest=manifest, seeds=[args.seed],
         device=args.device, settings=parse_settings(getattr(args, "set", None)),
         adapter=getattr(args, "adapter", None), config=_run_config(getattr(args, "config", None)),
         dataset_name=(named.stem if manifest else named.parent.name) or "dataset",
     )
+    if earlier:  # a folder of earlier evaluations gains these records; the reports cover all of them
+        combined, replaced = merge_records(earlier, records)
+        write_jsonl(combined, results)
+        write_reports(combined, out)
+        print(f"{out}: {len(records)} record(s) added to the {len(earlier)} already in {results.name}"
+              + (f" ({replaced} of the same evaluation replaced)" if replaced else "")
+              + "; the tables and plots cover all of them")
     _report(records, out)
     return 0

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -49,8 +50,11 @@ from mae_domains.evaluation.metrics import score_result
 from mae_domains.grid import GridBatch, as_grid_batch
 from mae_domains.grid.axes import AxisKind
 from mae_domains.models.attention import prefer_matmul_attention
-from mae_domains.optim import apply_lr, build_optimizer, lr_at
+from mae_domains.optim import apply_lr, build_optimizer, lr_at, warmup_within_run
+from mae_domains.progress import ProgressClock
 from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+
+log = logging.getLogger(__name__)
 
 POOL_MODES = ("avg", "cls")
 ENCODER_PARTS = ("embedding", "cls_token", "blocks", "norm", "embed_dim")
@@ -279,12 +283,15 @@ def train_classifier(
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = config.epochs * steps_per_epoch
-    warmup_steps = round(min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch)
+    defaults = FinetuneConfig()
+    warmup = warmup_within_run(config.warmup_epochs, config.epochs, defaults.warmup_epochs, defaults.epochs, "finetune")
+    warmup_steps = round(warmup * steps_per_epoch)
     mixing: BatchMixing | None = None
     peak_lr: float | None = None
     losses: list[float] = []
     step = 0
-    for _ in range(config.epochs):
+    clock = ProgressClock(config.epochs, unit="epochs")
+    for epoch in range(config.epochs):
         total, count = 0.0, 0
         for i, batch in enumerate(train_loader):
             if i >= steps_per_epoch:
@@ -327,6 +334,7 @@ def train_classifier(
             count += grid_batch.batch_size
             step += 1
         losses.append(total / max(count, 1))
+        log.info("finetune: epoch %d/%d, loss %.4f (%s)", epoch + 1, config.epochs, losses[-1], clock.describe(epoch + 1))
     return losses
 
 

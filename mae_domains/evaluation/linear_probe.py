@@ -22,7 +22,7 @@ from torch import nn
 from mae_domains.device import select_device
 from mae_domains.evaluation.knn import as_tensor, prepare_labels
 from mae_domains.evaluation.metrics import class_count, score_result
-from mae_domains.optim import apply_lr, lr_at
+from mae_domains.optim import apply_lr, lr_at, warmup_within_run
 from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
@@ -44,7 +44,7 @@ class LinearProbeConfig:
     base_lr: float | None = None
     weight_decay: float = 0.0
     momentum: float = 0.9
-    warmup_epochs: int = 10
+    warmup_epochs: float = 10
     seed: int = 0
     device: str = "auto"
 
@@ -122,6 +122,7 @@ class LinearProbeResult:
     head: LinearProbeHead
     loss_per_epoch: list[float] = field(default_factory=list)
     test_scores: torch.Tensor | None = None
+    warmup_steps: int = 0
 
 
 def _make_optimizer(head: nn.Module, config: LinearProbeConfig, lr: float) -> torch.optim.Optimizer:
@@ -155,8 +156,11 @@ def train_linear_probe(
     optimizer = _make_optimizer(head, config, peak_lr)
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = config.epochs * steps_per_epoch
-    warmup_steps = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
-    result = LinearProbeResult(head=head)
+    defaults = LinearProbeConfig()
+    warmup = warmup_within_run(config.warmup_epochs, config.epochs, defaults.warmup_epochs, defaults.epochs,
+                               "linear_probe")
+    warmup_steps = round(warmup * steps_per_epoch)
+    result = LinearProbeResult(head=head, warmup_steps=warmup_steps)
     head.train()
     step = 0
     for _ in range(config.epochs):

@@ -143,6 +143,20 @@ def read_jsonl(path: str | os.PathLike) -> list[ResultRecord]:
     return records
 
 
+def _identity(r: ResultRecord) -> tuple:
+    """What one evaluation measured: the same identity means the same measurement, repeated."""
+    return (r.dataset, r.protocol, r.adapter, r.checkpoint, r.step, r.config_hash, r.metric, r.class_name, r.seed)
+
+
+def merge_records(earlier: Sequence[ResultRecord], new: Sequence[ResultRecord]) -> tuple[list[ResultRecord], int]:
+    """``earlier`` records followed by ``new`` ones; an earlier record of the same measurement (dataset,
+    protocol, checkpoint, step, settings, metric, class and seed) is replaced. Returns the records and how
+    many earlier ones were replaced."""
+    measured = {_identity(r) for r in new}
+    kept = [r for r in earlier if _identity(r) not in measured]
+    return kept + list(new), len(earlier) - len(kept)
+
+
 def _sort_key(r: ResultRecord) -> tuple:
     return (
         r.dataset, r.protocol, r.adapter, r.checkpoint, -1 if r.step is None else r.step, r.config_hash,
@@ -221,12 +235,12 @@ def render_markdown(records: Iterable[ResultRecord], aggregate_seeds: bool = Fal
     if aggregate_seeds:
         rows = [
             (g["record"].dataset, g["record"].protocol, g["record"].checkpoint, step_text(g["record"]),
-             g["record"].config_hash, g["record"].metric,
-             f"{_fmt(g['mean'])} ± {_fmt(g['std'])}" if math.isfinite(g["mean"]) else "",
+             g["record"].config_hash, g["record"].metric, _seed_summary(g),
              ",".join(map(str, g["seeds"])), str(g["n_test"]))
             for g in aggregate_over_seeds(summary)
         ]
-        header = ("dataset", "protocol", "checkpoint", "step", "config", "metric", "mean ± std", "seeds", "n_test")
+        header = ("dataset", "protocol", "checkpoint", "step", "config", "metric",
+                  "mean ± std over n seeds (one seed: its 95% bootstrap CI)", "seeds", "n_test")
     else:
         rows = [
             (r.dataset, r.protocol, r.checkpoint, step_text(r), r.config_hash, r.metric, _fmt(r.value),
@@ -257,6 +271,20 @@ def render_markdown(records: Iterable[ResultRecord], aggregate_seeds: bool = Fal
     return "\n".join(lines) + "\n"
 
 
+def _seed_summary(group: Mapping[str, Any]) -> str:
+    """``mean ± std (n=3 seeds)``; for one seed its value, ``n=1`` and the record's bootstrap interval (a
+    standard deviation of one value would read as a certainty it is not)."""
+    if not math.isfinite(group["mean"]):
+        return ""
+    n = len(group["seeds"])
+    if n > 1:
+        return f"{_fmt(group['mean'])} ± {_fmt(group['std'])} (n={n} seeds)"
+    record = group["record"]
+    if record.ci_low is not None and record.ci_high is not None:
+        return f"{_fmt(group['mean'])} (n=1 seed; 95% CI [{_fmt(record.ci_low)}, {_fmt(record.ci_high)}])"
+    return f"{_fmt(group['mean'])} (n=1 seed; no interval)"
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "unnamed"
 
@@ -272,15 +300,16 @@ def _new_figure(width: float, height: float):
 
 def plot_metric_vs_step(records: Iterable[ResultRecord], metric: str, path: str | os.PathLike) -> Path | None:
     """One line per (dataset, protocol, config) of ``metric`` against the checkpoint's pretraining step
-    (mean over seeds, error bars = std); None when no record has a step."""
+    (mean over seeds, error bars = std); None when no line has two steps (a single step is no curve: the
+    tables hold its value)."""
     groups = [g for g in aggregate_over_seeds(r for r in records if r.class_name is None and r.metric == metric)
               if g["record"].step is not None]
-    if not groups:
-        return None
     lines: dict[tuple, list[tuple[int, float, float]]] = defaultdict(list)
     for g in groups:
         r = g["record"]
         lines[(r.dataset, r.protocol, r.config_hash)].append((r.step, g["mean"], g["std"]))
+    if not any(len({p[0] for p in points}) > 1 for points in lines.values()):
+        return None
     figure = _new_figure(6.4, 4.2)
     axes = figure.add_subplot()
     for (dataset, protocol, hash_), points in sorted(lines.items()):

@@ -296,7 +296,7 @@ def load_segmenter_weights(encoder: nn.Module, folder: str | Path, info: Mapping
 
 # ----- command -------------------------------------------------------------------------------------
 def segment_command(args: Any) -> int:
-    """``mae-domains segment MODEL SCENE --out OUT.tif [--train PAIRS.csv --save DIR] [--set k=v ...]``."""
+    """``mae-domains segment --run MODEL SCENE --out OUT.tif [--train PAIRS.csv --save DIR] [k=v ...]``."""
     from mae_domains.device import select_device
     from mae_domains.evaluation.cli_support import parse_settings
     from mae_domains.runs import load_model

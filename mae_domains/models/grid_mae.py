@@ -90,6 +90,10 @@ class GridEncoder(nn.Module):
         """``(B, 1 + N, D)``: CLS then all grid tokens, no masking."""
         return self.forward_grid(batch).sequence()
 
+    def forward(self, batch: GridBatch | torch.Tensor | Mapping[str, Any]) -> torch.Tensor:
+        """``(B, D)``: the CLS token of :meth:`forward_features`, as a timm ViT without a head returns."""
+        return self.pool(self.forward_features(batch), "cls")
+
     def pool(self, features: torch.Tensor, mode: str = "cls") -> torch.Tensor:
         return pool_tokens(features, mode, self.num_prefix_tokens)
 

@@ -22,6 +22,7 @@ import torch
 
 from mae_domains.data.loaders import evaluation_loader
 from mae_domains.host_memory import retain_freed_host_memory
+from mae_domains.progress import ProgressClock
 from mae_domains.runs.model import LoadedModel
 from mae_domains.runs.sample_keys import data_root, position_arrays, position_metadata, sample_key, unique_keys
 from mae_domains.shards import open_archive
@@ -78,6 +79,7 @@ def embed_archive(loaded: LoadedModel, sources: Sequence[str], device: torch.dev
     left_out = [Skipped(str(source), str(reason)) for source, reason in getattr(loaded.adapter, "excluded", [])]
     skipped: list[Skipped] = []
     done = 0
+    clock = ProgressClock(len(refs), unit="samples")
     with torch.no_grad():
         for step, batch in enumerate(loader, 1):
             skipped.extend(Skipped(str(s[0]), str(s[1])) for s in batch.get("skipped", []))
@@ -86,7 +88,8 @@ def embed_archive(loaded: LoadedModel, sources: Sequence[str], device: torch.dev
                 chunks.append(loaded.adapter.embed(loaded.model, batch, device, pool).float().cpu().numpy())
                 metas.extend(dict(m) for m in batch["meta"])
             if len(refs) >= 10 * batch_size and step % 10 == 0:
-                log.info("embedded %d of %d samples (%d skipped)", done - len(skipped), len(refs), len(skipped))
+                log.info("embedded %d of %d samples (%d skipped; %s)", done - len(skipped), len(refs), len(skipped),
+                         clock.describe(done))
     skipped = left_out + skipped
     if not chunks:
         raise NoReadableSamples(f"none of the {len(refs)} samples in {', '.join(map(str, sources))} could be read "

@@ -3,8 +3,9 @@ or, in the ``hf`` layout, a Hugging Face Hub model repository (``model.safetenso
 timm's Hub fields, ``stats.json``, ``README.md`` with YAML front matter; :mod:`mae_domains.runs.hub`).
 
 2D encoders are written under timm ``VisionTransformer`` keys and ``config.json`` says how timm rebuilds
-them (``timm_model``: the keywords of ``timm.create_model``; ``pretrained_cfg``: timm's mean, std and input
-size). Other encoders (band groups, time series,
+them, in both layouts: ``architecture`` (a registered timm ViT), ``model_args`` and ``pretrained_cfg`` (the
+run's mean, std and input size) for ``timm.create_model("local-dir:<folder>", pretrained=True)``, and
+``timm_model`` for ``timm.create_model(**timm_model, pretrained=True, pretrained_cfg_overlay=dict(file=...))``. Other encoders (band groups, time series,
 channel-agnostic, 3D) keep their own keys under their own format name and make no timm claim;
 :func:`mae_domains.runs.load_model` rebuilds any export. ``config.json`` and the card state the real input
 (:mod:`mae_domains.runs.input_contract`). Files get ordinary permissions (``0666`` less the umask).
@@ -43,6 +44,12 @@ def architecture(loaded: LoadedModel, weights_format: str) -> str:
             f"{LOADER}(<export folder>), which needs mae-domains and the '{loaded.config.adapter}' adapter")
 
 
+def run_name(source: str | Path) -> str:
+    """The name of the run (or export) behind a weights file: its folder's name."""
+    source = Path(source)
+    return (source.parent if source.suffix else source).name
+
+
 def export_info(loaded: LoadedModel, weights_format: str) -> dict[str, Any]:
     """The export's ``config.json``: flat fields for people and timm users, the input contract (``input``),
     the loader, and the run config (``run_config``) that rebuilds the model."""
@@ -51,27 +58,30 @@ def export_info(loaded: LoadedModel, weights_format: str) -> dict[str, Any]:
     contract = input_contract(loaded.adapter, loaded.model, cfg, loaded.stats)
     in_chans = contract["in_chans"]
     depth = len(getattr(encoder, "blocks", []))
-    timm_model = timm_vit = None
+    timm_vit = None
     if weights_format == TIMM_FORMAT:
-        args = (cfg.model.preset, cfg.model.patch_size, cfg.model.img_size, in_chans)
-        timm_model = timm_create_kwargs(*args, depth=depth)
-        timm_vit = timm_vit_kwargs(*args, depth=depth)
+        timm_vit = timm_vit_kwargs(cfg.model.preset, cfg.model.patch_size, cfg.model.img_size, in_chans, depth=depth)
     run_config = copy.deepcopy(cfg.to_dict())
     if in_chans is not None:
         run_config["model"]["in_chans"] = int(in_chans)
     info = {
-        "adapter": cfg.adapter, "preset": cfg.model.preset, "patch_size": cfg.model.patch_size,
+        "name": run_name(loaded.source), "adapter": cfg.adapter, "preset": cfg.model.preset,
+        "patch_size": cfg.model.patch_size,
         "img_size": cfg.model.img_size, "in_chans": in_chans, "embed_dim": getattr(encoder, "embed_dim", None),
         "depth": depth,
         "mask_ratio": cfg.mask.ratio if cfg.mask.ratio is not None else getattr(loaded.model, "mask_ratio", None),
         "norm_pix_loss": cfg.model.norm_pix_loss, "pretrain_steps": loaded.step, "mae_domains_version": __version__,
         "format": weights_format, "architecture": architecture(loaded, weights_format),
-        "timm_model": timm_model, "timm_vision_transformer": timm_vit,
+        "timm_model": None, "timm_vision_transformer": timm_vit,
         "loader": {"function": LOADER, "requires": {"mae_domains": __version__, "adapter": cfg.adapter}},
         "input": contract, "normalization": stats, "data_sources": cfg.data.sources,
         "adapter_options": contract["adapter_options"], "run_config": run_config,
+        "method_papers": list(getattr(loaded.adapter, "method_papers", ()) or ()),
     }
     info["pretrained_cfg"] = timm_pretrained_cfg(info)
+    if weights_format == TIMM_FORMAT:
+        info["timm_model"] = timm_create_kwargs(cfg.model.preset, cfg.model.patch_size, cfg.model.img_size, in_chans,
+                                                depth=depth, pretrained_cfg=info["pretrained_cfg"])
     return info
 
 
@@ -98,7 +108,7 @@ def export_run(source: str | Path, out_dir: str | Path, layout: str = NATIVE_LAY
     state, weights_format = export_encoder_state(loaded.model, grid_hw(loaded.config))
     info = export_info(loaded, weights_format)
     hub = layout == HF_LAYOUT
-    config = hub_config(info) if hub else info
+    config = hub_config(info, layout)  # timm's fields in both layouts: timm.create_model("local-dir:<out>") works
     weights = out / (HF_WEIGHTS_NAME if hub else ENCODER_NAME)
     paths = {"encoder": save_safetensors(state, weights, metadata={"format": weights_format, "config": info})}
     paths["config"] = out / EXPORT_CONFIG_NAME

@@ -19,9 +19,9 @@ from typing import Any, Mapping
 
 from mae_domains.config import ConfigError
 from mae_domains.runs.encoder_weights import TIMM_FORMAT
+from mae_domains.runs.layout import HF_LAYOUT
 
 HUB_PREFIX = "hf-hub:"
-HF_LAYOUT = "hf"
 NATIVE_ARCHITECTURE = "mae_domains.GridEncoder"
 LICENSE_PLACEHOLDER = "other"
 HUB_FILES = ["*.json", "*.safetensors", "*.md"]  # what load_model reads from a repository (no pickles)
@@ -85,11 +85,13 @@ def timm_hub_fields(info: Mapping[str, Any]) -> dict[str, Any]:
             "num_features": int(vit["embed_dim"]), "global_pool": "token", "pretrained_cfg": dict(pretrained)}
 
 
-def hub_config(info: Mapping[str, Any]) -> dict[str, Any]:
-    """``config.json`` of an ``hf`` export: the export config with timm's Hub fields; our one-line
-    architecture description moves to ``architecture_description``."""
+def hub_config(info: Mapping[str, Any], layout: str = HF_LAYOUT) -> dict[str, Any]:
+    """``config.json`` of an export in ``layout`` (``hf`` or ``mae-domains``): the export config with timm's
+    Hub fields, which its ``local-dir:`` loader reads too; our one-line architecture description moves to
+    ``architecture_description``."""
     config = dict(info)
     config["architecture_description"] = config.pop("architecture", "")
+    config["layout"] = layout
     config.update(timm_hub_fields(info))
     return config
 

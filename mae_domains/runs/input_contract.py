@@ -111,6 +111,7 @@ def input_contract(adapter: Any, model: nn.Module, config: RunConfig, stats: Nor
     names = channel_names(adapter, stats)
     contract: dict[str, Any] = {
         "layout": array_layout(model),
+        "value_range": str(getattr(adapter, "value_range", "") or ""),
         "in_chans": in_channels(adapter, model, config, names),
         "channels": names,
         "img_size": int(config.model.img_size),

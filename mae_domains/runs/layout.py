@@ -28,6 +28,7 @@ MODEL_CARD_NAME = "MODEL_CARD.md"
 HF_WEIGHTS_NAME = "model.safetensors"
 HF_CARD_NAME = "README.md"
 
+HF_LAYOUT = "hf"  # export --format hf: a Hugging Face Hub model repository
 
 def is_run_dir(path: str | Path) -> bool:
     """A folder with a checkpoint written by the engine."""

@@ -36,6 +36,12 @@ class LoadedModel:
     kind: str = "checkpoint"
 
     @property
+    def encoder(self) -> nn.Module:
+        """The encoder: ``encoder(x)`` is the CLS embedding ``(B, D)`` of a normalized batch,
+        ``encoder.forward_features(x)`` every token ``(B, 1 + N, D)``."""
+        return self.model.encoder
+
+    @property
     def has_decoder(self) -> bool:
         """Whether the decoder is trained (reconstructions are meaningful)."""
         return self.kind == "checkpoint"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import mae_domains
-from mae_domains.runs.layout import CHECKPOINT_NAME, HF_CARD_NAME, HF_WEIGHTS_NAME, MODEL_CARD_NAME
+from mae_domains.runs.layout import CHECKPOINT_NAME, HF_CARD_NAME, HF_LAYOUT, HF_WEIGHTS_NAME, MODEL_CARD_NAME
 from mae_domains.weights import safe_torch_load
 
 SPACING_OPTION_KEYS = ("gsd", "ground_sample_distance", "spacing", "target_spacing", "voxel_spacing", "pixel_size")
@@ -47,6 +47,8 @@ class ModelCardInfo:
     weights_file: str = ""
     version: str = mae_domains.__version__
     notes: str = ""
+    value_range: str = ""  # the values the adapter's reading produces: the encoder's input before normalization
+    method_papers: list[str] = field(default_factory=list)  # the adapter's method papers, one citation each
     layout: str = ""
     band_groups: dict[str, list[str]] = field(default_factory=dict)
     time: dict[str, Any] = field(default_factory=dict)
@@ -81,8 +83,11 @@ class ModelCardInfo:
                     channels = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
                     break
         spacing = next((f"{key} = {options[key]}" for key in SPACING_OPTION_KEYS if options.get(key) is not None), "")
+        sources = [str(s) for s in data.get("sources") or []]
         pretraining = {
-            "sources": data.get("sources", []),
+            # folder and file names only: a card is published, the paths on the training machine are not
+            "sources": f"{len(sources)} location(s): " + ", ".join(Path(s).name or s for s in sources)
+            if sources else None,
             "samples used for statistics": stats.get("count"),
             "batch size": engine.get("batch_size"),
             "steps": engine.get("max_steps") or step,
@@ -117,7 +122,7 @@ class ModelCardInfo:
             "data": {"sources": list(info.get("data_sources") or []), "options": dict(info.get("adapter_options") or {})},
         }
         extra = {"embedding width": info.get("embed_dim"), "depth": info.get("depth")}
-        card = cls.from_run(name or str(info.get("name") or info.get("adapter") or "encoder"), config, stats,
+        card = cls.from_run(str(info.get("name") or name or info.get("adapter") or "encoder"), config, stats,
                             adapter=info.get("adapter"), step=info.get("pretrain_steps"), weights_file=weights_file,
                             extra_data={k: v for k, v in extra.items() if v is not None})
         card.version = str(info.get("mae_domains_version", card.version))
@@ -133,7 +138,7 @@ class ModelCardInfo:
             card.spacing = "; ".join(f"{k} = {_spacing_value(v)}" for k, v in card.spacing_settings.items())
         card.adapter_options = dict(contract.get("adapter_options") or info.get("adapter_options") or card.adapter_options)
         card.architecture = str(info.get("architecture_description") or info.get("architecture") or "")
-        if "architecture_description" in info:  # the hf layout's config.json
+        if info.get("layout", HF_LAYOUT if "architecture_description" in info else "") == HF_LAYOUT:  # hf config.json
             card.hub_layout = True
             if weights_file == "encoder.safetensors":
                 card.weights_file = HF_WEIGHTS_NAME
@@ -144,6 +149,8 @@ class ModelCardInfo:
         card.wavelengths_nm = list(contract.get("wavelengths_nm") or [])
         card.gsd = {k: contract[k] for k in ("gsd_m", "gsd_note") if contract.get(k) is not None}
         card.pretrained_cfg = info.get("pretrained_cfg") if isinstance(info.get("pretrained_cfg"), Mapping) else None
+        card.value_range = str(contract.get("value_range") or "")
+        card.method_papers = [str(p) for p in info.get("method_papers") or []]
         return card
 
 
@@ -184,6 +191,8 @@ def _input_lines(info: ModelCardInfo) -> list[str]:
     lines = []
     if info.layout:
         lines.append(f"- Array layout of one sample: {info.layout}")
+    if info.value_range:
+        lines.append(f"- Values before normalization: {info.value_range}")
     channels = "any number of named channels" if info.in_chans is None and info.layout else _value(info.in_chans)
     lines += [f"- Input channels: {channels}", f"- Patch size: {_value(info.patch_size)}",
               f"- Input size: {_value(info.img_size)}", ""]
@@ -220,25 +229,50 @@ def _loading_lines(info: ModelCardInfo) -> list[str]:
                   "transform = timm.data.create_transform(**config)", "```", "",
                   f"The mean and std apply to values as the `{info.adapter}` adapter reads them (the image adapters "
                   "scale 8/16-bit pixels to [0, 1], as timm's ToTensor does).", ""]
-    elif info.timm_model:
-        lines += ["With timm:", "", "```python", "import json, timm", "from safetensors.torch import load_file", "",
-                  "config = json.load(open(\"config.json\"))",
-                  f"model = timm.create_model(**config[\"timm_model\"])  # {_kwargs(info.timm_model)}",
-                  f"model.load_state_dict(load_file(\"{info.weights_file or 'encoder.safetensors'}\"))", "```", ""]
+    elif info.pretrained_cfg:
+        weights = info.weights_file or "encoder.safetensors"
+        lines += ["With timm (mean, std and input size come from `pretrained_cfg` in config.json), from this folder:",
+                  "", "```python", "import timm", "",
+                  "model = timm.create_model(\"local-dir:.\", pretrained=True)  # or \"local-dir:<this folder>\""]
+        if info.timm_model:
+            lines += ["# or, with the keywords in config.json:", "import json",
+                      "kwargs = json.load(open(\"config.json\"))[\"timm_model\"]  # "
+                      + _kwargs({k: v for k, v in info.timm_model.items() if k != "pretrained_cfg"}),
+                      f"model = timm.create_model(**kwargs, pretrained=True, pretrained_cfg_overlay=dict(file=\"{weights}\"))"]
+        lines += ["config = timm.data.resolve_data_config(model=model)  # "
+                  f"mean={_short(info.pretrained_cfg.get('mean'))}, std={_short(info.pretrained_cfg.get('std'))}",
+                  "transform = timm.data.create_transform(**config)", "```", "",
+                  f"The mean and std apply to values as the `{info.adapter}` adapter reads them (the image adapters "
+                  "scale 8/16-bit pixels to [0, 1], as timm's ToTensor does).", ""]
     elif info.timm_vision_transformer:
         lines += ["With timm (no registered model of this size):", "", "```python",
                   f"model = timm.models.VisionTransformer(**config[\"timm_vision_transformer\"])  "
                   f"# {_kwargs(info.timm_vision_transformer)}",
                   "model.load_state_dict(load_file(\"encoder.safetensors\"))", "```", ""]
     loader = info.loader or "mae_domains.runs.load_model"
+    shape, axes = _example_input(info)
     lines += [f"With mae-domains ({info.version} or later, adapter `{info.adapter}` installed), for this and every "
-              "export:", "", "```python", "from mae_domains.runs import load_model", "",
-              "loaded = load_model(\"<this folder>\")  # model, adapter, statistics, config"
-              + ("; or \"hf-hub:<owner>/<name>\"" if info.hub_layout else ""),
-              "embeddings = loaded.adapter.embed(loaded.model, batch, \"cpu\")", "```"]
+              "export, from this folder:", "", "```python", "import torch", "", "import mae_domains", "",
+              "model = mae_domains.load_model(\".\")  # or \"<this folder>\""
+              + (", or \"hf-hub:<owner>/<name>\"" if info.hub_layout else ""),
+              f"images = torch.rand({', '.join(map(str, shape))})  # stand-in: 2 samples {axes}, values as the "
+              "adapter reads its files",
+              "features = mae_domains.embed(model, images)  # (2, width); or embed(model, [\"file\", ...]) for files",
+              "```", "", "`mae_domains.embed` normalizes with the statistics above; `docs/notebook.md` in mae-domains "
+              "shows each field's files and metadata (`meta=`: channel names, GSD, dates)."]
     if loader != "mae_domains.runs.load_model":
         lines.append(f"(loader: `{loader}`)")
     return lines
+
+
+def _example_input(info: ModelCardInfo) -> tuple[tuple[int, ...], str]:
+    """A batch of two inputs of the pretraining size in the encoder's layout, and the axes it stands for."""
+    channels, size = int(info.in_chans or 1), int(info.img_size or 224)
+    if info.layout.startswith("(T, C, H, W)"):
+        return (2, int(info.time.get("frames") or 2), channels, size, size), "(T, C, H, W)"
+    if info.layout.startswith("(C, D, H, W)"):
+        return (2, channels, size, size, size), "(C, D, H, W)"
+    return (2, channels, size, size), "(C, H, W)"
 
 
 def _short(values: Any) -> str:
@@ -249,10 +283,40 @@ def _kwargs(kwargs: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
+MAE_CITATION = ('He, Chen, Xie, Li, Dollár, Girshick: "Masked Autoencoders Are Scalable Vision Learners", '
+                 "CVPR 2022 (arXiv:2111.06377)")
+
+
+def _use_lines(info: ModelCardInfo) -> list[str]:
+    samples = info.pretraining_data.get("samples used for statistics")
+    medical = info.adapter.startswith("medical")
+    return [
+        "## Intended use", "",
+        "Features (embeddings) of images like the pretraining data, for linear probes, kNN, fine-tuning and "
+        "retrieval in research. The encoder was pretrained without labels by masked image modelling; it has "
+        "no classifier.", "",
+        "## Limitations", "",
+        f"- Learned from the pretraining archive only ({_value(samples)} samples in the statistics): other "
+        "sensors, scanners, stains, value ranges or resolutions than listed under Input contract may embed poorly.",
+        "- A low reconstruction loss does not show that the features suit a task; evaluate on labelled data "
+        "(`mae-domains evaluate`).",
+        *(["- Not a medical device: not validated for diagnosis or any clinical decision."] if medical else []),
+        "",
+    ]
+
+
+def _citation_lines(info: ModelCardInfo) -> list[str]:
+    lines = ["## How to cite", "", "The methods this encoder was trained with:", "", f"- {MAE_CITATION}"]
+    lines += [f"- {paper}" for paper in info.method_papers]
+    return lines + ["- mae-domains " + info.version + " (the software that trained and exported it)"]
+
+
 def render_model_card(info: ModelCardInfo, results_markdown: str = "") -> str:
     """The card as Markdown; ``results_markdown`` (a table) fills the results section."""
     lines = [
-        f"# Model card: {info.name}", "",
+        f"# {info.name}", "",
+        f"A masked-autoencoder encoder for `{info.adapter}` inputs, trained with mae-domains." if info.adapter else
+        "A masked-autoencoder encoder trained with mae-domains.", "",
         "## Model", "",
         f"- Adapter: {_value(info.adapter)}",
         f"- Encoder preset: {_value(info.preset)}",
@@ -262,6 +326,7 @@ def render_model_card(info: ModelCardInfo, results_markdown: str = "") -> str:
         f"- Weights: {_value(info.weights_file)}" + (f" ({info.weights_format})" if info.weights_format else ""),
         f"- mae-domains version: {info.version}",
         "",
+        *_use_lines(info),
         "## Input contract", "",
         *_input_lines(info),
         "",
@@ -273,6 +338,7 @@ def render_model_card(info: ModelCardInfo, results_markdown: str = "") -> str:
     lines += [f"- {key}: {_value(value)}" for key, value in info.pretraining_data.items()] or ["- not recorded"]
     lines += ["", "## Results", ""]
     lines += results_markdown.rstrip("\n").splitlines() if results_markdown.strip() else ["No evaluation results recorded yet."]
+    lines += ["", *_citation_lines(info)]
     if info.notes:
         lines += ["", "## Notes", "", info.notes]
     return "\n".join(lines) + "\n"
@@ -318,5 +384,5 @@ def model_card_from_checkpoint(path: str | os.PathLike, name: str | None = None)
         raise ValueError(f"{path}: not a mae-domains run checkpoint (no 'config' entry)")
     return ModelCardInfo.from_run(
         name or path.parent.name, state["config"], state.get("stats"), state.get("adapter"),
-        int(state["step"]) if "step" in state else None, weights_file=str(path),
+        int(state["step"]) if "step" in state else None, weights_file=path.name,
     )

@@ -30,16 +30,20 @@ def timm_vit_kwargs(preset: str, patch_size: int, img_size: int, in_chans: int, 
             "mlp_ratio": spec.mlp_ratio, "num_classes": 0}
 
 
-def timm_create_kwargs(preset: str, patch_size: int, img_size: int, in_chans: int,
-                       depth: int | None = None) -> dict[str, Any] | None:
+def timm_create_kwargs(preset: str, patch_size: int, img_size: int, in_chans: int, depth: int | None = None,
+                       pretrained_cfg: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """``timm.create_model(**kwargs)`` for a published preset (None for sizes timm does not register, such
-    as ``micro``): the base model name plus ``patch_size``, ``img_size``, ``in_chans``, no classifier head
-    and no pretrained download; ``depth`` only when it differs from the preset's."""
+    as ``micro``): the base model name plus ``patch_size``, ``img_size``, ``in_chans``, no classifier head;
+    ``depth`` only when it differs from the preset's; the run's ``pretrained_cfg`` (mean, std, input size)
+    instead of the base model's ImageNet one. No ``pretrained`` key, so the standard call
+    ``timm.create_model(**kwargs, pretrained=True, pretrained_cfg_overlay=dict(file=...))`` loads the weights."""
     name = TIMM_BASE_NAMES.get(preset)
     if name is None:
         return None
-    kwargs: dict[str, Any] = {"model_name": name, "pretrained": False, "num_classes": 0,
+    kwargs: dict[str, Any] = {"model_name": name, "num_classes": 0,
                               "patch_size": int(patch_size), "img_size": int(img_size), "in_chans": int(in_chans)}
     if depth is not None and int(depth) != get_preset(preset).depth:
         kwargs["depth"] = int(depth)
+    if pretrained_cfg:
+        kwargs["pretrained_cfg"] = dict(pretrained_cfg)
     return kwargs

@@ -70,7 +70,7 @@ def test_markdown_content():
     assert "## Per class" in text and "| circle |" in text
     assert "## Settings" in text and '"temperature":0.07' in text
     summary = render_markdown(make_records(), aggregate_seeds=True, per_class=False)
-    assert "0.6100 ± 0.0100" in summary and "0,1,2" in summary  # mean and std of 0.60/0.61/0.62
+    assert "0.6100 ± 0.0100 (n=3 seeds)" in summary and "0,1,2" in summary  # mean and std of 0.60/0.61/0.62
 
 
 def test_aggregate_over_seeds():

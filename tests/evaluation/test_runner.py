@@ -203,7 +203,7 @@ def test_cli_evaluate_and_export_round_trip(image_run, capsys):
     # The exported encoder (timm keys, flat config.json) evaluates to the same numbers.
     paths = export_run(tmp_path / "run", tmp_path / "export")
     card = paths["model_card"].read_text()
-    assert paths["model_card"].name == "MODEL_CARD.md" and "Patch size: 8" in card and "| 2 | channel 2 |" in card
+    assert paths["model_card"].name == "MODEL_CARD.md" and "Patch size: 8" in card and "| 2 | blue |" in card
     spec = {"checkpoints": [{"name": "exported", "path": str(tmp_path / "export" / "encoder.safetensors")}],
             "datasets": [{"name": "stripes", "train": str(archive / "train"), "test": str(archive / "test")}],
             "protocols": [{"name": "knn"}], "device": "cpu"}
