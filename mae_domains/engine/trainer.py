@@ -46,6 +46,7 @@ from mae_domains.engine.skips import SkipTracker
 from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.optim import resolve_schedule
 from mae_domains.runs.folder import clear_previous_run, open_run_folder, write_atomic
+from mae_domains.runs.input_contract import record_input_channels
 from mae_domains.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, SKIPPED_NAME, STATS_NAME
 from mae_domains.runs.lock import RunLock
 from mae_domains.runs.model import describe_load_error
@@ -171,6 +172,7 @@ class Trainer:
             self.stats = self.adapter.compute_stats(self.refs, cfg.data.stats_samples, cfg.engine.seed)
         torch.manual_seed(cfg.engine.seed)
         self.model = self.adapter.build_model(cfg.model, cfg.mask).to(self.device)
+        record_input_channels(cfg, self.adapter, self.model)
         self.init_report = None
         if state is None and cfg.model.init:  # a new run from published or earlier weights
             from mae_domains.runs.initial_weights import load_initial_weights
