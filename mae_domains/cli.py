@@ -58,16 +58,11 @@ def build_config(args: argparse.Namespace):
 
 # ----- subcommands ------------------------------------------------------------------------------
 def cmd_adapters(args: argparse.Namespace) -> int:
+    from mae_domains.plugin_listing import render_plugins
     from mae_domains.registry import discover_adapters
 
-    adapters = discover_adapters()
-    if not adapters:
-        print("no adapters installed")
-        return 1
-    width = max(len(n) for n in adapters)
-    for name, cls in sorted(adapters.items()):
-        print(f"{name:<{width}}  api {cls.api_version}  {cls.summary}")
-    return 0
+    print(render_plugins())
+    return 0 if discover_adapters() else 1
 
 
 def cmd_check_adapter(args: argparse.Namespace) -> int:
@@ -267,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
 
-    sub.add_parser("adapters", help="list installed adapters").set_defaults(func=cmd_adapters)
+    sub.add_parser("adapters", help="list installed adapters, evaluation protocols and checkpoint converters").set_defaults(func=cmd_adapters)
     p = sub.add_parser("check-adapter", help="run the conformance kit on an adapter")
     p.add_argument("name")
     p.set_defaults(func=cmd_check_adapter)

@@ -1,7 +1,6 @@
 """Medical adapters: ``medical.xray`` (chest X-ray MAE) and ``medical.ultrasound`` (deblurring MAE), with
 DICOM read the way a radiologist's viewer shows it (:mod:`mae_medical.dicom_reader`)."""
 
-import mae_medical.converters  # noqa: F401  (registers the checkpoint converters)
 from mae_medical.dicom_display import DisplaySettings
 from mae_medical.dicom_reader import DicomFrame, read_dicom_frame
 from mae_medical.raster_images import read_raster

@@ -49,7 +49,7 @@ from mae_domains.evaluation.metrics import score_result
 from mae_domains.grid import GridBatch, as_grid_batch
 from mae_domains.grid.axes import AxisKind
 from mae_domains.optim import apply_lr, build_optimizer, lr_at
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 POOL_MODES = ("avg", "cls")
 ENCODER_PARTS = ("embedding", "cls_token", "blocks", "norm", "embed_dim")
@@ -396,6 +396,3 @@ class FinetuneProtocol(EvaluationProtocol):
         assert result.test_scores is not None and result.test_labels is not None
         return score_result(result.test_scores, result.test_labels, context, n_train=dataset_size(train),
                             details={"loss_per_epoch": result.loss_per_epoch})
-
-
-register_protocol(FinetuneProtocol())

@@ -18,7 +18,7 @@ from mae_domains.labelled.knn import (  # noqa: F401
     DEFAULT_K, DEFAULT_TEMPERATURE, as_tensor, knn_accuracy, knn_predict, knn_scores, nearest_neighbours,
     prepare_labels,
 )
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 
 class KnnProtocol(EvaluationProtocol):
@@ -38,6 +38,3 @@ class KnnProtocol(EvaluationProtocol):
         scores = knn_scores(train.features, train.labels, test.features, int(context.settings["k"]),
                             float(context.settings["temperature"]), num_classes, device=context.device)
         return score_result(scores, test.labels, context, n_train=len(train))
-
-
-register_protocol(KnnProtocol())
