@@ -39,7 +39,7 @@ from torch.utils import flop_counter
 
 from mae_domains.device import cpu_native_bf16
 from mae_domains.engine.host_memory import retain_freed_host_memory
-from mae_domains.engine.optim import build_optimizer
+from mae_domains.optim import build_optimizer
 from mae_domains.models import MAEConfig, MaskedAutoencoder
 from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.models.embeddings import PatchEmbed2D

@@ -38,13 +38,12 @@ from mae_domains.engine.errors import TrainingStopped
 from mae_domains.engine.health import HEALTH_FIELDS, TrainingHealth
 from mae_domains.engine.host_memory import retain_freed_host_memory
 from mae_domains.engine.online_knn import OnlineKnn, isolated_rng
-from mae_domains.engine.optim import build_optimizer, effective_lr
 from mae_domains.engine.preemption import StopRequest
 from mae_domains.engine.reporting import StartupSummary, figure_interval, log_line, should_draw, should_log
 from mae_domains.engine.run_files import METRIC_FIELDS, SKIP_FIELDS, CsvLog
 from mae_domains.engine.skips import SkipTracker
 from mae_domains.models.attention import prefer_matmul_attention
-from mae_domains.optim import resolve_schedule
+from mae_domains.optim import build_optimizer, effective_lr, resolve_schedule
 from mae_domains.runs.folder import clear_previous_run, open_run_folder, write_atomic
 from mae_domains.runs.input_contract import record_input_channels
 from mae_domains.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, SKIPPED_NAME, STATS_NAME

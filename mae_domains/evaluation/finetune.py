@@ -293,7 +293,7 @@ def train_classifier(
                 if config.position_table == "trained" and model.pos_embed is None:
                     model.add_position_table(grid_batch)
                 optimizer = build_optimizer(model, config.base_lr, config.weight_decay, (0.9, 0.999),
-                                            config.layer_decay, model.depth)
+                                            config.layer_decay, model.depth, fused=False)
                 if config.mixes:
                     mixing = BatchMixing(model.head.out_features, config.mixup, config.cutmix, config.mixup_prob,
                                          config.mixup_switch_prob, config.label_smoothing, multi_label=labels.ndim == 2)

@@ -189,7 +189,7 @@ def image_run(tmp_path):
 
 def test_cli_evaluate_and_export_round_trip(image_run, capsys):
     from mae_domains.cli import main
-    from mae_domains.export import export_run
+    from mae_domains.runs import export_run
 
     tmp_path, archive = image_run
     out = tmp_path / "cli"
