@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,9 +91,3 @@ def chips_for_scene(grid: TargetGrid, chip_size: int, overlap_fraction: float = 
     """How many random chips a scene deserves: its area in chips (at least one)."""
     per_chip = chip_size * chip_size * (1.0 - overlap_fraction)
     return max(1, int(round(grid.height * grid.width / per_chip)))
-
-
-def grid_refs(frames: Sequence[Scene], grid: TargetGrid, size: int, stride: int | None, label: Any = None) -> Iterator[ChipRef]:
-    """One :class:`ChipRef` per grid window of a scene (for embedding it)."""
-    for window in grid_windows(grid.height, grid.width, size, stride):
-        yield ChipRef(tuple(frames), window.as_tuple(), 0, label)

@@ -84,10 +84,6 @@ class Scene(ABC):
         """Pixels of ``window`` of ``grid`` (this scene's target grid, or that of the first frame of a time
         series: frames are matched by bounds), bands in the order asked; raises :class:`BadSampleError`."""
 
-    @property
-    def scene_id(self) -> str:
-        return self.source
-
     def describe(self) -> str:
         """What the scene holds, for messages (sensor, bands); readers with a sensor say more."""
         return f"scene with bands {list(self.grid(None, None).band_names)}"
