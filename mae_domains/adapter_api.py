@@ -27,7 +27,6 @@ from mae_domains.data.read_failures import ReadFailures, StatsError
 from mae_domains.data.sample import BadSampleError, NormStats, RunningStats, Sample
 from mae_domains.files import find_files
 from mae_domains.grid import GridBatch
-from mae_domains.models.presets import with_preset_decoder
 
 if TYPE_CHECKING:
     from mae_domains.config import MaskConfig, ModelConfig
@@ -75,9 +74,9 @@ class Adapter(ABC):
     def bind(self, config: Any) -> "Adapter":
         """Attach the run configuration (model input size, channels, mask settings) before use; the mask
         settings the config leaves open are filled in from the adapter's recipe (:meth:`resolve_mask`), so
-        the config written into a run directory says what was used."""
+        the config written into a run directory says what was used (the decoder sizes the preset gives are
+        filled in where the model is built)."""
         config.mask = self.resolve_mask(config.mask)
-        config.model = with_preset_decoder(config.model)
         self.config = config
         return self
 

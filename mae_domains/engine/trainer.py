@@ -43,6 +43,7 @@ from mae_domains.engine.reporting import StartupSummary, figure_interval, log_li
 from mae_domains.engine.run_files import METRIC_FIELDS, SKIP_FIELDS, CsvLog
 from mae_domains.engine.skips import SkipTracker
 from mae_domains.models.attention import prefer_matmul_attention
+from mae_domains.models.presets import with_preset_decoder
 from mae_domains.optim import build_optimizer, effective_lr, resolve_schedule
 from mae_domains.runs.folder import clear_previous_run, open_run_folder, write_atomic
 from mae_domains.runs.input_contract import record_input_channels
@@ -171,6 +172,7 @@ class Trainer:
             self.stats = self.adapter.compute_stats(self.refs, cfg.data.stats_samples, cfg.engine.seed)
         torch.manual_seed(cfg.engine.seed)
         self.model = self.adapter.build_model(cfg.model, cfg.mask).to(self.device)
+        cfg.model = with_preset_decoder(cfg.model)  # config.yaml records the decoder the preset gave
         record_input_channels(cfg, self.adapter, self.model)
         self.init_report = None
         if state is None and cfg.model.init:  # a new run from published or earlier weights

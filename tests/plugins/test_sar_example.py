@@ -15,8 +15,7 @@ from mae_domains.engine.checkpoint import load_resume_state
 from mae_domains.testing import assert_adapter_conforms
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "sar_plugin"
-MICRO = ["model.preset=micro", "model.img_size=32", "model.patch_size=8", "model.decoder_embed_dim=32",
-         "model.decoder_depth=1", "model.decoder_num_heads=4", "engine.device=cpu", "engine.precision=fp32"]
+MICRO = ["model.preset=micro", "model.img_size=32", "model.patch_size=8", "engine.device=cpu", "engine.precision=fp32"]
 
 
 @pytest.fixture
@@ -74,7 +73,9 @@ def test_pretraining_records_the_two_channels_the_model_reads(sar_adapter, tmp_p
     assert config.model.in_chans == 3  # the default, which this adapter's embedding does not use
     run = tmp_path / "run"
     pretrain(config, run, adapter=sar_adapter())
-    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["in_chans"] == 2
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert recorded["in_chans"] == 2
+    assert (recorded["decoder_embed_dim"], recorded["decoder_depth"], recorded["decoder_num_heads"]) == (32, 1, 4)
     assert load_resume_state(run)["config"]["model"]["in_chans"] == 2
     stats = yaml.safe_load((run / "stats.json").read_text())
     assert stats["channel_names"] == ["VV", "VH"] and 30 < stats["mean"][0] < 45  # dB, not amplitude
