@@ -33,7 +33,8 @@ import numpy as np
 from affine import Affine
 
 from mae_domains.config import MaskConfig, ModelConfig
-from mae_domains.data.sample import BadSampleError, Sample
+from mae_domains.data.sample import Sample
+from mae_domains.data.windows import PixelWindow, read_first_valid
 from mae_domains.models.embeddings.patch2d import PatchEmbed2D
 from mae_domains.models.frequency_mae import FrequencyMAE, build_frequency_mae
 from mae_remote_sensing.bands import wavelength_of
@@ -41,7 +42,6 @@ from mae_remote_sensing.base import COMMON_OPTIONS, RemoteSensingAdapter
 from mae_remote_sensing.chips import ChipRef, random_window, window_rng
 from mae_remote_sensing.gsd import draw_gsd_factor
 from mae_remote_sensing.rendering import reconstruction_figure
-from mae_remote_sensing.scene import ChipWindow
 from mae_remote_sensing.synthetic import synthetic_scene
 
 log = logging.getLogger(__name__)
@@ -109,19 +109,15 @@ class ScaleAdapter(RemoteSensingAdapter):
                 gsd_factor = 1.0
             else:
                 grid = scene.grid(self.bands, math.sqrt(grid.gsd[0] * grid.gsd[1]) * gsd_factor)
-        attempts = 1 if ref.window is not None else max(1, int(self.options["window_attempts"]))
-        min_valid = float(self.options["min_valid_fraction"])
-        fraction = 0.0
-        for attempt in range(attempts):
-            rng = window_rng(ref, seed, attempt)
-            window = ChipWindow(*ref.window) if ref.window is not None else random_window(rng, grid, (self.read_size,) * 2)
+        def attempt(k: int) -> tuple[tuple, float]:
+            rng = window_rng(ref, seed, k)
+            window = PixelWindow(*ref.window) if ref.window is not None else random_window(rng, grid, (self.read_size,) * 2)
             chip = scene.read(window, self.bands, grid)
-            fraction = float(chip.valid.mean())
-            if fraction >= min_valid and fraction > 0:
-                break
-        else:
-            what = "all nodata" if fraction == 0 else f"only {fraction:.0%} valid pixels"
-            raise BadSampleError(str(ref), f"chip is {what} (min_valid_fraction={min_valid}; {attempts} window(s) tried)")
+            return (window, chip), float(chip.valid.mean())
+
+        attempts = 1 if ref.window is not None else int(self.options["window_attempts"])
+        (window, chip), fraction = read_first_valid(attempt, attempts, float(self.options["min_valid_fraction"]),
+                                                    str(ref))
         image = np.where(chip.valid[None], chip.image, 0.0).astype(np.float32)
         bounds = grid.bounds(window)
         meta = {

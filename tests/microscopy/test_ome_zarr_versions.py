@@ -6,7 +6,7 @@ import pytest
 import zarr
 
 from mae_domains.data.sample import BadSampleError
-from mae_microscopy.image_info import Window
+from mae_domains.data.windows import PixelWindow
 from mae_microscopy.zarr_reader import SUPPORTED_NGFF_VERSIONS, ZarrField, ZarrImageRef
 
 from .files import ramp, write_ome_zarr
@@ -35,7 +35,7 @@ def test_implicit_tczyx_axes(tmp_path, version):
     info = field.info()
     assert info.sizes == (1, 2, 3, 32, 32) and info.channel_names == ("DNA", "RNA")
     assert info.pixel_size is None and info.z_step is None  # no scale before 0.4: unknown, never 1 um
-    np.testing.assert_array_equal(field.read(0, [1], [2], Window(4, 8, 16, 16))[0, 0], data[0, 1, 2, 4:20, 8:24])
+    np.testing.assert_array_equal(field.read(0, [1], [2], PixelWindow(4, 8, 16, 16))[0, 0], data[0, 1, 2, 4:20, 8:24])
 
 
 def test_axes_as_names(tmp_path):
@@ -43,7 +43,7 @@ def test_axes_as_names(tmp_path):
     field = ZarrField(ZarrImageRef(str(write_early_ngff(tmp_path / "img.zarr", data, "0.3"))))
     assert field.info().sizes == (1, 2, 1, 32, 40) and field.info().channel_names == ("DNA", "RNA")
     assert field.info().pixel_size is None
-    np.testing.assert_array_equal(field.read(0, [0], None, Window(0, 0, 32, 40))[0, 0], data[0])
+    np.testing.assert_array_equal(field.read(0, [0], None, PixelWindow(0, 0, 32, 40))[0, 0], data[0])
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
@@ -51,7 +51,7 @@ def test_typed_axes_and_scale(tmp_path, version):
     data = ramp((2, 32, 48))
     field = ZarrField(ZarrImageRef(str(write_ome_zarr(tmp_path / "img.zarr", data, ["DNA", "ER"], 0.325, version))))
     assert field.info().pixel_size == pytest.approx((0.325, 0.325)) and field.info().channel_names == ("DNA", "ER")
-    np.testing.assert_array_equal(field.read(0, [1], None, Window(2, 3, 8, 8))[0, 0], data[1, 2:10, 3:11])
+    np.testing.assert_array_equal(field.read(0, [1], None, PixelWindow(2, 3, 8, 8))[0, 0], data[1, 2:10, 3:11])
 
 
 def test_unsupported_version_is_refused_by_name(tmp_path):
