@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,18 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
+from mae_domains.data.augment import CropAndFlip, normalize_valid
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
 from mae_domains.grid_adapter import GridAdapter
 from mae_domains.models.embeddings import PatchEmbed2D
 
 CHANNELS = ("VV", "VH")
+
+
+@functools.lru_cache(maxsize=4)
+def crop_and_flip(size: int) -> CropAndFlip:
+    """Seeded crops and flips at ``size``; radar images have no "up", so vertical flips too."""
+    return CropAndFlip(size, vflip=True)
 
 
 class SarAmplitudeAdapter(GridAdapter):
@@ -39,24 +47,10 @@ class SarAmplitudeAdapter(GridAdapter):
         return Sample(decibels, meta, valid)
 
     def transform(self, sample: Sample, seed: int, train: bool, stats: NormStats | None) -> Sample:
-        """A seeded crop of ``model.img_size`` and a horizontal flip (training), the centre crop otherwise;
-        per-channel normalization, with no-data pixels set to 0 and kept out of the loss by ``valid``."""
-        size = self.config.model.img_size
-        image, valid = sample.image, sample.valid
-        if image.shape[1] < size or image.shape[2] < size:
-            raise BadSampleError(sample.source, f"{image.shape[1]}x{image.shape[2]} is smaller than {size}x{size}")
-        rng = np.random.default_rng(seed)
-        if train:
-            y, x = (int(rng.integers(0, n - size + 1)) for n in image.shape[1:])
-        else:
-            y, x = ((n - size) // 2 for n in image.shape[1:])
-        image, valid = image[:, y : y + size, x : x + size], valid[y : y + size, x : x + size]
-        if train and rng.random() < 0.5:
-            image, valid = image[:, :, ::-1], valid[:, ::-1]
-        if stats is not None:
-            image = stats.normalize(image)
-        image = np.where(valid, image, 0).astype(np.float32)
-        return Sample(np.ascontiguousarray(image), sample.meta, np.ascontiguousarray(valid))
+        """MAE's random resized crop and flips (training; seeded, the validity mask alike) or the centre
+        crop; per-channel normalization with no-data pixels set to 0 and kept out of the loss by ``valid``."""
+        image, valid = crop_and_flip(self.config.model.img_size)(sample.image, sample.valid, seed, train)
+        return Sample(normalize_valid(image, valid, stats), sample.meta, valid)
 
     def build_embedding(self, model) -> PatchEmbed2D:
         """Two channels whatever ``model.in_chans`` says; the run's config.yaml records 2."""
