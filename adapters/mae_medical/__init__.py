@@ -4,7 +4,7 @@ DICOM read the way a radiologist's viewer shows it (:mod:`mae_medical.dicom_read
 from mae_medical.dicom_display import DisplaySettings
 from mae_medical.dicom_reader import DicomFrame, read_dicom_frame
 from mae_medical.raster_images import read_raster
-from mae_medical.sources import FrameRef, discover_sources
+from mae_medical.frame_discovery import FrameRef, discover_sources
 from mae_medical.ultrasound import UltrasoundAdapter
 from mae_medical.xray import XrayAdapter
 

@@ -49,7 +49,7 @@ from mae_microscopy.crops import (
 from mae_microscopy.embedding3d import ChannelSharedCubeEmbed
 from mae_microscopy.image_info import FieldReader
 from mae_microscopy.rendering import reconstruction_figure
-from mae_microscopy.sources import CropRef, FieldEntry, ReaderSettings, discover_fields, planes_of, summarize
+from mae_microscopy.field_discovery import CropRef, FieldEntry, ReaderSettings, discover_fields, planes_of, summarize
 from mae_microscopy.synthetic import synthetic_field
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from mae_remote_sensing.geotiff import ReadSettings
 from mae_remote_sensing.manifest import date_features
 from mae_remote_sensing.scene import Scene, TargetGrid
 from mae_remote_sensing.sensors import SENSOR_CHOICES
-from mae_remote_sensing.sources import SceneEntry, discover_scenes
+from mae_remote_sensing.scene_discovery import SceneEntry, discover_scenes
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from mae_domains.evaluation.loading import DownstreamData, LoadedCheckpoint
-from mae_domains.evaluation.model_card import ModelCardInfo, model_card_from_checkpoint, render_model_card
+from mae_domains.evaluation.results_card import ModelCardInfo, model_card_from_checkpoint, render_model_card
 from mae_domains.evaluation.records import read_jsonl, regenerate_reports
 from mae_domains.evaluation.runner import (
     expand_runs, protocol_defaults, resolve_settings, run_benchmark, run_benchmark_file, run_protocol,

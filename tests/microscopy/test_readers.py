@@ -10,7 +10,7 @@ import zarr
 from mae_domains.data.windows import PixelWindow
 from mae_microscopy.channel_files import ChannelFilesField, compile_pattern, group_channel_files, well_name
 from mae_microscopy.image_info import length_in_um
-from mae_microscopy.sources import CropRef, ReaderSettings, discover_fields
+from mae_microscopy.field_discovery import CropRef, ReaderSettings, discover_fields
 from mae_microscopy.tiff_reader import TiffField
 from mae_microscopy.zarr_reader import ZarrField, ZarrImageRef, list_zarr_fields
 from tests.microscopy.conftest import make_adapter
