@@ -4,7 +4,7 @@ One step = forward + backward + AdamW update on a batch of synthetic images. Pri
 
 - the fp32 and bf16 GEMM rates of this machine (best of five 2048^2 matmuls, measured again before every
   round);
-- for each preset (ViT-S, ViT-B) and precision: the plain MAE (``mae_domains.models.MaskedAutoencoder``,
+- for each preset (ViT-S, ViT-B) and precision: the plain MAE (``mae_domains.testing.reference_mae.MaskedAutoencoder``,
   the golden reference: timm blocks, decoder over all tokens, plain ``torch.optim.AdamW`` and plain
   autocast, as the original code) and our step with the cross-attention and the self-attention decoder
   (engine optimizer: fused AdamW; CPU bf16: matmul attention; freed host memory kept for reuse, as the
@@ -39,8 +39,8 @@ from torch.utils import flop_counter
 
 from mae_domains.device import cpu_native_bf16
 from mae_domains.host_memory import retain_freed_host_memory
-from mae_domains.engine.optim import build_optimizer
-from mae_domains.models import MAEConfig, MaskedAutoencoder
+from mae_domains.optim import build_optimizer
+from mae_domains.testing.reference_mae import MAEConfig, MaskedAutoencoder
 from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.models.embeddings import PatchEmbed2D
 from mae_domains.models.grid_mae import build_grid_mae

@@ -28,7 +28,6 @@ from mae_domains.data.sample import BadSampleError, NormStats, RunningStats, Sam
 from mae_domains.files import find_files
 from mae_domains.log_names import LogLines, printable
 from mae_domains.grid import GridBatch
-from mae_domains.models.presets import with_preset_decoder
 from mae_domains.progress import ProgressClock
 
 if TYPE_CHECKING:
@@ -85,9 +84,9 @@ class Adapter(ABC):
     def bind(self, config: Any) -> "Adapter":
         """Attach the run configuration (model input size, channels, mask settings) before use; the mask
         settings the config leaves open are filled in from the adapter's recipe (:meth:`resolve_mask`), so
-        the config written into a run directory says what was used."""
+        the config written into a run directory says what was used (the decoder sizes the preset gives are
+        filled in where the model is built)."""
         config.mask = self.resolve_mask(config.mask)
-        config.model = with_preset_decoder(config.model)
         self.config = config
         return self
 

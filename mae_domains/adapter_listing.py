@@ -16,7 +16,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from mae_domains import ADAPTER_API_VERSION
-from mae_domains.registry import ENTRY_POINT_GROUP, compatible, is_builtin
+from mae_domains.entry_point_groups import ADAPTERS as ENTRY_POINT_GROUP, is_builtin
+from mae_domains.registry import compatible
 
 
 @dataclass(frozen=True)

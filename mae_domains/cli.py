@@ -83,10 +83,37 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         print("no adapters installed")
         return 1
     width = max(len(a.name) for a in adapters)
+    print("adapters:")
     for entry in adapters:
-        print(f"{entry.name:<{width}}  api {entry.api_version}  {entry.summary}")
-    print("options, defaults and what they mean: mae-domains adapters NAME")
+        print(f"  {entry.name:<{width}}  api {entry.api_version}  {entry.summary}")
+    print_plugin_entry_points()
+    print("options, defaults and what they mean: mae-domains adapters NAME; protocols and converters "
+          "described: mae-domains plugins")
     return 0
+
+
+def print_plugin_entry_points() -> None:
+    """Protocols and converters by their entry points, read from package metadata (nothing imported)."""
+    from importlib.metadata import entry_points
+
+    from mae_domains.entry_point_groups import CONVERTERS, PROTOCOLS
+
+    for group, title in ((PROTOCOLS, "protocols:"), (CONVERTERS, "converters (pretrain --init FAMILY:PATH):")):
+        found = sorted({(ep.name, ep.value) for ep in entry_points(group=group)})
+        width = max((len(name) for name, _ in found), default=0)
+        print(title)
+        for name, value in found:
+            print(f"  {name:<{width}}  [{value}]")
+        if not found:
+            print("  none registered")
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from mae_domains.plugin_listing import render_plugins
+    from mae_domains.registry import discover_adapters
+
+    print(render_plugins())
+    return 0 if discover_adapters() else 1
 
 
 def describe_adapter(cls: type) -> str:
@@ -367,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("adapters", help="list installed adapters, or one adapter's options")
     p.add_argument("name", nargs="?", metavar="NAME", help="an adapter: print its options with defaults and meaning")
     p.set_defaults(func=cmd_adapters)
+    sub.add_parser("plugins", help="adapters, evaluation protocols and checkpoint converters, described (imports "
+                                   "every plugin)").set_defaults(func=cmd_plugins)
     sub.add_parser("recipes", help="list the shipped recipes (--config NAME)").set_defaults(func=cmd_recipes)
     p = sub.add_parser("config", help="show the resolved config of a recipe and overrides")
     config_sub = p.add_subparsers(dest="config_command", required=True, parser_class=_Subcommand)

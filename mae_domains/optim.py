@@ -185,11 +185,13 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     layer_decay: float | None = None,
     depth: int | None = None,
-    fused: bool | None = False,
+    fused: bool | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups` (``param_names`` kept out of the optimizer state). ``fused=None``
-    (or True) uses the fused single-kernel update where supported, else the ``foreach`` loop; ``False``
-    keeps torch's default update (fine-tuning's, whose results were measured with it)."""
+    (or True), the default, uses the fused single-kernel update where supported (one pass per tensor
+    instead of about ten elementwise ones: a tenth of a CPU ViT-B step), else the ``foreach`` loop;
+    ``False`` keeps torch's default update (fine-tuning's, whose results were measured with it). The
+    fused update rounds slightly differently, so a resumed run keeps the flag its checkpoint saved."""
     groups = param_groups(model, weight_decay, layer_decay, depth)
     for group in groups:
         group.pop("param_names")

@@ -15,11 +15,14 @@ package)::
             ...
             return ProtocolResult(summary={"top1": accuracy}, n_train=len(train), n_test=len(test))
 
-    register_protocol(CentroidProtocol())
+and registered in its distribution's ``pyproject.toml``, as the built-ins (``knn``, ``linear_probe``,
+``finetune``, ``multilabel_map``, ``anomaly``, ...) are in mae-domains' own::
 
-Built-ins (``knn``, ``linear_probe``, ``finetune``, ``multilabel_map``, ``anomaly``, ...) register when
-:mod:`mae_domains.evaluation` is imported; a name not found yet makes the registry import the installed
-adapter plugins once, so a protocol an adapter package registers on import is found by name too.
+    [project.entry-points."mae_domains.protocols"]
+    centroid = "my_package.protocols:CentroidProtocol"
+
+The registry loads the ``mae_domains.protocols`` entry points once, on first use. :func:`register_protocol`
+adds one in a running process (tests, notebooks).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from mae_domains.entry_point_groups import PROTOCOLS, load_group, warn_skipped
 from mae_domains.grid import GridBatch
 
 Batch = Mapping[str, Any]
@@ -112,7 +116,7 @@ class EvaluationProtocol(ABC):
 
 
 _PROTOCOLS: dict[str, EvaluationProtocol] = {}
-_plugins_loaded = False
+_LOADED_ENTRIES: set[str] = set()  # entry points already registered (or skipped with a warning)
 
 
 def register_protocol(protocol: EvaluationProtocol | type[EvaluationProtocol], replace: bool = False) -> EvaluationProtocol:
@@ -135,24 +139,36 @@ def unregister_protocol(name: str) -> None:
 
 
 def _load_plugins() -> None:
-    """Import the adapter plugins once: a plugin package may register protocols on import."""
-    global _plugins_loaded
-    if not _plugins_loaded:
-        _plugins_loaded = True
-        from mae_domains.registry import discover_adapters
-
-        discover_adapters()
+    """Register the protocols of the ``mae_domains.protocols`` entry points, each once per process, built-ins
+    first (a plugin cannot take a built-in's name; one registered in the process keeps its protocol)."""
+    for entry in load_group(PROTOCOLS):
+        if entry.origin in _LOADED_ENTRIES:
+            continue
+        _LOADED_ENTRIES.add(entry.origin)
+        cls = entry.obj
+        if not (isinstance(cls, type) and issubclass(cls, EvaluationProtocol)):
+            warn_skipped(PROTOCOLS, entry, "is not an EvaluationProtocol subclass")
+            continue
+        name = cls.name or entry.name
+        if name in _PROTOCOLS:
+            if type(_PROTOCOLS[name]) is not cls:
+                warn_skipped(PROTOCOLS, entry, f"takes the name {name!r} of {type(_PROTOCOLS[name]).__name__}")
+            continue
+        try:
+            register_protocol(cls)
+        except (TypeError, ValueError) as err:
+            warn_skipped(PROTOCOLS, entry, f"cannot be registered ({err})")
 
 
 def protocol_names() -> list[str]:
-    """Registered protocol names, sorted."""
+    """Registered protocol names, sorted (the installed plugins' included)."""
+    _load_plugins()
     return sorted(_PROTOCOLS)
 
 
 def get_protocol(name: str) -> EvaluationProtocol:
     """The protocol registered as ``name``; unknown names are errors with a suggestion."""
-    if name not in _PROTOCOLS:
-        _load_plugins()
+    _load_plugins()
     if name not in _PROTOCOLS:
         from mae_domains.config import suggest
 

@@ -1,4 +1,4 @@
-"""Adapter discovery through the ``mae_domains.adapters`` entry-point group.
+"""Adapter discovery through the ``mae_domains.adapters`` entry-point group (:mod:`mae_domains.entry_point_groups`).
 
 Built-in adapters register exactly like third-party ones. A plugin that fails to import or declares
 an incompatible major API version is skipped with a warning naming it; duplicates warn.
@@ -6,17 +6,16 @@ an incompatible major API version is skipped with a warning naming it; duplicate
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import warnings
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Sequence
 
 from mae_domains import ADAPTER_API_VERSION
+from mae_domains.entry_point_groups import ADAPTERS, load_group, warn_skipped
 from mae_domains.files import walk_files
-
-ENTRY_POINT_GROUP = "mae_domains.adapters"
 
 
 class AdapterNotFound(KeyError):
@@ -35,44 +34,41 @@ def compatible(version: str) -> bool:
         return False
 
 
-BUILTIN_MODULES = ("mae_image", "mae_remote_sensing", "mae_medical", "mae_microscopy")
-
-
-def is_builtin(ep: Any) -> bool:
-    """True for the adapters that ship with mae-domains (by the module the entry point names)."""
-    return ep.value.split(":")[0].split(".")[0] in BUILTIN_MODULES
-
-
-def discover_adapters() -> dict[str, type]:
-    """``name -> adapter class`` for every loadable, compatible plugin."""
+@functools.cache
+def _discovered() -> dict[str, type]:
     from mae_domains.adapter_api import Adapter
 
     found: dict[str, type] = {}
     origins: dict[str, str] = {}
     # built-in adapters first, so a third-party plugin can never take a built-in name
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (not is_builtin(e), e.name, e.value)):
-        origin = f"{ep.name} ({ep.value})"
-        try:
-            cls = ep.load()
-        except (Exception, SystemExit) as err:  # a broken plugin (even one calling sys.exit) must not stop us
-            warnings.warn(f"adapter plugin {origin} failed to import and is skipped: {type(err).__name__}: {err}",
-                          stacklevel=2)
-            continue
+    for entry in load_group(ADAPTERS):
+        cls = entry.obj
         if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-            warnings.warn(f"adapter plugin {origin} is not an Adapter subclass and is skipped", stacklevel=2)
+            warn_skipped(ADAPTERS, entry, "is not an Adapter subclass")
             continue
         if not compatible(cls.api_version):
-            warnings.warn(f"adapter plugin {origin} declares API version {cls.api_version!r}, incompatible with "
-                          f"{ADAPTER_API_VERSION}; skipped", stacklevel=2)
+            warn_skipped(ADAPTERS, entry, f"declares API version {cls.api_version!r}, incompatible with "
+                                          f"{ADAPTER_API_VERSION}")
             continue
-        name = cls.name or ep.name
+        name = cls.name or entry.name
         if name in found:
-            warnings.warn(f"duplicate adapter name {name!r}: {origin} ignored, keeping {origins[name]}",
+            warnings.warn(f"duplicate adapter name {name!r}: {entry.origin} ignored, keeping {origins[name]}",
                           stacklevel=2)
             continue
         found[name] = cls
-        origins[name] = f"the built-in {origin}" if is_builtin(ep) else origin
+        origins[name] = f"the built-in {entry.origin}" if entry.builtin else entry.origin
     return found
+
+
+def discover_adapters() -> dict[str, type]:
+    """``name -> adapter class`` for every loadable, compatible plugin (discovered once per process)."""
+    return dict(_discovered())
+
+
+def forget_discovered_plugins() -> None:
+    """Discover the entry points anew on next use (after installing a plugin in a running process; tests)."""
+    load_group.cache_clear()
+    _discovered.cache_clear()
 
 
 def get_adapter_class(name: str) -> type:

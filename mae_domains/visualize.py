@@ -18,7 +18,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 HIDDEN_GRAY = 0.5  # masked pixels in the "masked" panel
 PANEL_NAMES = ("input", "masked", "reconstruction + visible", "error on masked pixels")
@@ -138,12 +137,6 @@ def reconstruction_panels(image: np.ndarray, recon: np.ndarray, hidden: np.ndarr
         pictures = [p.mean(axis=-1) for p in pictures]
     pictures.append(error_picture(image, recon, per_channel, stretch))
     return list(zip(PANEL_NAMES, pictures))
-
-
-def mask_to_pixels(mask: torch.Tensor, grid_hw: tuple[int, int], patch_size: int) -> np.ndarray:
-    """Token mask ``(N,)`` (1 = removed) -> pixel mask ``(H, W)``."""
-    m = mask.detach().float().cpu().reshape(grid_hw).numpy()
-    return np.kron(m, np.ones((patch_size, patch_size)))
 
 
 def reconstruction_rows(images: np.ndarray, reconstructions: np.ndarray, pixel_masks: np.ndarray,

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import torch
 from safetensors.torch import load_file, save_file
 from timm.layers import resample_abs_pos_embed
-from timm.models._manipulate import adapt_input_conv
+from timm.models import adapt_input_conv
 
 from mae_domains.grid.pos_embed import sincos_2d_with_prefix
 

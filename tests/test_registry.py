@@ -4,7 +4,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from mae_domains import registry
+from mae_domains import entry_point_groups, registry
 from mae_domains.adapter_api import Adapter
 from mae_image.adapter import ImageAdapter
 
@@ -18,9 +18,17 @@ class CloneAdapter(ImageAdapter):
     name = "image"
 
 
-def fake_entry_points(monkeypatch, points):
-    eps = [EntryPoint(name, value, registry.ENTRY_POINT_GROUP) for name, value in points]
-    monkeypatch.setattr(registry, "entry_points", lambda group: [e for e in eps if e.group == group])
+@pytest.fixture(autouse=True)
+def fresh_discovery():
+    """Each test discovers the (possibly faked) entry points anew, and leaves the real ones behind."""
+    registry.forget_discovered_plugins()
+    yield
+    registry.forget_discovered_plugins()
+
+
+def fake_entry_points(monkeypatch, points, group=entry_point_groups.ADAPTERS):
+    eps = [EntryPoint(name, value, group) for name, value in points]
+    monkeypatch.setattr(entry_point_groups, "entry_points", lambda group: [e for e in eps if e.group == group])
 
 
 def test_builtin_image_adapter_is_registered_by_entry_point():

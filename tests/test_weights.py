@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from mae_domains.models import MAEConfig, MaskedAutoencoder
+from mae_domains.testing.reference_mae import MAEConfig, MaskedAutoencoder
 from mae_domains.weights import (
     UnsafeCheckpointError,
     encoder_state_dict_for_timm,

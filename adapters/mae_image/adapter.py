@@ -3,20 +3,16 @@ per-patch pixel target."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-
-from mae_domains.grid_adapter import GridAdapter  # noqa: E402
-from mae_domains.data.sample import NormStats, Sample  # noqa: E402
-from mae_domains.models.embeddings import PatchEmbed2D  # noqa: E402
-from mae_image.reader import IMAGE_SUFFIXES, read_image  # noqa: E402
+from mae_domains.data.augment import CropAndFlip
+from mae_domains.data.sample import NormStats, Sample
+from mae_domains.grid_adapter import GridAdapter
+from mae_domains.models.embeddings import PatchEmbed2D
+from mae_image.reader import IMAGE_SUFFIXES, read_image
 
 
 class ImageAdapter(GridAdapter):
@@ -27,15 +23,6 @@ class ImageAdapter(GridAdapter):
     option_defaults: dict[str, Any] = {"crop_scale": [0.2, 1.0], "hflip": True}
     option_help = {"crop_scale": "area range of the RandomResizedCrop, as fractions of the image (MAE: 0.2 to 1)",
                    "hflip": "random horizontal flips in training"}
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self._pipelines: dict[bool, A.Compose] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_pipelines"] = {}  # rebuilt in each worker
-        return state
 
     def describe_input(self) -> dict[str, Any]:
         """Input-contract entries of an export: the channel names of gray and RGB inputs."""
@@ -55,26 +42,16 @@ class ImageAdapter(GridAdapter):
         path = Path(str(ref))
         return Sample(image, {"source": str(path), "sample_id": path.stem}, label=None)
 
-    def pipeline(self, train: bool) -> A.Compose:
-        if train not in self._pipelines:
-            if train:
-                steps = [A.RandomResizedCrop(size=(self.size, self.size), scale=tuple(self.options["crop_scale"]),
-                                             interpolation=cv2.INTER_CUBIC)]
-                if self.options["hflip"]:
-                    steps.append(A.HorizontalFlip(p=0.5))
-            else:
-                steps = [A.SmallestMaxSize(max_size=self.size, interpolation=cv2.INTER_CUBIC),
-                         A.CenterCrop(height=self.size, width=self.size)]
-            self._pipelines[train] = A.Compose(steps, seed=0)
-        return self._pipelines[train]
+    @property
+    def augment(self) -> CropAndFlip:
+        """MAE's RandomResizedCrop (cubic) and horizontal flip at the bound ``model.img_size``."""
+        wanted = CropAndFlip(self.size, tuple(self.options["crop_scale"]), hflip=bool(self.options["hflip"]))
+        if self.__dict__.get("_augment") != wanted:  # kept, with its built pipelines, while the settings hold
+            self._augment = wanted
+        return self._augment
 
     def transform(self, sample: Sample, seed: int, train: bool, stats: NormStats | None) -> Sample:
-        pipe = self.pipeline(train)
-        pipe.set_random_seed(seed % (2**32))
-        hwc = np.moveaxis(sample.image, 0, -1)
-        out = np.moveaxis(pipe(image=hwc)["image"], -1, 0).astype(np.float32)
-        if out.ndim == 2:
-            out = out[None]
+        out, _ = self.augment(sample.image, None, seed, train)
         meta = sample.meta
         if out.shape[0] == 3:  # a colour photograph (or H&E, IHC): figures show it as recorded, never stretched
             black, white = np.zeros((3, 1, 1), np.float32), np.ones((3, 1, 1), np.float32)

@@ -1,11 +1,10 @@
 """Medical adapters: ``medical.xray`` (chest X-ray MAE) and ``medical.ultrasound`` (deblurring MAE), with
 DICOM read the way a radiologist's viewer shows it (:mod:`mae_medical.dicom_reader`)."""
 
-import mae_medical.converters  # noqa: F401  (registers the checkpoint converters)
 from mae_medical.dicom_display import DisplaySettings
 from mae_medical.dicom_reader import DicomFrame, read_dicom_frame
 from mae_medical.raster_images import read_raster
-from mae_medical.sources import FrameRef, discover_sources
+from mae_medical.frame_discovery import FrameRef, discover_sources
 from mae_medical.ultrasound import UltrasoundAdapter
 from mae_medical.xray import XrayAdapter
 

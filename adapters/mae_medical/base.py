@@ -10,7 +10,7 @@ Options common to ``medical.xray`` and ``medical.ultrasound`` (``data.options``)
   shorter side is still at least this many pixels, 4-15x faster; ``auto`` = twice ``model.img_size``,
   0 = always full resolution);
 - archive: ``frame_stride`` (every k-th frame of a cine), ``image_root``, ``split`` and ``no_finding`` for
-  CSV manifests (see :mod:`mae_medical.sources`);
+  CSV manifests (see :mod:`mae_medical.frame_discovery`);
 - augmentation: ``crop_scale``, ``crop_ratio`` (RandomResizedCrop), ``hflip``; downstream fine-tuning adds
   RandAugment-style ops (:mod:`mae_medical.randaugment`) of the protocol's ``randaugment_magnitude``.
 
@@ -40,7 +40,9 @@ from mae_medical.dicom_header import cached_header, is_dicom_file  # noqa: E402
 from mae_medical.dicom_reader import read_dicom_frame  # noqa: E402
 from mae_medical.randaugment import rand_augment  # noqa: E402
 from mae_medical.raster_images import read_raster  # noqa: E402
-from mae_medical.sources import Discovery, FrameRef, ManifestOptions, as_frame_ref, discover_sources  # noqa: E402
+from mae_medical.frame_discovery import (  # noqa: E402
+    Discovery, FrameRef, ManifestOptions, as_frame_ref, discover_sources,
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mae_domains.conversion import ConversionReport, Converter, convert_vit_mae, register_converter
+from mae_domains.conversion import ConversionReport, Converter, convert_vit_mae
 from mae_domains.conversion.vit_keys import block_count, check_encoder_fits, convert_blocks, strip_prefix
 from mae_domains.models.embeddings import CubePatchEmbed3D
 from mae_domains.weights import CheckpointFormatError
@@ -109,7 +109,7 @@ def _convert_monai_vit(state: State, model: nn.Module, adapter: Any, report: Con
     return out
 
 
-register_converter(Converter("chest_xray_mae", "chest X-ray MAE (lambert-x/medical_mae), 3 channels summed into 1",
-                             lambda state: False, _convert_xray_mae, adapters=("medical.xray", "medical.ultrasound")))
-register_converter(Converter("monai_vit", "MONAI ViT / UNETR / ViTAutoEnc encoder (3D SSL weights)", is_monai_vit,
-                             _convert_monai_vit, adapters=("medical.ct",), priority=10))
+CHEST_XRAY_MAE = Converter("chest_xray_mae", "chest X-ray MAE (lambert-x/medical_mae), 3 channels summed into 1",
+                           lambda state: False, _convert_xray_mae, adapters=("medical.xray", "medical.ultrasound"))
+MONAI_VIT = Converter("monai_vit", "MONAI ViT / UNETR / ViTAutoEnc encoder (3D SSL weights)", is_monai_vit,
+                      _convert_monai_vit, adapters=("medical.ct",), priority=10)

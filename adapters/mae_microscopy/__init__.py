@@ -3,8 +3,6 @@
 cell-biology evaluation workflow (aggregation per image and well, batch correction, replicate mAP,
 recall of known relationships, channel-adaptive 1-NN)."""
 
-import mae_microscopy.protocols  # noqa: F401  (registers the cell-biology protocols)
-import mae_microscopy.converters  # noqa: F401  (registers the checkpoint converters)
 from mae_microscopy.adapter import ChannelAgnosticAdapter
 
 __all__ = ["ChannelAgnosticAdapter"]

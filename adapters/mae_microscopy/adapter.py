@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from mae_domains.data.sample import BadSampleError, NormStats, RunningStats, Sample
+from mae_domains.data.windows import PixelWindow
 from mae_domains.grid_adapter import GridAdapter
 from mae_domains.models.embeddings.channel_shared import ChannelSharedPatchEmbed
 from mae_domains.models.fourier_loss import with_fourier_loss
@@ -48,9 +49,9 @@ from mae_microscopy.crops import (
     project_planes, random_window, seeded_flips, window_validity,
 )
 from mae_microscopy.embedding3d import ChannelSharedCubeEmbed
-from mae_microscopy.image_info import FieldReader, Window
+from mae_microscopy.image_info import FieldReader
 from mae_microscopy.rendering import reconstruction_figure
-from mae_microscopy.sources import CropRef, FieldEntry, ReaderSettings, discover_fields, planes_of, summarize
+from mae_microscopy.field_discovery import CropRef, FieldEntry, ReaderSettings, discover_fields, planes_of, summarize
 from mae_microscopy.synthetic import synthetic_field
 
 log = logging.getLogger(__name__)
@@ -311,18 +312,18 @@ class ChannelAgnosticAdapter(GridAdapter):
         return order, valid
 
     def choose_window(self, ref: CropRef, entry: FieldEntry, reader: FieldReader, channels: Sequence[int],
-                      planes: Sequence[int], rng: np.random.Generator) -> tuple[Window, float | None]:
+                      planes: Sequence[int], rng: np.random.Generator) -> tuple[PixelWindow, float | None]:
         """The fixed window, or a seeded random one; with ``foreground`` the best of up to
         ``window_attempts`` draws, stopping at the first with ``min_foreground`` of foreground."""
         info = entry.info
         assert info is not None
         if ref.window is not None:
-            return Window(*ref.window), None
+            return PixelWindow(*ref.window), None
         size = self.crop_size
         if not self.options["foreground"] or (info.height <= size and info.width <= size):
             return random_window(rng, info.height, info.width, size), None
         fg = self.foreground(entry, reader, channels)
-        best: tuple[float, Window] | None = None
+        best: tuple[float, PixelWindow] | None = None
         for _ in range(int(self.options["window_attempts"])):
             window = random_window(rng, info.height, info.width, size)
             step = max(1, size // 32)  # a strided look is enough to score a window
@@ -369,7 +370,7 @@ class ChannelAgnosticAdapter(GridAdapter):
         rng = np.random.default_rng(seed)
         size = self.crop_size
         if spatial != (size, size):
-            window = random_window(rng, *spatial, size) if train else Window((spatial[0] - size) // 2,
+            window = random_window(rng, *spatial, size) if train else PixelWindow((spatial[0] - size) // 2,
                                                                             (spatial[1] - size) // 2, size, size)
             rows, cols, pad = window.clipped(*spatial)
             widths = [(0, 0)] * (image.ndim - 2) + [(pad[0], pad[1]), (pad[2], pad[3])]

@@ -1,6 +1,6 @@
 """Channel names: from the file, a manifest or the config, through aliases, to the channels a run uses.
 
-Channel identity is its *name*, never its index (DESIGN section 1): names travel with every crop, the
+Channel identity is its *name*, never its index: names travel with every crop, the
 channel code is looked up by name, and channels are selected and reordered by name. Resolution order:
 
 1. the names the file stores (OME ``Channel/@Name``, ImageJ labels, ``omero`` labels, ``channel_map`` of

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mae_domains.conversion import ConversionReport, Converter, register_converter
+from mae_domains.conversion import ConversionReport, Converter
 from mae_domains.conversion.vit_keys import block_count, check_encoder_fits, convert_blocks, strip_prefix
 from mae_domains.models.embeddings import ChannelSharedPatchEmbed
 from mae_domains.weights import CheckpointFormatError
@@ -115,6 +115,5 @@ def _convert_ca_mae(state: State, model: nn.Module, adapter: Any, report: Conver
     return out
 
 
-register_converter(Converter("ca_mae", "channel-agnostic microscopy MAE (recursionpharma/maes_microscopy)",
-                             is_channel_agnostic_mae, _convert_ca_mae, adapters=("microscopy.channel_agnostic",),
-                             priority=10))
+CA_MAE = Converter("ca_mae", "channel-agnostic microscopy MAE (recursionpharma/maes_microscopy)",
+                   is_channel_agnostic_mae, _convert_ca_mae, adapters=("microscopy.channel_agnostic",), priority=10)

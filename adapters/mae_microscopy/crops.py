@@ -17,13 +17,13 @@ from typing import Sequence
 import numpy as np
 
 from mae_domains.data.sample import BadSampleError, NormStats
-from mae_microscopy.image_info import Window
+from mae_domains.data.windows import PixelWindow
 
 NORMALIZATIONS = ("percentile", "instance", "archive", "none")
 Z_MODES = ("max", "slices", "volume")
 
 
-def grid_windows(height: int, width: int, size: int, stride: int | None = None) -> list[Window]:
+def grid_windows(height: int, width: int, size: int, stride: int | None = None) -> list[PixelWindow]:
     """Windows of ``size`` on a grid with ``stride`` (default ``size``) covering the field; the last row and
     column are moved inwards so they end at the border; one centred window when the field is smaller."""
     stride = int(stride or size)
@@ -36,14 +36,14 @@ def grid_windows(height: int, width: int, size: int, stride: int | None = None) 
             out.append(extent - size)
         return out
 
-    return [Window(r, c, size, size) for r in starts(height) for c in starts(width)]
+    return [PixelWindow(r, c, size, size) for r in starts(height) for c in starts(width)]
 
 
-def random_window(rng: np.random.Generator, height: int, width: int, size: int) -> Window:
+def random_window(rng: np.random.Generator, height: int, width: int, size: int) -> PixelWindow:
     """A uniformly drawn window inside the field (centred along a side shorter than the crop)."""
     r = int(rng.integers(0, height - size + 1)) if height > size else (height - size) // 2
     c = int(rng.integers(0, width - size + 1)) if width > size else (width - size) // 2
-    return Window(r, c, size, size)
+    return PixelWindow(r, c, size, size)
 
 
 def crops_for_area(height: int, width: int, size: int) -> int:
@@ -145,14 +145,14 @@ def seeded_flips(image: np.ndarray, valid: np.ndarray, rng: np.random.Generator)
     return np.ascontiguousarray(image), np.ascontiguousarray(valid)
 
 
-def window_validity(window: Window, height: int, width: int) -> np.ndarray:
+def window_validity(window: PixelWindow, height: int, width: int) -> np.ndarray:
     """``(h, w)`` bool: which pixels of ``window`` lie inside the field."""
     rows = np.arange(window.row, window.row + window.height)
     cols = np.arange(window.col, window.col + window.width)
     return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
 
 
-def check_not_empty(source: str, block: np.ndarray, valid: np.ndarray, names: Sequence[str], window: Window) -> None:
+def check_not_empty(source: str, block: np.ndarray, valid: np.ndarray, names: Sequence[str], window: PixelWindow) -> None:
     """Raise :class:`BadSampleError` naming every all-zero channel of a crop."""
     empty = empty_channels(block, valid)
     if empty:

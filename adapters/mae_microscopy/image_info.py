@@ -2,7 +2,7 @@
 
 A *field* is one imaged position (a well site, a tile of a slide) with up to five axes ``(T, C, Z, Y, X)``;
 a reader (:class:`FieldReader`) reports them in an :class:`ImageInfo` without reading pixels and reads
-``(C, Z, h, w)`` blocks of one time point through a :class:`Window`, so a whole plate (or a whole slide)
+``(C, Z, h, w)`` blocks of one time point through a :class:`PixelWindow`, so a whole plate (or a whole slide)
 is never in memory. Physical sizes are kept in micrometres.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 from mae_domains.data.sample import BadSampleError
 from mae_domains.data.handle_cache import HandleCache
 from mae_domains.data.pixel_limit import check_pixel_count
+from mae_domains.data.windows import PixelWindow
 
 AXES = "TCZYX"
 
@@ -43,29 +44,6 @@ def length_in_um(value: float | None, unit: str | None, default_unit: str = "µm
     if factor is None or not value > 0:
         return None
     return value * factor
-
-
-@dataclass(frozen=True)
-class Window:
-    """A rectangle of a field in pixels of the chosen resolution level."""
-
-    row: int
-    col: int
-    height: int
-    width: int
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.row, self.col, self.height, self.width)
-
-    def clipped(self, height: int, width: int) -> tuple[slice, slice, tuple[int, int, int, int]]:
-        """Row and column slices inside a ``height x width`` field and the padding ``(top, bottom, left,
-        right)`` that brings the read block back to the window's size."""
-        r0, c0 = max(self.row, 0), max(self.col, 0)
-        r1, c1 = min(self.row + self.height, height), min(self.col + self.width, width)
-        if r1 <= r0 or c1 <= c0:
-            raise ValueError(f"window {self.as_tuple()} lies outside a {height}x{width} field")
-        pad = (r0 - self.row, self.row + self.height - r1, c0 - self.col, self.col + self.width - c1)
-        return slice(r0, r1), slice(c0, c1), pad
 
 
 @dataclass(frozen=True)
@@ -166,7 +144,7 @@ class FieldReader(ABC):
             raise BadSampleError(self.source, f"cannot read channel {name!r} (index {c}) at t={t}, z={list(planes)}: "
                                               f"unreadable page or chunk ({type(err).__name__}: {err})") from None
 
-    def read(self, t: int, channels: Sequence[int], planes: Sequence[int] | None, window: Window) -> np.ndarray:
+    def read(self, t: int, channels: Sequence[int], planes: Sequence[int] | None, window: PixelWindow) -> np.ndarray:
         """Float32 ``(C, Z, height, width)`` of ``window`` (areas outside the field are zero); every channel
         is read on its own so a broken page or file is named in the error."""
         info = self.info()

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 from mae_microscopy.aggregation import ProfileTable, aggregate, embed_batches, embed_grid, select_channels
 from mae_microscopy.batch_correction import CorrectionSettings, batch_correct
 from mae_microscopy.bio_metrics import one_nn_macro_f1, read_relationships, relationship_recall, replicate_map
@@ -151,6 +151,3 @@ class ChammiProtocol(EvaluationProtocol):
         f1 = one_nn_macro_f1(*out["train"], *out["test"], metric=str(s["metric"]))
         return ProtocolResult({"macro_f1": f1}, n_train=len(out["train"][0]), n_test=len(out["test"][0]))
 
-
-for _protocol in (ReplicateMapProtocol, RelationshipRecallProtocol, OneNNProtocol, ChammiProtocol):
-    register_protocol(_protocol())

@@ -1,4 +1,4 @@
-"""Zarr fields: OME-Zarr images (NGFF multiscales, v0.4 and v0.5), OME-Zarr HCS plates, and plain Zarr.
+"""Zarr fields: OME-Zarr images (NGFF multiscales, versions 0.1 to 0.5), OME-Zarr HCS plates, and plain Zarr.
 
 - **OME-Zarr image**: a group whose attributes hold ``multiscales`` (v0.4) or ``ome.multiscales`` (v0.5).
   ``level`` picks a dataset of the pyramid (0 = full resolution); axes come from ``axes`` (names and
@@ -12,7 +12,9 @@
 
 Only the chunks under a window are read. The shape each array declares (every level of a pyramid) is
 checked against ``data.max_pixels`` before anything is enumerated or read: a store that declares
-(3, 2^20, 2^20) and holds almost nothing would otherwise make millions of crops.
+(3, 2^20, 2^20) and holds almost nothing would otherwise make millions of crops. An image stating an NGFF
+version outside :data:`SUPPORTED_NGFF_VERSIONS` is refused with the version (later specs change the layout);
+one stating none is read as the layout above says.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from mae_domains.data.sample import BadSampleError
 from mae_microscopy.image_info import FieldReader, HandleCache, ImageInfo, default_channel_names, length_in_um
 
 DEFAULT_AXES = {2: "YX", 3: "CYX", 4: "CZYX", 5: "TCZYX"}
+# 0.1/0.2: implicit TCZYX axes; 0.3: axes as names; 0.4: typed axes, scale transforms; 0.5: Zarr v3, "ome" key.
+SUPPORTED_NGFF_VERSIONS = ("0.1", "0.2", "0.3", "0.4", "0.5")
 
 
 def _open_node(key: str) -> Any:
@@ -135,6 +139,10 @@ class ZarrField(FieldReader):
     # ----- OME-Zarr ----------------------------------------------------------------------------------
     def _ngff_info(self, attrs: dict[str, Any]) -> ImageInfo:
         multiscale = attrs["multiscales"][0]
+        version = attrs.get("version") or multiscale.get("version")
+        if version is not None and str(version) not in SUPPORTED_NGFF_VERSIONS:
+            raise BadSampleError(self.source, f"OME-Zarr (NGFF) version {version} is not supported (supported: "
+                                              f"{', '.join(SUPPORTED_NGFF_VERSIONS)})")
         datasets = multiscale.get("datasets") or []
         if not 0 <= self.level < len(datasets):
             raise BadSampleError(self.source, f"has {len(datasets)} resolution level(s); data.options.level="
@@ -150,18 +158,19 @@ class ZarrField(FieldReader):
         array = ZARR_NODES.get(self._array_key)
         if array.ndim != len(letters):
             raise BadSampleError(self.source, f"level {self.level} has {array.ndim} dimensions but axes {letters}")
-        scale = np.ones(len(letters))
+        scale, scaled = np.ones(len(letters)), False
         for transforms in (dataset.get("coordinateTransformations"), multiscale.get("coordinateTransformations")):
             for tr in transforms or []:
                 if tr.get("type") == "scale" and "scale" in tr:
-                    scale = scale * np.asarray(tr["scale"], dtype=float)
+                    scale, scaled = scale * np.asarray(tr["scale"], dtype=float), True
         units = {letter: a.get("unit") for letter, a in zip(letters, axes_meta)}
-        pixel_size = None
-        if "Y" in letters and "X" in letters:
+        pixel_size = z_step = None  # without a scale (NGFF before 0.4) the pixel size is unknown, not 1
+        if scaled and "Y" in letters and "X" in letters:
             y = length_in_um(scale[letters.index("Y")], units.get("Y"), "micrometer")
             x = length_in_um(scale[letters.index("X")], units.get("X"), "micrometer")
             pixel_size = (y, x) if y and x else None
-        z_step = length_in_um(scale[letters.index("Z")], units.get("Z"), "micrometer") if "Z" in letters else None
+        if scaled and "Z" in letters:
+            z_step = length_in_um(scale[letters.index("Z")], units.get("Z"), "micrometer")
         names = None
         omero = attrs.get("omero")
         sizes = self._set_axes(letters, array.shape)

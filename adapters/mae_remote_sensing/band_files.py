@@ -21,13 +21,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from mae_domains.data.sample import BadSampleError
+from mae_domains.data.windows import PixelWindow
 from mae_remote_sensing.bands import AUXILIARY_PATTERN, is_auxiliary_band, normalize_band_name
 from mae_remote_sensing.geotiff import (
     ReadSettings, file_gsd, open_raster, read_class_mask, read_file_window,
 )
-from mae_remote_sensing.scene import (
-    ChipData, ChipWindow, Scene, TargetGrid, check_same_crs, crs_text, target_grid_from_reference,
-)
+from mae_remote_sensing.scene import ChipData, Scene, TargetGrid, check_same_crs, crs_text, target_grid_from_reference
 from mae_remote_sensing.sensors import Sensor, canonical_name, describe_bands, resolve_sensor, sensor_from_name
 
 DEFAULT_BAND_PATTERN = (r"^(?P<scene>.+?)[_.-](?P<band>(?:(?:SR|ST|TOA)_)?B\d{1,2}A?|" + AUXILIARY_PATTERN +
@@ -164,7 +163,7 @@ class BandFileScene(Scene):
         return target_grid_from_reference(src.transform, src.crs, src.height, src.width, gsd, target_gsd,
                                           self.band_names)
 
-    def read(self, window: ChipWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:
+    def read(self, window: PixelWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:
         planes, valid = [], np.ones((window.height, window.width), dtype=bool)
         for band in bands:
             path = self._path(band)

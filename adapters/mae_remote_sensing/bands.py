@@ -97,17 +97,6 @@ def default_band_names(count: int) -> tuple[str, ...]:
     return tuple(f"band{i + 1}" for i in range(count))
 
 
-def band_indices(available: Sequence[str], wanted: Sequence[str], source: str = "") -> list[int]:
-    """Positions of ``wanted`` bands (in the wanted order) among ``available`` names; the error names the
-    missing bands and lists what the file has."""
-    lookup = {normalize_band_name(n): i for i, n in enumerate(available)}
-    missing = [w for w in wanted if normalize_band_name(w) not in lookup]
-    if missing:
-        where = f"{source}: " if source else ""
-        raise KeyError(f"{where}lacks band(s) {missing}; it has {list(available)}")
-    return [lookup[normalize_band_name(w)] for w in wanted]
-
-
 def validate_groups(groups: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
     """Normalized, non-empty, non-overlapping band groups."""
     out = tuple(normalize_band_names(g) for g in groups)

@@ -33,6 +33,7 @@ from affine import Affine
 
 from mae_domains.data.pixel_limit import DEFAULT_MAX_PIXELS
 from mae_domains.data.sample import BadSampleError, NormStats, Sample
+from mae_domains.data.windows import PixelWindow, read_first_valid
 from mae_domains.grid_adapter import GridAdapter
 from mae_remote_sensing.band_files import DEFAULT_BAND_PATTERN
 from mae_remote_sensing.bands import SENTINEL2_BANDS, normalize_band_names, wavelength_of
@@ -41,9 +42,9 @@ from mae_remote_sensing.chips import ChipRef, chips_for_scene, grid_windows, ran
 from mae_remote_sensing.geotiff import ReadSettings
 from mae_remote_sensing.manifest import date_features
 from mae_remote_sensing.network import apply_gdal_network_settings
-from mae_remote_sensing.scene import ChipWindow, Scene, TargetGrid
+from mae_remote_sensing.scene import Scene, TargetGrid
 from mae_remote_sensing.sensors import SENSOR_CHOICES
-from mae_remote_sensing.sources import SceneEntry, discover_scenes
+from mae_remote_sensing.scene_discovery import SceneEntry, discover_scenes
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ class RemoteSensingAdapter(GridAdapter):
         return hot
 
     # ----- reading -------------------------------------------------------------------------------
-    def read_frames(self, ref: ChipRef, frames: Sequence[Scene], grid: TargetGrid, window: ChipWindow):
+    def read_frames(self, ref: ChipRef, frames: Sequence[Scene], grid: TargetGrid, window: PixelWindow):
         chips = [frame.read(window, self.bands, grid) for frame in frames]
         return np.stack([c.image for c in chips]), np.stack([c.valid for c in chips])
 
@@ -311,21 +312,16 @@ class RemoteSensingAdapter(GridAdapter):
         if not isinstance(ref, ChipRef):
             raise TypeError(f"{self.name} reads ChipRef objects from discover(), got {type(ref).__name__}")
         grid = ref.frames[0].grid(self.bands, self.target_gsd)
-        attempts = 1 if ref.window is not None else max(1, int(self.options["window_attempts"]))
-        min_valid = float(self.options["min_valid_fraction"])
-        fraction = 0.0
-        for attempt in range(attempts):
-            rng = window_rng(ref, seed, attempt)
-            window = ChipWindow(*ref.window) if ref.window is not None else random_window(rng, grid, (self.read_size,) * 2)
+        def attempt(k: int) -> tuple[tuple, float]:
+            rng = window_rng(ref, seed, k)
+            window = PixelWindow(*ref.window) if ref.window is not None else random_window(rng, grid, (self.read_size,) * 2)
             frames = self.choose_frames(ref, rng)
             image, valid = self.read_frames(ref, frames, grid, window)
-            fraction = float(valid.mean())
-            if fraction >= min_valid and fraction > 0:
-                break
-        else:
-            what = "all nodata" if fraction == 0 else f"only {fraction:.0%} valid pixels"
-            raise BadSampleError(str(ref), f"chip is {what} (min_valid_fraction={min_valid}; "
-                                           f"{attempts} window(s) tried)")
+            return (window, frames, image, valid), float(valid.mean())
+
+        attempts = 1 if ref.window is not None else int(self.options["window_attempts"])
+        (window, frames, image, valid), fraction = read_first_valid(
+            attempt, attempts, float(self.options["min_valid_fraction"]), str(ref))
         image = np.where(valid[:, None], image, 0.0).astype(np.float32)
         bounds = grid.bounds(window)
         meta = {

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from mae_domains.data.seeding import derive_seed
-from mae_remote_sensing.scene import ChipWindow, Scene, TargetGrid
+from mae_domains.data.windows import PixelWindow
+from mae_remote_sensing.scene import Scene, TargetGrid
 
 
 @dataclass(frozen=True)
@@ -61,19 +62,19 @@ def stable_hash(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
-def random_window(rng: np.random.Generator, grid: TargetGrid, size: tuple[int, int]) -> ChipWindow:
+def random_window(rng: np.random.Generator, grid: TargetGrid, size: tuple[int, int]) -> PixelWindow:
     """A uniformly placed window of ``size`` inside the grid (the whole grid when it is smaller)."""
     h, w = min(size[0], grid.height), min(size[1], grid.width)
     row = int(rng.integers(0, grid.height - h + 1))
     col = int(rng.integers(0, grid.width - w + 1))
-    return ChipWindow(row, col, h, w)
+    return PixelWindow(row, col, h, w)
 
 
 def window_rng(ref: ChipRef, seed: int, attempt: int) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, stable_hash(ref.frames[0].source), ref.draw, attempt))
 
 
-def grid_windows(height: int, width: int, size: int, stride: int | None = None) -> list[ChipWindow]:
+def grid_windows(height: int, width: int, size: int, stride: int | None = None) -> list[PixelWindow]:
     """Windows of ``size`` every ``stride`` pixels covering the grid; the last row/column of windows is
     moved inward to end at the edge, so every pixel is covered and no window leaves the scene."""
     stride = stride or size
@@ -89,16 +90,10 @@ def grid_windows(height: int, width: int, size: int, stride: int | None = None) 
         return out
 
     h, w = min(size, height), min(size, width)
-    return [ChipWindow(r, c, h, w) for r in starts(height) for c in starts(width)]
+    return [PixelWindow(r, c, h, w) for r in starts(height) for c in starts(width)]
 
 
 def chips_for_scene(grid: TargetGrid, chip_size: int, overlap_fraction: float = 0.0) -> int:
     """How many random chips a scene deserves: its area in chips (at least one)."""
     per_chip = chip_size * chip_size * (1.0 - overlap_fraction)
     return max(1, int(round(grid.height * grid.width / per_chip)))
-
-
-def grid_refs(frames: Sequence[Scene], grid: TargetGrid, size: int, stride: int | None, label: Any = None) -> Iterator[ChipRef]:
-    """One :class:`ChipRef` per grid window of a scene (for embedding it)."""
-    for window in grid_windows(grid.height, grid.width, size, stride):
-        yield ChipRef(tuple(frames), window.as_tuple(), 0, label)

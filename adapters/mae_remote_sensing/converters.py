@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mae_domains.conversion import RGB_CHANNELS, ChannelInfo, ConversionReport, Converter, convert_vit_mae, \
-    is_mae_state, register_converter
+    is_mae_state
 from mae_domains.conversion.channels import describe_matches, match_channels, remap_input_channels, remap_pixel_head
 from mae_domains.conversion.vit_keys import block_count, check_encoder_fits, convert_blocks, convert_mae_decoder, \
     strip_prefix
@@ -384,15 +384,15 @@ def _convert_other_bands(state: State, model: nn.Module, adapter: Any, report: C
     return out
 
 
-register_converter(Converter("mae", "RGB MAE / timm ViT weights, colours mapped onto bands by name", is_mae_state,
-                             _convert_rgb_mae, adapters=RS_ADAPTERS, priority=0))
-register_converter(Converter("satmae_group", "SatMAE group-channel MAE (Sentinel-2 band groups)", is_satmae_group,
-                             _convert_satmae_group, adapters=("remote_sensing.multispectral",), priority=10))
-register_converter(Converter("satmae_temporal", "SatMAE temporal MAE (fMoW RGB frames)", is_satmae_temporal,
-                             _convert_satmae_temporal, adapters=RS_ADAPTERS, priority=10))
-register_converter(Converter("prithvi", "Prithvi-100M (HLS bands, 3D patches over time)", is_prithvi,
-                             _convert_prithvi, adapters=("remote_sensing.temporal",), priority=10))
-register_converter(Converter("scale_mae", "Scale-MAE encoder (GSD-scaled positions)", is_scale_mae,
-                             _convert_scale_mae, adapters=RS_ADAPTERS, priority=10))
-register_converter(Converter("other_bands", "our own runs and exports trained on other bands", lambda state: False,
-                             _convert_other_bands, adapters=RS_ADAPTERS))
+RGB_MAE = Converter("mae", "RGB MAE / timm ViT weights, colours mapped onto bands by name", is_mae_state,
+                    _convert_rgb_mae, adapters=RS_ADAPTERS, priority=0)
+SATMAE_GROUP = Converter("satmae_group", "SatMAE group-channel MAE (Sentinel-2 band groups)", is_satmae_group,
+                         _convert_satmae_group, adapters=("remote_sensing.multispectral",), priority=10)
+SATMAE_TEMPORAL = Converter("satmae_temporal", "SatMAE temporal MAE (fMoW RGB frames)", is_satmae_temporal,
+                            _convert_satmae_temporal, adapters=RS_ADAPTERS, priority=10)
+PRITHVI = Converter("prithvi", "Prithvi-100M (HLS bands, 3D patches over time)", is_prithvi,
+                    _convert_prithvi, adapters=("remote_sensing.temporal",), priority=10)
+SCALE_MAE = Converter("scale_mae", "Scale-MAE encoder (GSD-scaled positions)", is_scale_mae,
+                      _convert_scale_mae, adapters=RS_ADAPTERS, priority=10)
+OTHER_BANDS = Converter("other_bands", "our own runs and exports trained on other bands", lambda state: False,
+                        _convert_other_bands, adapters=RS_ADAPTERS)

@@ -32,9 +32,10 @@ from mae_domains.data.fill_values import fill_invalid
 from mae_domains.data.pixel_limit import DEFAULT_MAX_PIXELS, check_pixel_count
 from mae_domains.data.sample import BadSampleError
 from mae_domains.data.handle_cache import HandleCache
+from mae_domains.data.windows import PixelWindow
 from mae_remote_sensing.bands import default_band_names, normalize_band_name, normalize_band_names
 from mae_remote_sensing.scene import (
-    ChipData, ChipWindow, Scene, TargetGrid, check_same_crs, gsd_metres, target_grid_from_reference,
+    ChipData, Scene, TargetGrid, check_same_crs, gsd_metres, target_grid_from_reference,
 )
 from mae_remote_sensing.sensors import (
     AUTO, Sensor, canonical_names, describe_bands, resolve_sensor, sensor_from_name, sensor_from_tags,
@@ -168,7 +169,7 @@ def blocks_touched(src, win: Window, indexes: Sequence[int]) -> tuple[int, int, 
     return (src.count if pixel_interleaved else len(indexes), rows, cols)
 
 
-def native_window(src, grid: TargetGrid, window: ChipWindow) -> Window:
+def native_window(src, grid: TargetGrid, window: PixelWindow) -> Window:
     """The (fractional) window of ``src`` covering ``window`` of the target grid."""
     bounds = grid.bounds(window)
     if bounds is None:
@@ -188,7 +189,7 @@ def _has_mask(src, indexes: Sequence[int]) -> bool:
 
 
 def read_file_window(
-    src, path: str, grid: TargetGrid, window: ChipWindow, indexes: Sequence[int], native_gsd: float | None,
+    src, path: str, grid: TargetGrid, window: PixelWindow, indexes: Sequence[int], native_gsd: float | None,
     settings: ReadSettings,
 ) -> ChipData:
     """Bands ``indexes`` (1-based) of one open file resampled onto ``window`` of the target grid."""
@@ -221,7 +222,7 @@ def read_file_window(
 
 
 def read_class_mask(
-    src, path: str, grid: TargetGrid, window: ChipWindow, index: int, invalid_values: Sequence[float],
+    src, path: str, grid: TargetGrid, window: PixelWindow, index: int, invalid_values: Sequence[float],
     invalid_bits: Sequence[int] = (), max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """``(H, W)`` validity from a classification band whose ``invalid_values`` are invalid classes, or a
@@ -278,7 +279,7 @@ class RasterScene(Scene):
         return target_grid_from_reference(src.transform, src.crs, src.height, src.width, gsd, target_gsd, names) \
             if gsd is not None else TargetGrid(src.height, src.width, src.transform, None, None, names)
 
-    def read(self, window: ChipWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:
+    def read(self, window: PixelWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:
         src, names, gsd = self._describe()
         check_same_crs(grid, src.crs, self.source)
         lookup = {n: i + 1 for i, n in enumerate(names)}

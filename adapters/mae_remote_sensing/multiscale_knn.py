@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mae_domains.device import select_device
 from mae_domains.grid import GridBatch
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 DEFAULT_SCALES = (0.25, 0.5, 0.75, 1.0)
 
@@ -132,6 +132,3 @@ class MultiscaleKnnProtocol(EvaluationProtocol):
             encoder.train(was_training)
         summary["top1_mean"] = sum(summary.values()) / len(summary)
         return ProtocolResult(summary=summary, n_train=n_train, n_test=n_test, details=details)
-
-
-register_protocol(MultiscaleKnnProtocol())

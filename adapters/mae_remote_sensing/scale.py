@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 
 from mae_domains.config import MaskConfig, ModelConfig
-from mae_domains.data.sample import BadSampleError, Sample
+from mae_domains.data.sample import Sample
+from mae_domains.data.windows import PixelWindow, read_first_valid
 from mae_domains.grid.batch import GridBatch
 from mae_domains.models.decoding.frequency_heads import HIGH_LOSSES, REDUCTIONS
 from mae_domains.models.embeddings.patch2d import PatchEmbed2D
@@ -56,7 +57,6 @@ from mae_remote_sensing.base import COMMON_OPTION_HELP, COMMON_OPTIONS, RemoteSe
 from mae_remote_sensing.chips import ChipRef, random_window, window_rng
 from mae_remote_sensing.gsd import draw_gsd_factor
 from mae_remote_sensing.rendering import reconstruction_figure
-from mae_remote_sensing.scene import ChipWindow
 from mae_remote_sensing.synthetic import synthetic_scene
 
 log = logging.getLogger(__name__)
@@ -163,22 +163,19 @@ class ScaleAdapter(RemoteSensingAdapter):
                 grid = scene.grid(self.bands, math.sqrt(grid.gsd[0] * grid.gsd[1]) / target_scale)
             else:
                 self.warn_no_gsd(scene.source, f"the {target_scale}x target is its native pixels")
-        attempts = 1 if ref.window is not None else max(1, int(self.options["window_attempts"]))
-        min_valid = float(self.options["min_valid_fraction"])
-        fraction = 0.0
-        for attempt in range(attempts):
-            rng = window_rng(ref, seed, attempt)
+
+        def attempt(k: int) -> tuple[tuple, float]:
+            rng = window_rng(ref, seed, k)
             if ref.window is not None:
-                window = ChipWindow(*(v * target_scale for v in ref.window))
+                window = PixelWindow(*(v * target_scale for v in ref.window))
             else:
                 window = random_window(rng, grid, (self.read_size * target_scale,) * 2)
             chip = scene.read(window, self.bands, grid)
-            fraction = float(chip.valid.mean())
-            if fraction >= min_valid and fraction > 0:
-                break
-        else:
-            what = "all nodata" if fraction == 0 else f"only {fraction:.0%} valid pixels"
-            raise BadSampleError(str(ref), f"chip is {what} (min_valid_fraction={min_valid}; {attempts} window(s) tried)")
+            return (window, chip), float(chip.valid.mean())
+
+        attempts = 1 if ref.window is not None else int(self.options["window_attempts"])
+        (window, chip), fraction = read_first_valid(attempt, attempts, float(self.options["min_valid_fraction"]),
+                                                    str(ref))
         image = np.where(chip.valid[None], chip.image, 0.0).astype(np.float32)
         bounds = grid.bounds(window)
         meta = {

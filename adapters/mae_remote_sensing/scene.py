@@ -18,19 +18,7 @@ import numpy as np
 from affine import Affine
 
 from mae_domains.data.sample import BadSampleError
-
-
-@dataclass(frozen=True)
-class ChipWindow:
-    """A window on a scene's target grid, in pixels."""
-
-    row: int
-    col: int
-    height: int
-    width: int
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.row, self.col, self.height, self.width)
+from mae_domains.data.windows import PixelWindow
 
 
 @dataclass(frozen=True)
@@ -48,7 +36,7 @@ class TargetGrid:
     gsd: tuple[float, float] | None
     band_names: tuple[str, ...]
 
-    def bounds(self, window: ChipWindow) -> tuple[float, float, float, float] | None:
+    def bounds(self, window: PixelWindow) -> tuple[float, float, float, float] | None:
         """``(left, bottom, right, top)`` of ``window`` in the scene CRS (north-up grids)."""
         if self.transform is None:
             return None
@@ -80,13 +68,9 @@ class Scene(ABC):
         """The target grid for these bands (None = all) at ``target_gsd`` metres (None = finest native)."""
 
     @abstractmethod
-    def read(self, window: ChipWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:
+    def read(self, window: PixelWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:
         """Pixels of ``window`` of ``grid`` (this scene's target grid, or that of the first frame of a time
         series: frames are matched by bounds), bands in the order asked; raises :class:`BadSampleError`."""
-
-    @property
-    def scene_id(self) -> str:
-        return self.source
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -100,7 +84,7 @@ class Scene(ABC):
     def extent(self) -> tuple[float, float, float, float] | None:
         """``(left, bottom, right, top)`` of the whole scene in its CRS (None without georeferencing)."""
         grid = self.grid(None, None)
-        return grid.bounds(ChipWindow(0, 0, grid.height, grid.width))
+        return grid.bounds(PixelWindow(0, 0, grid.height, grid.width))
 
 
 # ----- georeferencing helpers ---------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from mae_domains.data.sample import NormStats
+from mae_domains.data.windows import PixelWindow
 from mae_remote_sensing.bands import wavelength_of
-from mae_remote_sensing.scene import ChipWindow, Scene, TargetGrid
+from mae_remote_sensing.scene import Scene, TargetGrid
 
 
 class SceneWindows:
@@ -36,7 +37,7 @@ class SceneWindows:
             self.meta["norm_mean"], self.meta["norm_std"] = list(map(float, stats.mean)), list(map(float, stats.std))
 
     def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        chip = self.scene.read(ChipWindow(row, col, height, width), self.bands, self.grid)
+        chip = self.scene.read(PixelWindow(row, col, height, width), self.bands, self.grid)
         image, valid = chip.image.astype(np.float32), chip.valid.copy()
         rows, cols = np.arange(row, row + height), np.arange(col, col + width)
         valid &= ((rows >= 0) & (rows < self.height))[:, None] & ((cols >= 0) & (cols < self.width))[None, :]

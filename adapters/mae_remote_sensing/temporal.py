@@ -46,7 +46,7 @@ from mae_remote_sensing.manifest import date_features, parse_date
 from mae_remote_sensing.rendering import reconstruction_figure
 from mae_remote_sensing.bands import wavelength_of
 from mae_remote_sensing.scene import Scene
-from mae_remote_sensing.sources import group_series
+from mae_remote_sensing.scene_discovery import group_series
 from mae_remote_sensing.synthetic import synthetic_scene
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,10 @@ from rasterio.crs import CRS
 from mae_domains.data.fill_values import fill_invalid
 from mae_domains.data.pixel_limit import check_pixel_count
 from mae_domains.data.sample import BadSampleError
+from mae_domains.data.windows import PixelWindow
 from mae_remote_sensing.bands import default_band_names, normalize_band_name, normalize_band_names
 from mae_remote_sensing.geotiff import HandleCache, ReadSettings
-from mae_remote_sensing.scene import ChipData, ChipWindow, Scene, TargetGrid, gsd_metres
+from mae_remote_sensing.scene import ChipData, Scene, TargetGrid, gsd_metres
 from mae_remote_sensing.sensors import canonical_names, resolve_sensor, sensor_from_tags
 
 
@@ -142,7 +143,7 @@ class ZarrScene(Scene):
         scaled = transform @ Affine.scale(fx, fy) if transform is not None else None
         return TargetGrid(out_h, out_w, scaled, crs, (float(target_gsd),) * 2, names)
 
-    def read(self, window: ChipWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:
+    def read(self, window: PixelWindow, bands: Sequence[str], grid: TargetGrid) -> ChipData:
         channels, height, width, gsd, _, _ = self._native()
         names = self._band_names(channels)
         lookup = {n: i for i, n in enumerate(names)}

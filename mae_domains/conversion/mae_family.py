@@ -13,7 +13,7 @@ from torch import nn
 from mae_domains.conversion.channels import (
     ChannelInfo, match_channels, record_channel_mapping, remap_input_channels, remap_pixel_head,
 )
-from mae_domains.conversion.registry import Converter, register_converter
+from mae_domains.conversion.registry import Converter
 from mae_domains.conversion.report import ConversionReport
 from mae_domains.conversion.vit_keys import (
     block_count, check_encoder_fits, convert_blocks, convert_mae_decoder, strip_prefix,
@@ -162,8 +162,8 @@ def _convert_mae(state: State, model: nn.Module, adapter: object, report: Conver
     return convert_vit_mae(state, model, report, report.source)
 
 
-MAE_CONVERTER = register_converter(Converter(
+MAE_CONVERTER = Converter(
     family="mae",
     summary="original MAE pretraining checkpoints (facebookresearch/mae) and timm ViT encoders",
     detect=is_mae_state, convert=_convert_mae, priority=0,
-))
+)

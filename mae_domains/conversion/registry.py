@@ -1,8 +1,10 @@
 """Converters of published checkpoint families, registered by name.
 
-The core registers the original MAE family; adapter packages register theirs when imported (their
-``converters`` module), so a converter can use the adapter's band or channel tables. Each converter says
-which adapters it converts into (none listed: any) and how to recognize its checkpoints from key names.
+A converter is a :class:`Converter` object named by an entry point of the ``mae_domains.converters`` group
+(loaded once per process, on first use): the core's original MAE family and the adapter packages' own (which
+use the adapter's band or channel tables) are registered in mae-domains' ``pyproject.toml``, a plugin's in
+its own. Each converter says which adapters it converts into (none listed: any) and how to recognize its
+checkpoints from key names. :func:`register_converter` adds one in a running process (tests, notebooks).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from mae_domains.conversion.report import ConversionReport
+from mae_domains.entry_point_groups import CONVERTERS, load_group, warn_skipped
 from mae_domains.weights import CheckpointFormatError
 
 State = Mapping[str, torch.Tensor]
@@ -37,6 +40,7 @@ class Converter:
 
 
 _CONVERTERS: list[Converter] = []
+_LOADED_ENTRIES: set[str] = set()  # entry points already registered (or skipped with a warning)
 
 
 def register_converter(converter: Converter) -> Converter:
@@ -46,12 +50,26 @@ def register_converter(converter: Converter) -> Converter:
     return converter
 
 
-def known_families() -> list[str]:
-    return sorted({c.family for c in _CONVERTERS})
+def _load_plugins() -> None:
+    """Register the converters of the ``mae_domains.converters`` entry points, each once per process."""
+    for entry in load_group(CONVERTERS):
+        if entry.origin in _LOADED_ENTRIES:
+            continue
+        _LOADED_ENTRIES.add(entry.origin)
+        if isinstance(entry.obj, Converter):
+            register_converter(entry.obj)
+        else:
+            warn_skipped(CONVERTERS, entry, "is not a Converter")
 
 
-def registered_converters() -> list[Converter]:
+def converters() -> list[Converter]:
+    """Every registered converter (the installed plugins' included)."""
+    _load_plugins()
     return list(_CONVERTERS)
+
+
+def known_families() -> list[str]:
+    return sorted({c.family for c in converters()})
 
 
 def _ranked(candidates: list[Converter], adapter_name: str) -> list[Converter]:
@@ -63,6 +81,7 @@ def _ranked(candidates: list[Converter], adapter_name: str) -> list[Converter]:
 def find_converter(state: State, adapter_name: str, family: str | None = None, source: str = "<weights>") -> Converter:
     """The converter for ``family`` (or the one whose detector recognizes ``state``) into ``adapter_name``;
     :class:`CheckpointFormatError` names the file and the choices otherwise."""
+    _load_plugins()
     if family is not None:
         named = [c for c in _CONVERTERS if c.family == family]
         if not named:

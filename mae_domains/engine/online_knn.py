@@ -1,6 +1,6 @@
 """Online kNN during pretraining (``engine.online_knn``): every N steps, embed a small labelled set with
 the current encoder and log the weighted kNN top-1 accuracy (cosine, ``k``, temperature ``T``; the same
-classifier as the ``knn`` evaluation protocol, :mod:`mae_domains.labelled.knn`).
+classifier as the ``knn`` evaluation protocol, :mod:`mae_domains.labelled.weighted_knn`).
 
 The labelled samples are read once, at start-up, with evaluation transforms (no augmentation) and the
 run's normalization statistics, and kept in memory. An evaluation runs in eval mode without gradients,
@@ -24,8 +24,8 @@ from mae_domains.config import ConfigError, OnlineKnnSettings
 from mae_domains.data.loaders import evaluation_loader
 from mae_domains.data.sample import NormStats
 from mae_domains.device import autocast
-from mae_domains.labelled.knn import knn_accuracy
-from mae_domains.labelled.sources import LabelledRefs, encode_labels, read_labelled
+from mae_domains.labelled.weighted_knn import knn_accuracy
+from mae_domains.labelled.label_lists import LabelledRefs, encode_labels, read_labelled
 from mae_domains.shards import prepared_reader
 
 log = logging.getLogger("mae_domains.engine")

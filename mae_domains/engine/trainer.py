@@ -38,7 +38,6 @@ from mae_domains.engine.distributed import (
 from mae_domains.engine.errors import TrainingStopped
 from mae_domains.engine.health import HEALTH_FIELDS, TrainingHealth
 from mae_domains.engine.online_knn import OnlineKnn, isolated_rng
-from mae_domains.engine.optim import build_optimizer, effective_lr
 from mae_domains.engine.preemption import StopRequest
 from mae_domains.engine.reporting import StartupSummary, figure_interval, log_line, should_draw, should_log
 from mae_domains.progress import ProgressClock
@@ -46,8 +45,10 @@ from mae_domains.engine.run_files import METRIC_FIELDS, SKIP_FIELDS, CsvLog
 from mae_domains.engine.skips import SkipTracker
 from mae_domains.host_memory import retain_freed_host_memory
 from mae_domains.models.attention import prefer_matmul_attention
-from mae_domains.optim import resolve_schedule
+from mae_domains.models.presets import with_preset_decoder
+from mae_domains.optim import build_optimizer, effective_lr, resolve_schedule
 from mae_domains.runs.folder import clear_previous_run, existing_run_files, open_run_folder, write_atomic
+from mae_domains.runs.input_contract import record_input_channels
 from mae_domains.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, SKIPPED_NAME, STATS_NAME
 from mae_domains.runs.lock import RunLock
 from mae_domains.runs.model import describe_load_error
@@ -70,6 +71,21 @@ class PretrainResult:
     stopped_by: str | None = None  # a signal's name when the run stopped early on it
     checkpoint_step: int | None = None  # the step of the checkpoint on disk (None: none was written)
     total_steps: int | None = None
+
+
+@dataclass
+class TrainStep:
+    """One optimizer step as :meth:`Trainer.after_step` reports it: the loss (mean over ranks and
+    micro-batches), the lr, the gradient norm before clipping, the last micro-batch's model output, whether
+    any rank asked to stop, and the seconds spent waiting for data and on the whole step."""
+
+    loss: float
+    lr: float
+    grad_norm: torch.Tensor
+    output: Any
+    stop_requested: bool
+    data_time: float = 0.0
+    step_time: float = 0.0
 
 
 def configure_threads(config: RunConfig) -> int:
@@ -140,6 +156,7 @@ class Trainer:
         self.last_checkpoint_step: int | None = None
         self.tb = None
         self.clock: ProgressClock | None = None
+        self.progress = None
         self._bookkeeping_failed: set[str] = set()
 
     # ----- setup -----------------------------------------------------------------------------
@@ -162,6 +179,8 @@ class Trainer:
             self.stats = self.reader.compute_stats(self.refs, cfg.data.stats_samples, cfg.engine.seed)
         torch.manual_seed(cfg.engine.seed)
         self.model = self.adapter.build_model(cfg.model, cfg.mask).to(self.device)
+        cfg.model = with_preset_decoder(cfg.model)  # config.yaml records the decoder the preset gave
+        record_input_channels(cfg, self.adapter, self.model)
         self.init_report = None
         if state is None and cfg.model.init:  # a new run from published or earlier weights
             from mae_domains.runs.initial_weights import load_initial_weights
@@ -404,111 +423,129 @@ class Trainer:
                               getattr(self, "total_steps", None))
 
     def loop(self) -> PretrainResult:
-        cfg = self.config
-        accum = cfg.optim.accum_steps
-        progress = None
+        """Micro-batches into optimizer steps (:meth:`train_step`), each followed by its bookkeeping
+        (:meth:`after_step`), until the last step or a stop signal."""
+        accum = self.config.optim.accum_steps
+        self.progress = None
         self.clock = ProgressClock(self.total_steps, self.step)
         redirect = contextlib.ExitStack()
         if self.dist.is_main and sys.stderr.isatty():
             from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
 
-            progress = tqdm(total=self.total_steps, initial=self.step, desc="pretrain", dynamic_ncols=True)
+            self.progress = tqdm(total=self.total_steps, initial=self.step, desc="pretrain", dynamic_ncols=True)
             redirect.enter_context(logging_redirect_tqdm())  # log lines above the bar, never through it
         self.ddp_model.train()
+        self.health = TrainingHealth(self.device)
+        self.loss_sum = torch.zeros((), device=self.device)
         micro = 0
-        loss_sum = torch.zeros((), device=self.device)
-        data_start = time.perf_counter()
-        step_start = data_start
+        data_start = step_start = time.perf_counter()
         data_time = 0.0
         last_loss = math.nan
-        health = TrainingHealth(self.device)
         try:
             for batch in self.loader:
                 data_time += time.perf_counter() - data_start
-                self.record_skips(batch)
-                lr = self.set_lr()
-                sync = (micro + 1) % accum == 0
-                with gradient_sync(self.ddp_model, sync):
-                    with autocast(self.device, self.precision):
-                        output = self.ddp_model(**self.adapter.model_inputs(batch, self.device))
-                    den = loss_denominator(output)
-                    global_den = all_reduce_sum(den, self.dist)
-                    # gradient of the global mean: DDP averages over ranks, so scale by world / global_den
-                    loss = output.loss.float() * den * self.dist.world_size / global_den / accum
-                    self.scaler.scale(loss).backward()
-                health.add_micro_batch(output)
-                # this rank's share of the global mean: summed over ranks (below) it is the loss over
-                # all masked patches, weighted by denominator as the gradient is
-                loss_sum += loss.detach() / self.dist.world_size
                 micro += 1
-                if not sync:
+                step = self.train_step(batch, sync=micro % accum == 0)
+                if step is None:  # gradients accumulate over the next micro-batch
                     data_start = time.perf_counter()
                     continue
-                # Without a GradScaler an inf/NaN gradient would reach the weights (and the next
-                # checkpoint) even when the loss is finite, so it stops the run too; with fp16 the
-                # scaler skips such steps itself. The flags (and a stop signal) are all-reduced so every
-                # rank decides alike.
-                check_grads = not self.precision.use_grad_scaler
-                self.scaler.unscale_(self.optimizer)  # true gradients to clip, check and log (step reuses them)
-                grad_norm = total_grad_norm(self.model.parameters())
-                grads_ok = torch.isfinite(grad_norm).to(self.device) if check_grads else torch.isfinite(loss_sum)
-                flags = torch.stack([torch.isfinite(loss_sum), grads_ok,
-                                     torch.tensor(self.stop.requested, device=self.device)])
-                loss_ok, grad_ok, stop_votes = all_reduce_sum(flags.float(), self.dist).tolist()
-                if min(loss_ok, grad_ok) < self.dist.world_size:
-                    what = "loss" if loss_ok < self.dist.world_size else "gradients (with a finite loss)"
-                    raise TrainingStopped(
-                        f"non-finite {what} at step {self.step + 1}; stopped before the weights were updated; "
-                        f"{self.checkpoint_note()}. Lower optim.base_lr, set optim.clip_grad or check the data")
-                if cfg.optim.clip_grad:
-                    torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), cfg.optim.clip_grad, grad_norm)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-                last_loss = all_reduce_sum(loss_sum, self.dist).item()
-                loss_sum.zero_()
-                now = time.perf_counter()
-                step_time = now - step_start
-                row = {"step": self.step, "epoch": round(self.step * accum / self.steps_per_epoch, 4),
-                       "loss": f"{last_loss:.6f}", "lr": f"{lr:.6e}", "data_time": f"{data_time:.4f}",
-                       "step_time": f"{step_time:.4f}",
-                       "samples_per_s": f"{cfg.engine.batch_size * accum * self.dist.world_size / max(step_time, 1e-9):.2f}"}
-                health.end_step(grad_norm, data_time, step_time)
-                knn_now = self.online_knn is not None and self.online_knn.due(self.step, self.total_steps)
-                if knn_now:  # every rank embeds (a sharded model needs them all); no RNG drawn
-                    row["knn_top1"] = f"{self.online_knn.evaluate(self.model, self.device, self.precision):.4f}"
-                if knn_now or should_log(self.step, self.total_steps, cfg.engine.log_every):  # alike on every rank
-                    row.update(health.read(lambda sums: all_reduce_sum(sums, self.dist)))
-                if self.dist.is_main:
-                    self.report(row, last_loss, lr, data_time, step_time, batch, output)
-                    if self.lock is not None:
-                        self.lock.refresh()
-                    if progress is not None:
-                        progress.update(1)
-                        progress.set_postfix(loss=f"{last_loss:.4f}")
-                stop_now = stop_votes > 0
-                if self.step % cfg.engine.checkpoint_every == 0 or self.step == self.total_steps or stop_now:
-                    self.save_checkpoint()
-                if self.on_step is not None:
-                    self.on_step(self.step, row)
-                if self.step >= self.total_steps:
-                    break
-                if stop_now:
-                    self.stopped_by = self.stop.signal or "a stop signal on another rank"
-                    log.warning("stopped by %s after step %d; checkpoint written to %s", self.stopped_by,
-                                self.step, self.run_dir / CHECKPOINT_NAME)
+                last_loss = step.loss
+                step.data_time, step.step_time = data_time, time.perf_counter() - step_start
+                if self.after_step(batch, step):
                     break
                 data_time = 0.0
                 data_start = step_start = time.perf_counter()
         finally:
             redirect.close()
-            if progress is not None:
-                progress.close()
+            if self.progress is not None:
+                self.progress.close()
             if self.tb is not None:
                 self.tb.close()
         return self.result(last_loss)
+
+    def train_step(self, batch: dict[str, Any], sync: bool) -> "TrainStep | None":
+        """Forward and backward of one micro-batch (skipped draws logged first). On the last micro-batch of
+        an optimizer step (``sync``) the gradients are unscaled, checked, clipped and applied, and the step
+        is returned; None while gradients accumulate. Non-finite loss or gradients stop the run before
+        the weights change."""
+        self.record_skips(batch)
+        lr = self.set_lr()
+        accum = self.config.optim.accum_steps
+        with gradient_sync(self.ddp_model, sync):
+            with autocast(self.device, self.precision):
+                output = self.ddp_model(**self.adapter.model_inputs(batch, self.device))
+            den = loss_denominator(output)
+            global_den = all_reduce_sum(den, self.dist)
+            # gradient of the global mean: DDP averages over ranks, so scale by world / global_den
+            loss = output.loss.float() * den * self.dist.world_size / global_den / accum
+            self.scaler.scale(loss).backward()
+        self.health.add_micro_batch(output)
+        # this rank's share of the global mean: summed over ranks (below) it is the loss over all masked
+        # patches, weighted by denominator as the gradient is
+        self.loss_sum += loss.detach() / self.dist.world_size
+        if not sync:
+            return None
+        # Without a GradScaler an inf/NaN gradient would reach the weights (and the next checkpoint) even
+        # when the loss is finite, so it stops the run too; with fp16 the scaler skips such steps itself.
+        # The flags (and a stop signal) are all-reduced so every rank decides alike.
+        check_grads = not self.precision.use_grad_scaler
+        self.scaler.unscale_(self.optimizer)  # true gradients to clip, check and log (step reuses them)
+        grad_norm = total_grad_norm(self.model.parameters())
+        grads_ok = torch.isfinite(grad_norm).to(self.device) if check_grads else torch.isfinite(self.loss_sum)
+        flags = torch.stack([torch.isfinite(self.loss_sum), grads_ok,
+                             torch.tensor(self.stop.requested, device=self.device)])
+        loss_ok, grad_ok, stop_votes = all_reduce_sum(flags.float(), self.dist).tolist()
+        if min(loss_ok, grad_ok) < self.dist.world_size:
+            what = "loss" if loss_ok < self.dist.world_size else "gradients (with a finite loss)"
+            raise TrainingStopped(
+                f"non-finite {what} at step {self.step + 1}; stopped before the weights were updated; "
+                f"{self.checkpoint_note()}. Lower optim.base_lr, set optim.clip_grad or check the data")
+        if self.config.optim.clip_grad:
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), self.config.optim.clip_grad, grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        step_loss = all_reduce_sum(self.loss_sum, self.dist).item()
+        self.loss_sum.zero_()
+        return TrainStep(step_loss, lr, grad_norm, output, stop_votes > 0)
+
+    def after_step(self, batch: dict[str, Any], step: "TrainStep") -> bool:
+        """What follows an optimizer step: its metrics row (health statistics and online kNN when due),
+        the report (rank 0), the checkpoint when due and the ``on_step`` callback. True when the run ends
+        here (its last step, or a stop signal on any rank)."""
+        cfg = self.config
+        accum = cfg.optim.accum_steps
+        row = {"step": self.step, "epoch": round(self.step * accum / self.steps_per_epoch, 4),
+               "loss": f"{step.loss:.6f}", "lr": f"{step.lr:.6e}", "data_time": f"{step.data_time:.4f}",
+               "step_time": f"{step.step_time:.4f}",
+               "samples_per_s": f"{cfg.engine.batch_size * accum * self.dist.world_size / max(step.step_time, 1e-9):.2f}"}
+        self.health.end_step(step.grad_norm, step.data_time, step.step_time)
+        knn_now = self.online_knn is not None and self.online_knn.due(self.step, self.total_steps)
+        if knn_now:  # every rank embeds (a sharded model needs them all); no RNG drawn
+            row["knn_top1"] = f"{self.online_knn.evaluate(self.model, self.device, self.precision):.4f}"
+        if knn_now or should_log(self.step, self.total_steps, cfg.engine.log_every):  # alike on every rank
+            row.update(self.health.read(lambda sums: all_reduce_sum(sums, self.dist)))
+        if self.dist.is_main:
+            self.report(row, step.loss, step.lr, step.data_time, step.step_time, batch, step.output)
+            if self.lock is not None:
+                self.lock.refresh()
+            if self.progress is not None:
+                self.progress.update(1)
+                self.progress.set_postfix(loss=f"{step.loss:.4f}")
+        if self.step % cfg.engine.checkpoint_every == 0 or self.step == self.total_steps or step.stop_requested:
+            self.save_checkpoint()
+        if self.on_step is not None:
+            self.on_step(self.step, row)
+        if self.step >= self.total_steps:
+            return True
+        if step.stop_requested:
+            self.stopped_by = self.stop.signal or "a stop signal on another rank"
+            log.warning("stopped by %s after step %d; checkpoint written to %s", self.stopped_by,
+                        self.step, self.run_dir / CHECKPOINT_NAME)
+            return True
+        return False
 
     def close(self) -> None:
         """Release the run folder's lock."""

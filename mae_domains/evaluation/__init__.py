@@ -30,7 +30,9 @@ from mae_domains.evaluation.metrics import (
     MetricReport, bootstrap_ci, classification_report, macro_f1, mean_average_precision, mean_roc_auc,
     per_class_average_precision, per_class_roc_auc, score_result, top_k_accuracy,
 )
-from mae_domains.evaluation.model_card import ModelCardInfo, model_card_from_checkpoint, render_model_card, write_model_card
+from mae_domains.evaluation.results_card import (
+    ModelCardInfo, model_card_from_checkpoint, render_model_card, write_model_card,
+)
 from mae_domains.evaluation.multilabel import MultilabelMapProtocol
 from mae_domains.evaluation.records import (
     ResultRecord, read_jsonl, records_from_result, regenerate_reports, render_csv, render_markdown, render_plots,

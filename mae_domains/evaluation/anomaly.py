@@ -32,7 +32,7 @@ from torch import nn
 from mae_domains.data.seeding import STREAM_MASK, derive_seed
 from mae_domains.device import select_device
 from mae_domains.evaluation.metrics import bootstrap_ci, bootstrap_count
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 ModelInputsFn = Callable[[Mapping[str, Any], torch.device], dict[str, Any]]
 NORMAL, ABNORMAL = "normal", "abnormal"
@@ -161,6 +161,3 @@ class AnomalyProtocol(EvaluationProtocol):
                      for sid, src, s, f in zip(ids, sources, scores, flags)]
         return ProtocolResult(summary=summary, intervals=intervals, n_train=0, n_test=len(scores),
                               details={"per_image": per_image})
-
-
-register_protocol(AnomalyProtocol())

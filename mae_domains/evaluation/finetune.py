@@ -52,7 +52,7 @@ from mae_domains.grid.axes import AxisKind
 from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.optim import apply_lr, build_optimizer, lr_at, warmup_within_run
 from mae_domains.progress import ProgressClock
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def train_classifier(
                 if config.position_table == "trained" and model.pos_embed is None:
                     model.add_position_table(grid_batch)
                 optimizer = build_optimizer(model, config.base_lr, config.weight_decay, (0.9, 0.999),
-                                            config.layer_decay, model.depth)
+                                            config.layer_decay, model.depth, fused=False)
                 if config.mixes:
                     mixing = BatchMixing(model.head.out_features, config.mixup, config.cutmix, config.mixup_prob,
                                          config.mixup_switch_prob, config.label_smoothing, multi_label=labels.ndim == 2)
@@ -409,6 +409,3 @@ class FinetuneProtocol(EvaluationProtocol):
         assert result.test_scores is not None and result.test_labels is not None
         return score_result(result.test_scores, result.test_labels, context, n_train=dataset_size(train),
                             details={"loss_per_epoch": result.loss_per_epoch})
-
-
-register_protocol(FinetuneProtocol())

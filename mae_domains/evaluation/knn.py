@@ -6,7 +6,7 @@ weights them by ``exp(sim / T)``. A class score is the weighted share of neighbo
 by their sum, so the ranking is the same and the scores can feed ROC-AUC and mAP directly.
 
 Similarities are computed chunk by chunk over both the test and the train set, keeping a running top-k,
-so memory stays at ``test_chunk x train_chunk`` whatever the archive size (:mod:`mae_domains.labelled.knn`).
+so memory stays at ``test_chunk x train_chunk`` whatever the archive size (:mod:`mae_domains.labelled.weighted_knn`).
 Registered as the ``knn`` protocol (:class:`KnnProtocol`).
 """
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from mae_domains.evaluation.metrics import class_count, score_result
 # The math lives one floor down (the engine's online kNN uses it too); these names stay importable here.
-from mae_domains.labelled.knn import (  # noqa: F401
+from mae_domains.labelled.weighted_knn import (  # noqa: F401
     DEFAULT_K, DEFAULT_TEMPERATURE, as_tensor, knn_accuracy, knn_predict, knn_scores, nearest_neighbours,
     prepare_labels,
 )
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 
 class KnnProtocol(EvaluationProtocol):
@@ -38,6 +38,3 @@ class KnnProtocol(EvaluationProtocol):
         scores = knn_scores(train.features, train.labels, test.features, int(context.settings["k"]),
                             float(context.settings["temperature"]), num_classes, device=context.device)
         return score_result(scores, test.labels, context, n_train=len(train))
-
-
-register_protocol(KnnProtocol())

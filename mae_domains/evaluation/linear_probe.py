@@ -23,7 +23,7 @@ from mae_domains.device import select_device
 from mae_domains.evaluation.knn import as_tensor, prepare_labels
 from mae_domains.evaluation.metrics import class_count, score_result
 from mae_domains.optim import apply_lr, lr_at, warmup_within_run
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
 DEFAULT_BASE_LR = {"sgd": 0.1, "lars": 0.1, "adamw": 1e-3}
@@ -249,6 +249,3 @@ class LinearProbeProtocol(EvaluationProtocol):
         result = linear_probe(train.features, train.labels, test.features, config, num_classes)
         return score_result(result.test_scores, test.labels, context, n_train=len(train),
                             details={"loss_per_epoch": result.loss_per_epoch})
-
-
-register_protocol(LinearProbeProtocol())

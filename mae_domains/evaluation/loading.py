@@ -11,7 +11,7 @@ A dataset entry is either ``train:`` / ``test:`` folders (or lists of paths and 
 ``class_name/*.ext`` (the class is the adapter's ``label_of``, by default the parent folder) or CSV label
 lists, or ``manifest:`` one CSV whose ``split`` column says train or test. CSVs are read by the adapter
 when it reads manifests (e.g. the medical adapters' ``image,labels`` with ``A|B|C``), else in the
-runner's ``path,labels[,split]`` format (:mod:`mae_domains.evaluation.labelled_sources`); multi-label
+runner's ``path,labels[,split]`` format (:mod:`mae_domains.labelled.label_lists`); multi-label
 when any row has a set of labels, or ``multilabel: true``. ``test:`` alone suffices for protocols that
 only score the test split (``anomaly``). Fine-tuning's training loader uses the adapter's
 ``finetune_transform`` with the protocol's resolved settings (``DownstreamData.finetune_loader``).
@@ -36,7 +36,7 @@ from mae_domains.data.sample import NormStats
 from mae_domains.evaluation.features import BatchEmbedFn, EncoderEmbedding
 from mae_domains.evaluation.finetune_transforms import FinetuneTransformReader
 from mae_domains.shards import prepared_reader
-from mae_domains.evaluation.labelled_sources import LabelledRefs, encode_labels, read_labelled
+from mae_domains.labelled.label_lists import LabelledRefs, encode_labels, read_labelled
 from mae_domains.conversion import split_family
 from mae_domains.runs import LoadedModel, build_model, model_from_source, open_weights
 from mae_domains.runs.initial_weights import OWN_KINDS, load_initial_weights

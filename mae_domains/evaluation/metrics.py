@@ -37,11 +37,6 @@ def as_numpy(values: ArrayLike) -> np.ndarray:
     return np.asarray(values)
 
 
-def is_multilabel(labels: ArrayLike) -> bool:
-    """Multi-hot targets are 2D; integer class labels are 1D."""
-    return as_numpy(labels).ndim == 2
-
-
 def top_k_accuracy(scores: ArrayLike, labels: ArrayLike, k: int = 1) -> float:
     """Share of samples whose true label is among the ``k`` highest scores."""
     scores, labels = as_numpy(scores), as_numpy(labels).astype(np.int64)

@@ -14,7 +14,7 @@ import numpy as np
 
 from mae_domains.evaluation.linear_probe import linear_probe, probe_config, probe_defaults
 from mae_domains.evaluation.metrics import class_count, one_hot, score_result
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 
 def multi_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -44,6 +44,3 @@ class MultilabelMapProtocol(EvaluationProtocol):
         result = linear_probe(train.features, train_targets, test.features, config, num_classes)
         return score_result(result.test_scores, test_targets, context, n_train=len(train),
                             details={"loss_per_epoch": result.loss_per_epoch})
-
-
-register_protocol(MultilabelMapProtocol())

@@ -1,7 +1,7 @@
 """Run evaluation protocols and benchmark files, producing :class:`ResultRecord` lists and reports.
 
 - :func:`run_protocol`: one registered protocol (built-ins ``knn``, ``linear_probe``, ``finetune``,
-  ``multilabel_map``, ``anomaly``; others through :func:`mae_domains.protocols.register_protocol`) on a model and a
+  ``multilabel_map``, ``anomaly``; others from the ``mae_domains.protocols`` entry points) on a model and a
   pair of loaders; returns summary records (with bootstrap intervals) and per-class records.
 - :func:`run_benchmark` / :func:`run_benchmark_file`: every (checkpoint x dataset x protocol) entry of a
   benchmark spec (see ``benchmarks/downstream.yaml``), writing ``results.jsonl``, ``results.csv``,

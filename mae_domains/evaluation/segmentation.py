@@ -33,7 +33,7 @@ from mae_domains.data.sample import BadSampleError
 from mae_domains.device import select_device
 from mae_domains.evaluation.loading import DownstreamData, LoadedCheckpoint
 from mae_domains.evaluation.segmentation_heads import GridSegmenter
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,3 @@ class SegmentationProtocol(EvaluationProtocol):
         per_label = {name: float(v) for name, v in zip(names, dice)}
         return ProtocolResult(summary={"dice_mean": float(np.nanmean(dice))}, per_class={"dice": per_label},
                               n_train=len(train), n_test=len(test), details={"skipped": skipped, "model": model})
-
-
-register_protocol(SegmentationProtocol())

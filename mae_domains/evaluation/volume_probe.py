@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from mae_domains.data.sample import BadSampleError
 from mae_domains.device import select_device
 from mae_domains.grid import GridBatch
-from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult, register_protocol
+from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,3 @@ class VolumeProbeProtocol(EvaluationProtocol):
                    "macro_f1": float(f1_score(test_y, pred, average="macro", zero_division=0))}
         return ProtocolResult(summary=summary, n_train=len(train_y), n_test=len(test_y),
                               details={"train_features": train_x, "test_features": test_x})
-
-
-register_protocol(VolumeProbeProtocol())

@@ -162,9 +162,6 @@ class NameVocabulary:
         """Rows of ``names`` (unknown names -> 0) as an int64 tensor."""
         return torch.tensor([self._rows.get(n, 0) for n in names], dtype=torch.int64, device=device)
 
-    def is_known(self, name: str) -> bool:
-        return name in self._rows
-
 
 class NamedCodeTable(nn.Module):
     """Learned code per *name* (not per index), with a shared fallback row for unknown names."""

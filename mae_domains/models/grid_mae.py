@@ -36,7 +36,7 @@ from mae_domains.masking import TokenMasker
 from mae_domains.models.decoding import CrossAttentionDecoder, LinearHead, RoutedHead, SelfAttentionDecoder
 from mae_domains.grid.batch import GridBatch, as_grid_batch
 from mae_domains.models.embeddings.base import GridEmbedding
-from mae_domains.models.encoder import build_blocks, init_mae_weights, pool_tokens
+from mae_domains.models.blocks import build_blocks, init_mae_weights, pool_tokens
 from mae_domains.masking.indices import MaskIndices
 from mae_domains.models.presets import get_preset, with_preset_decoder
 from mae_domains.models.targets import PixelTarget, weighted_patch_loss

@@ -9,7 +9,7 @@ from mae_domains.runs.layout import (
 )
 from mae_domains.runs.model import LoadedModel, build_model, load_model, load_run, model_from_source, resolve_config
 from mae_domains.runs.model_card import ModelCardInfo, model_card_from_checkpoint, render_model_card, write_model_card
-from mae_domains.runs.sources import WeightsSource, open_weights, read_export_info, run_config_from_export
+from mae_domains.runs.weight_files import WeightsSource, open_weights, read_export_info, run_config_from_export
 
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "ENCODER_NAME", "EXPORT_CONFIG_NAME", "FIGURES_DIR", "METRICS_NAME",

@@ -16,7 +16,7 @@ from mae_domains.runs.encoder_weights import load_pretrained_weights
 from mae_domains.config import ConfigError
 from mae_domains.registry import AdapterNotFound, get_adapter
 from mae_domains.runs.model import describe_load_error, grid_hw, resolve_config
-from mae_domains.runs.sources import WeightsSource, open_weights
+from mae_domains.runs.weight_files import WeightsSource, open_weights
 from mae_domains.weights import CheckpointFormatError
 
 log = logging.getLogger(__name__)

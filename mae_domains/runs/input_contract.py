@@ -9,6 +9,7 @@ may add its own entries with an optional ``describe_input() -> dict`` method.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
@@ -17,6 +18,7 @@ from mae_domains.config import RunConfig
 from mae_domains.data.sample import NormStats
 
 SPACING_KEYS = ("gsd", "target_gsd", "spacing", "target_spacing", "voxel_spacing", "pixel_size", "z_step")
+log = logging.getLogger(__name__)
 NORMALIZATION_TEXT = ("(x - mean) / std per channel, in the channel order below, on values as the adapter "
                       "reads them, before the encoder")
 
@@ -50,6 +52,17 @@ def in_channels(adapter: Any, model: nn.Module, config: RunConfig, names: list[s
     if embedding is not None and getattr(embedding, "in_chans", None):
         return int(embedding.in_chans)
     return int(config.model.in_chans)
+
+
+def record_input_channels(config: RunConfig, adapter: Any, model: nn.Module) -> None:
+    """Set ``config.model.in_chans`` to the channels per image the built model reads, so the run's
+    ``config.yaml`` and checkpoint state the input as the export does (a plugin's embedding may fix its own
+    count whatever ``model.in_chans`` said). Channel-agnostic models leave it as configured."""
+    count = in_channels(adapter, model, config, [])
+    if count is not None and count != config.model.in_chans:
+        log.info("model.in_chans=%d in the config, but adapter %s's model reads %d channel(s): the run records "
+                 "%d", config.model.in_chans, getattr(adapter, "name", "?"), count, count)
+        config.model.in_chans = count
 
 
 def array_layout(model: nn.Module) -> str:

@@ -16,7 +16,7 @@ from mae_domains.registry import get_adapter
 from mae_domains.runs.encoder_weights import load_pretrained_weights
 from mae_domains.runs.hub import download_hub_model, is_hub_id
 from mae_domains.runs.layout import CONFIG_NAME
-from mae_domains.runs.sources import WeightsSource, is_export_config, open_weights, run_config_from_export
+from mae_domains.runs.weight_files import WeightsSource, is_export_config, open_weights, run_config_from_export
 from mae_domains.weights import CheckpointFormatError
 
 
@@ -89,7 +89,7 @@ def describe_load_error(err: BaseException, limit: int = 2) -> str:
 
 def model_from_source(source: WeightsSource, device: torch.device | str = "cpu",
                       config: RunConfig | Mapping[str, Any] | None = None, adapter_name: str | None = None) -> LoadedModel:
-    """Build the model for weights already read by :func:`~mae_domains.runs.sources.open_weights`."""
+    """Build the model for weights already read by :func:`~mae_domains.runs.weight_files.open_weights`."""
     config_data = config if config is not None else source.config
     if not config_data:
         raise CheckpointFormatError(f"{source.path}: no run config found beside the weights; give one (a run "

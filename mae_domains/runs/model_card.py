@@ -6,7 +6,7 @@ channel count and channels/bands in order with their normalization statistics, b
 dates, patch size and input size, physical spacing or GSD, and every adapter option (defaults included).
 The loading section says how to rebuild the encoder: timm for 2D encoders, ``mae_domains.runs.load_model``
 for every export. The results section is a Markdown table handed in by the caller (the evaluation package renders
-one from its result records: :func:`mae_domains.evaluation.model_card.render_model_card`).
+one from its result records: :func:`mae_domains.evaluation.results_card.render_model_card`).
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@
 
 from mae_domains.testing.conformance import (
     CHECKS,
+    ConformanceError,
     ConformanceReport,
     assert_adapter_conforms,
     check_adapter,
     tiny_config,
 )
 
-__all__ = ["CHECKS", "ConformanceReport", "assert_adapter_conforms", "check_adapter", "tiny_config"]
+__all__ = ["CHECKS", "ConformanceError", "ConformanceReport", "assert_adapter_conforms", "check_adapter", "tiny_config"]

@@ -1,6 +1,7 @@
-"""The checks every adapter, built-in or third-party, must pass (DESIGN section 4).
+"""The checks every adapter, built-in or third-party, must pass (the plugin guide, docs/plugins.md).
 
-Each check builds what it needs from the adapter's synthetic sample and a tiny model, on the CPU.
+Each check builds what it needs from the adapter's synthetic sample and a tiny model, on the CPU. A failed
+check raises :class:`ConformanceError` (never a bare ``assert``, which ``python -O`` would strip).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ from mae_domains.data.seeding import STREAM_MASK, derive_seed
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 TINY_OVERRIDES = ["model.preset=micro", "model.img_size=32", "model.patch_size=8", "model.decoder_embed_dim=32",
                   "model.decoder_depth=1", "model.decoder_num_heads=4", "engine.batch_size=2"]
+
+
+class ConformanceError(AssertionError):
+    """A conformance check failed; the message says which and why (an AssertionError, so pytest shows it)."""
+
+
+def require(condition: Any, message: str) -> None:
+    """Raise :class:`ConformanceError` with ``message`` unless ``condition`` holds (kept under ``python -O``)."""
+    if not condition:
+        raise ConformanceError(message)
 
 
 def tiny_config(adapter: Adapter) -> RunConfig:
@@ -119,20 +130,21 @@ class Context:
 # ----- the checks ---------------------------------------------------------------------------------
 def check_identity(ctx: Context) -> str:
     a = ctx.adapter
-    assert NAME_PATTERN.match(a.name or ""), f"name {a.name!r} must look like 'family.kind' (lowercase)"
-    assert str(a.api_version).split(".")[0].isdigit(), f"api_version {a.api_version!r} is not 'MAJOR.MINOR'"
+    require(NAME_PATTERN.match(a.name or ""), f"name {a.name!r} must look like 'family.kind' (lowercase)")
+    require(str(a.api_version).split(".")[0].isdigit(), f"api_version {a.api_version!r} is not 'MAJOR.MINOR'")
     return f"{a.name} api {a.api_version}"
 
 
 def check_synthetic_sample(ctx: Context) -> str:
     s = ctx.adapter.synthetic_sample(0)
-    assert isinstance(s, Sample), "synthetic_sample must return a Sample"
-    assert s.image.dtype == np.float32, f"image dtype {s.image.dtype}, expected float32"
-    assert s.image.ndim >= 3, f"image must be channels-first with >= 3 dims, got shape {s.image.shape}"
-    assert np.isfinite(s.image).any(), "image has no finite values"
-    assert "source" in s.meta, "meta must name the sample's source"
+    require(isinstance(s, Sample), "synthetic_sample must return a Sample")
+    require(s.image.dtype == np.float32, f"image dtype {s.image.dtype}, expected float32")
+    require(s.image.ndim >= 3, f"image must be channels-first with >= 3 dims, got shape {s.image.shape}")
+    require(np.isfinite(s.image).any(), "image has no finite values")
+    require("source" in s.meta, "meta must name the sample's source")
     again = ctx.adapter.synthetic_sample(0)
-    assert np.array_equal(np.nan_to_num(s.image), np.nan_to_num(again.image)), "synthetic_sample(seed) is not deterministic"
+    require(np.array_equal(np.nan_to_num(s.image), np.nan_to_num(again.image)),
+            "synthetic_sample(seed) is not deterministic")
     return f"shape {tuple(s.image.shape)}"
 
 
@@ -140,11 +152,11 @@ def check_transform_determinism(ctx: Context) -> str:
     a, s = ctx.adapter, ctx.adapter.synthetic_sample(1)
     x1 = a.transform(copy.deepcopy(s), 123, True, ctx.stats).image
     x2 = a.transform(copy.deepcopy(s), 123, True, ctx.stats).image
-    assert x1.dtype == np.float32, f"transformed dtype {x1.dtype}, expected float32"
-    assert np.array_equal(x1, x2), "the same seed gave different augmentations"
+    require(x1.dtype == np.float32, f"transformed dtype {x1.dtype}, expected float32")
+    require(np.array_equal(x1, x2), "the same seed gave different augmentations")
     e1 = a.transform(copy.deepcopy(s), 1, False, ctx.stats).image
     e2 = a.transform(copy.deepcopy(s), 2, False, ctx.stats).image
-    assert np.array_equal(e1, e2), "evaluation transform (train=False) depends on the seed"
+    require(np.array_equal(e1, e2), "evaluation transform (train=False) depends on the seed")
     return f"model input {tuple(x1.shape)}"
 
 
@@ -154,15 +166,15 @@ def check_shapes_and_mask(ctx: Context) -> str:
         out = ctx.forward(model)
     mask = out.mask
     b = ctx.batch()["image"].shape[0]
-    assert mask.shape[0] == b, f"mask batch {mask.shape[0]} != {b}"
+    require(mask.shape[0] == b, f"mask batch {mask.shape[0]} != {b}")
     n = mask.shape[1]
     rows = tuple(out.query_ids.shape) if hasattr(out, "query_ids") else (b, n)  # decoded subset, or every token
-    assert tuple(out.pred.shape[:2]) == rows, f"predictions {tuple(out.pred.shape)} do not match {rows} decoded tokens"
+    require(tuple(out.pred.shape[:2]) == rows, f"predictions {tuple(out.pred.shape)} do not match {rows} decoded tokens")
     masked = mask.sum(dim=1)
     ratio = ctx.config.mask.ratio
     expected = n - int(n * (1 - ratio))
-    assert torch.all(masked >= expected), f"{masked.tolist()} tokens masked, expected at least {expected} of {n}"
-    assert torch.isfinite(out.loss), "loss is not finite"
+    require(torch.all(masked >= expected), f"{masked.tolist()} tokens masked, expected at least {expected} of {n}")
+    require(torch.isfinite(out.loss), "loss is not finite")
     return f"{n} tokens, {int(masked[0])} masked"
 
 
@@ -171,8 +183,8 @@ def check_seeded_masks(ctx: Context) -> str:
     with torch.no_grad():
         m1 = ctx.forward(model).mask
         m2 = ctx.forward(model).mask
-    assert torch.equal(m1, m2), "the same mask seeds gave different masks"
-    assert not torch.equal(m1[0], m1[1]), "two samples with different seeds got the same mask"
+    require(torch.equal(m1, m2), "the same mask seeds gave different masks")
+    require(not torch.equal(m1[0], m1[1]), "two samples with different seeds got the same mask")
     return "identical across calls"
 
 
@@ -192,9 +204,9 @@ def check_patchify_round_trip(ctx: Context) -> str:
         patches = model.patchify(images)
         back = model.unpatchify(patches, model.encoder.grid_for(images.shape[-2], images.shape[-1]))
     else:
-        raise AssertionError("the model exposes neither patchify/unpatchify nor embedding.target_patches/unpatchify")
-    assert back.shape == images.shape, f"round trip changed the shape {tuple(images.shape)} -> {tuple(back.shape)}"
-    assert torch.equal(back, images), "unpatchify(patchify(x)) != x"
+        raise ConformanceError("the model exposes neither patchify/unpatchify nor embedding.target_patches/unpatchify")
+    require(back.shape == images.shape, f"round trip changed the shape {tuple(images.shape)} -> {tuple(back.shape)}")
+    require(torch.equal(back, images), "unpatchify(patchify(x)) != x")
     return f"{patches.shape[1]} patches"
 
 
@@ -202,15 +214,15 @@ def check_training_step(ctx: Context) -> str:
     model = ctx.model().train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     out = ctx.forward(model)
-    assert torch.isfinite(out.loss), f"loss {out.loss.item()} is not finite"
+    require(torch.isfinite(out.loss), f"loss {out.loss.item()} is not finite")
     out.loss.backward()
     with_grad = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
-    assert with_grad, "no parameter received a gradient"
+    require(with_grad, "no parameter received a gradient")
     bad = [n for n, p in with_grad if not torch.isfinite(p.grad).all()]
-    assert not bad, f"non-finite gradients in {bad[:3]}"
+    require(not bad, f"non-finite gradients in {bad[:3]}")
     opt.step()
     out2 = ctx.forward(model)
-    assert torch.isfinite(out2.loss), "loss is not finite after one optimizer step"
+    require(torch.isfinite(out2.loss), "loss is not finite after one optimizer step")
     return f"loss {out.loss.item():.4f} -> {out2.loss.item():.4f}"
 
 
@@ -220,8 +232,8 @@ def check_dataloader_spawn(ctx: Context) -> str:
     loader = DataLoader(ds, batch_size=1, num_workers=2, multiprocessing_context="spawn", collate_fn=collate_items)
     images = [b["image"][0] for b in loader]
     local = [ds[i]["image"] for i in range(4)]
-    assert all(torch.equal(a, b) for a, b in zip(images, local)), "worker output differs from the main process"
-    assert not torch.equal(images[0], images[1]), "the two workers produced identical augmentations"
+    require(all(torch.equal(a, b) for a, b in zip(images, local)), "worker output differs from the main process")
+    require(not torch.equal(images[0], images[1]), "the two workers produced identical augmentations")
     return "2 spawned workers"
 
 
@@ -237,7 +249,7 @@ def check_safetensors_round_trip(ctx: Context) -> str:
     other.load_state_dict(tensors)
     with torch.no_grad():
         a, b = ctx.forward(model), ctx.forward(other)
-    assert torch.equal(a.loss, b.loss), "reloaded weights give a different loss"
+    require(torch.equal(a.loss, b.loss), "reloaded weights give a different loss")
     return f"{len(tensors)} tensors"
 
 
@@ -247,7 +259,7 @@ def check_render(ctx: Context) -> str:
         out = ctx.forward(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = ctx.adapter.render_reconstruction(model, ctx.batch(), out, Path(tmp) / "recon.png")
-        assert Path(path).is_file() and Path(path).stat().st_size > 0, "no figure written"
+        require(Path(path).is_file() and Path(path).stat().st_size > 0, "no figure written")
     return "figure written"
 
 
@@ -286,8 +298,9 @@ def check_adapter(adapter: str | type | Adapter, only: list[str] | None = None) 
     return report
 
 
-def assert_adapter_conforms(adapter: str | type | Adapter) -> ConformanceReport:
-    """For pytest: raise AssertionError listing every failed check."""
-    report = check_adapter(adapter)
-    assert report.passed, report.render()
+def assert_adapter_conforms(adapter: str | type | Adapter, only: list[str] | None = None) -> ConformanceReport:
+    """For pytest: raise :class:`ConformanceError` listing every failed check (of ``only``, when given)."""
+    report = check_adapter(adapter, only)
+    if not report.passed:
+        raise ConformanceError(report.render())
     return report

@@ -345,7 +345,7 @@ def test_our_own_weights_load_into_other_bands_by_name():
     from pathlib import Path
 
     from mae_domains.runs.initial_weights import load_initial_weights
-    from mae_domains.runs.sources import WeightsSource
+    from mae_domains.runs.weight_files import WeightsSource
 
     source_config = {"adapter": "remote_sensing.multispectral", "model": MICRO,
                      "data": {"options": {"groups": [["B2", "B3", "B4", "B8"], ["B11", "B12"]]}}}

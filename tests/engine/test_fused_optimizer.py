@@ -8,11 +8,11 @@ import logging
 
 import torch
 
-import mae_domains.engine.optim as engine_optim
+import mae_domains.optim as shared_optim
 from mae_domains.engine.compilation import compile_model
-from mae_domains.engine.optim import build_optimizer
 from mae_domains.models.embeddings import PatchEmbed2D
 from mae_domains.models.grid_mae import build_grid_mae
+from mae_domains.optim import build_optimizer
 
 MICRO = dict(preset="micro", decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4)
 
@@ -71,7 +71,7 @@ def test_falls_back_when_the_fused_kernel_is_refused(monkeypatch):
             raise RuntimeError("fused=True requires all the params to be floating point Tensors of supported devices")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine_optim.torch.optim, "AdamW", refusing)
+    monkeypatch.setattr(shared_optim.torch.optim, "AdamW", refusing)
     opt = build_optimizer(micro_model(), 1e-3, 0.05)
     assert not opt.defaults["fused"] and opt.defaults["foreach"]
 

@@ -8,11 +8,10 @@ import math
 import pytest
 import torch
 
-from mae_domains.engine.optim import apply_lr, build_optimizer, effective_lr, lr_at, param_groups
 from mae_domains.models.embeddings.band_groups import BandGroupPatchEmbed
 from mae_domains.models.embeddings.channel_shared import ChannelSharedPatchEmbed
 from mae_domains.models.grid_mae import build_grid_mae
-from mae_domains.optim import layer_id
+from mae_domains.optim import apply_lr, build_optimizer, effective_lr, layer_id, lr_at, param_groups
 
 MICRO = dict(preset="micro", decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4)
 

@@ -10,7 +10,7 @@ import torch
 
 import mae_domains.device as device_module
 from mae_domains.device import autocast, select_precision
-from mae_domains.engine.optim import build_optimizer
+from mae_domains.optim import build_optimizer
 from mae_domains.grid.batch import as_grid_batch
 from mae_domains.models.attention import attention, matmul_attention, prefer_matmul_attention
 from mae_domains.models.embeddings import PatchEmbed2D

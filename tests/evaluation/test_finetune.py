@@ -93,7 +93,7 @@ def test_finetune_is_seeded_and_supports_multilabel():
 
 
 def test_a_plain_vit_encoder_is_refused():
-    from mae_domains.models import build_mae
+    from mae_domains.testing.reference_mae import build_mae
 
     plain = build_mae("micro", img_size=32, patch_size=8, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4)
     with pytest.raises(TypeError, match="GridEncoder"):

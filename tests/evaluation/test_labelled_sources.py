@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mae_domains.evaluation.labelled_sources import encode_labels, read_label_csv, read_labelled
+from mae_domains.labelled.label_lists import encode_labels, read_label_csv, read_labelled
 from mae_domains.evaluation.loading import labelled_splits
 from mae_domains.registry import get_adapter
 from tests.evaluation.helpers import write_stripes_archive

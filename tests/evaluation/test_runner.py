@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from mae_domains.evaluation.loading import DownstreamData, LoadedCheckpoint
-from mae_domains.evaluation.model_card import ModelCardInfo, model_card_from_checkpoint, render_model_card
+from mae_domains.evaluation.results_card import ModelCardInfo, model_card_from_checkpoint, render_model_card
 from mae_domains.evaluation.records import read_jsonl, regenerate_reports
 from mae_domains.evaluation.runner import (
     expand_runs, protocol_defaults, resolve_settings, run_benchmark, run_benchmark_file, run_protocol,
@@ -189,7 +189,7 @@ def image_run(tmp_path):
 
 def test_cli_evaluate_and_export_round_trip(image_run, capsys):
     from mae_domains.cli import main
-    from mae_domains.export import export_run
+    from mae_domains.runs import export_run
 
     tmp_path, archive = image_run
     out = tmp_path / "cli"

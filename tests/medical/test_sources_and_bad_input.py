@@ -13,7 +13,7 @@ from PIL import Image
 from mae_domains.data.sample import BadSampleError
 from mae_medical import FrameRef, XrayAdapter, read_dicom_frame, read_raster
 from mae_medical import dicom_codecs
-from mae_medical.sources import as_frame_ref
+from mae_medical.frame_discovery import as_frame_ref
 from tests.medical import dicom_files as F
 
 

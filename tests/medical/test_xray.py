@@ -16,7 +16,7 @@ from PIL import Image
 from mae_domains.cli import main
 from mae_domains.config import load_config
 from mae_domains.data.sample import NormStats
-from mae_domains.models import MAEConfig, MaskedAutoencoder
+from mae_domains.testing.reference_mae import MAEConfig, MaskedAutoencoder
 from mae_domains.registry import get_adapter
 from mae_domains.testing import assert_adapter_conforms
 from mae_domains.weights import load_mae_checkpoint

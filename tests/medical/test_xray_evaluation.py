@@ -15,7 +15,7 @@ from mae_domains.cli import main
 from mae_domains.config import config_from_dict, dump_config, load_config
 from mae_domains.data.sample import NormStats, Sample
 from mae_domains.evaluation.finetune_transforms import FinetuneTransformReader
-from mae_domains.evaluation.labelled_sources import encode_labels, read_labelled
+from mae_domains.labelled.label_lists import encode_labels, read_labelled
 from mae_domains.evaluation.loading import labelled_splits
 from mae_domains.evaluation.runner import adapter_protocol_settings, resolve_settings
 from mae_domains.registry import get_adapter

@@ -8,10 +8,11 @@ import tifffile
 import zarr
 
 from mae_domains.data.sample import BadSampleError
+from mae_domains.data.windows import PixelWindow
 
 from mae_microscopy.channel_files import ChannelFilesField, compile_pattern, group_channel_files, well_name
-from mae_microscopy.image_info import Window, length_in_um
-from mae_microscopy.sources import CropRef, ReaderSettings, discover_fields
+from mae_microscopy.image_info import length_in_um
+from mae_microscopy.field_discovery import CropRef, ReaderSettings, discover_fields
 from mae_microscopy.tiff_reader import TiffField
 from mae_microscopy.zarr_reader import ZarrField, ZarrImageRef, list_zarr_fields
 from tests.microscopy.conftest import make_adapter
@@ -35,11 +36,11 @@ def test_ome_tiff_names_pixel_size_and_windows(tmp_path):
     assert info.channel_names == ("DNA", "ER", "Mito")
     assert info.pixel_size == pytest.approx((0.65, 0.65))
     assert info.sizes == (1, 3, 1, 40, 56) and info.format == "ome-tiff" and info.dtype == "uint16"
-    block = field.read(0, [2, 0], None, Window(5, 7, 16, 20))
+    block = field.read(0, [2, 0], None, PixelWindow(5, 7, 16, 20))
     assert block.dtype == np.float32 and block.shape == (2, 1, 16, 20)
     np.testing.assert_array_equal(block[:, 0], data[[2, 0], 5:21, 7:27])
     # a window over the border is zero-padded
-    edge = field.read(0, [1], None, Window(32, 48, 16, 16))
+    edge = field.read(0, [1], None, PixelWindow(32, 48, 16, 16))
     np.testing.assert_array_equal(edge[0, 0, :8, :8], data[1, 32:40, 48:56])
     assert not edge[0, 0, 8:].any() and not edge[0, 0, :, 8:].any()
 
@@ -49,7 +50,7 @@ def test_ome_tiff_time_and_z(tmp_path):
     write_ome_tiff(tmp_path / "tz.ome.tif", data, PAINTING[:3], pixel_size=0.33, z_step=2.0, axes="TCZYX")
     field = TiffField(str(tmp_path / "tz.ome.tif"))
     assert field.info().sizes == (2, 3, 4, 24, 32) and field.info().z_step == pytest.approx(2.0)
-    block = field.read(1, [2], [1, 3], Window(0, 0, 24, 32))
+    block = field.read(1, [2], [1, 3], PixelWindow(0, 0, 24, 32))
     np.testing.assert_array_equal(block[0], data[1, 2, [1, 3]])
 
 
@@ -60,7 +61,7 @@ def test_imagej_hyperstack(tmp_path):
     assert info.format == "imagej" and info.sizes == (2, 4, 3, 20, 24)
     assert info.channel_names == ("DNA", "RNA", "ER", "Mito")
     assert info.pixel_size == pytest.approx((0.5, 0.5)) and info.z_step == pytest.approx(1.5)
-    block = TiffField(str(path)).read(1, [3], [2], Window(0, 0, 20, 24))
+    block = TiffField(str(path)).read(1, [3], [2], PixelWindow(0, 0, 20, 24))
     np.testing.assert_array_equal(block[0, 0], data[1, 2, 3])
 
 
@@ -71,10 +72,10 @@ def test_plain_multipage_pages_as_channels_or_planes(tmp_path):
             tif.write(pages[i], extratags=[(285, "s", 0, name, True)])  # PageName
     as_channels = TiffField(str(tmp_path / "pages.tif"))
     assert as_channels.info().channel_names == ("DNA", "ER", "Mito")
-    np.testing.assert_array_equal(as_channels.read(0, [1], None, Window(0, 0, 16, 16))[0, 0], pages[1])
+    np.testing.assert_array_equal(as_channels.read(0, [1], None, PixelWindow(0, 0, 16, 16))[0, 0], pages[1])
     as_planes = TiffField(str(tmp_path / "pages.tif"), pages_axis="Z")
     assert as_planes.info().sizes == (1, 1, 3, 16, 16)
-    np.testing.assert_array_equal(as_planes.read(0, [0], None, Window(0, 0, 16, 16))[0], pages)
+    np.testing.assert_array_equal(as_planes.read(0, [0], None, PixelWindow(0, 0, 16, 16))[0], pages)
 
 
 def nuclei_stack(planes: int = 31, size: int = 32) -> np.ndarray:
@@ -126,7 +127,7 @@ def test_8bit_and_float_tiff(tmp_path):
         write_ome_tiff(tmp_path / f"{dtype}.ome.tif", data, ["DNA", "ER"])
         field = TiffField(str(tmp_path / f"{dtype}.ome.tif"))
         assert field.info().dtype == dtype
-        np.testing.assert_array_equal(field.read(0, [0, 1], None, Window(0, 0, 12, 12))[:, 0], data.astype(np.float32))
+        np.testing.assert_array_equal(field.read(0, [0, 1], None, PixelWindow(0, 0, 12, 12))[:, 0], data.astype(np.float32))
 
 
 def test_rgb_he_as_three_named_channels(tmp_path):
@@ -134,7 +135,7 @@ def test_rgb_he_as_three_named_channels(tmp_path):
     tifffile.imwrite(tmp_path / "he.tif", rgb, photometric="rgb")
     field = TiffField(str(tmp_path / "he.tif"), rgb_names=("R", "G", "B"))
     assert field.info().channel_names == ("R", "G", "B") and field.info().channels == 3
-    block = field.read(0, [0, 1, 2], None, Window(0, 0, 30, 40))
+    block = field.read(0, [0, 1, 2], None, PixelWindow(0, 0, 30, 40))
     np.testing.assert_array_equal(block[:, 0], np.moveaxis(rgb, -1, 0))
 
 
@@ -149,7 +150,7 @@ def test_per_channel_files_grouped_into_fields(tmp_path):
     assert by_id[("B03", "2")].channel_labels == ("1", "2")
     field = ChannelFilesField(by_id[("B03", "1")], {"1": "DNA", "2": "ER", "3": "Mito"})
     assert field.info().channel_names == ("DNA", "ER", "Mito") and field.info().sizes == (1, 3, 1, 24, 24)
-    block = field.read(0, [2, 0], None, Window(4, 4, 8, 8))
+    block = field.read(0, [2, 0], None, PixelWindow(4, 4, 8, 8))
     np.testing.assert_array_equal(block[0, 0], written[(2, 3, 1, 1, 3)][4:12, 4:12])
     np.testing.assert_array_equal(block[1, 0], written[(2, 3, 1, 1, 1)][4:12, 4:12])
     assert well_name({"row": "27", "col": "4"}) == "AA04" and well_name({"well": "b7"}) == "B07"
@@ -160,7 +161,7 @@ def test_per_channel_files_with_planes_and_imagexpress_names(tmp_path):
     groups, _ = group_channel_files(sorted((tmp_path / "p").iterdir()), [compile_pattern("harmony")])
     field = ChannelFilesField(groups[0])
     assert field.info().sizes == (1, 2, 3, 16, 16) and field.info().channel_names == ("ch1", "ch2")
-    np.testing.assert_array_equal(field.read(0, [1], [2], Window(0, 0, 16, 16))[0, 0], written[(1, 2, 1, 3, 2)])
+    np.testing.assert_array_equal(field.read(0, [1], [2], PixelWindow(0, 0, 16, 16))[0, 0], written[(1, 2, 1, 3, 2)])
     (tmp_path / "mx").mkdir()
     for w in (1, 2):
         tifffile.imwrite(tmp_path / "mx" / f"BR00116991_C05_s3_w{w}3F9A.tif", ramp((8, 8), offset=w))
@@ -176,8 +177,8 @@ def test_ome_zarr_two_levels_and_versions(tmp_path):
         assert full.info().channel_names == ("DNA", "AGP", "Mito") and full.info().levels == 2
         assert full.info().pixel_size == pytest.approx((0.5, 0.5))
         assert half.info().pixel_size == pytest.approx((1.0, 1.0)) and half.info().sizes == (1, 3, 1, 16, 24)
-        np.testing.assert_array_equal(full.read(0, [1], None, Window(3, 5, 8, 8))[0, 0], data[1, 3:11, 5:13])
-        np.testing.assert_array_equal(half.read(0, [2], None, Window(0, 0, 16, 24))[0, 0], data[2, ::2, ::2])
+        np.testing.assert_array_equal(full.read(0, [1], None, PixelWindow(3, 5, 8, 8))[0, 0], data[1, 3:11, 5:13])
+        np.testing.assert_array_equal(half.read(0, [2], None, PixelWindow(0, 0, 16, 24))[0, 0], data[2, ::2, ::2])
     with pytest.raises(Exception, match="2 resolution level"):
         ZarrField(ZarrImageRef(str(tmp_path / "img0.4.zarr")), 3).info()
 
@@ -191,14 +192,14 @@ def test_ome_zarr_hcs_plate_and_plain_zarr(tmp_path):
         write_ome_zarr(tmp_path / "plate.zarr" / "B" / "3" / site, ramp((2, 16, 16), offset=int(site)), ["DNA", "ER"])
     refs = list_zarr_fields(tmp_path / "plate.zarr")
     assert [(r.plate, r.well, r.site) for r in refs] == [("P1", "B03", "0"), ("P1", "B03", "1")]
-    np.testing.assert_array_equal(ZarrField(refs[1]).read(0, [0], None, Window(0, 0, 16, 16))[0, 0],
+    np.testing.assert_array_equal(ZarrField(refs[1]).read(0, [0], None, PixelWindow(0, 0, 16, 16))[0, 0],
                                   ramp((2, 16, 16), offset=1)[0])
     arr = zarr.open_array(str(tmp_path / "plain.zarr"), mode="w", shape=(2, 4, 16, 16), dtype="uint16", chunks=(1, 1, 8, 8))
     arr[:] = ramp((2, 4, 16, 16))
     arr.attrs.update({"axes": "CZYX", "channel_names": ["DNA", "ER"], "pixel_size": [0.3, 0.4]})
     plain = ZarrField(ZarrImageRef(str(tmp_path / "plain.zarr")))
     assert plain.info().sizes == (1, 2, 4, 16, 16) and plain.info().pixel_size == (0.3, 0.4)
-    np.testing.assert_array_equal(plain.read(0, [1], [3], Window(0, 0, 16, 16))[0, 0], arr[1, 3])
+    np.testing.assert_array_equal(plain.read(0, [1], [3], PixelWindow(0, 0, 16, 16))[0, 0], arr[1, 3])
 
 
 def test_discover_mixed_folder_and_adapter_reads_exact_pixels(tmp_path):

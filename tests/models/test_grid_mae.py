@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mae_domains.masking import build_masker
-from mae_domains.models import MAEConfig, MaskedAutoencoder
+from mae_domains.testing.reference_mae import MAEConfig, MaskedAutoencoder
 from mae_domains.models.embeddings import (
     BandGroupPatchEmbed, ChannelSharedPatchEmbed, CubePatchEmbed3D, GridBatch, PatchEmbed2D, TemporalPatchEmbed,
 )

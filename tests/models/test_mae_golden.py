@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mae_domains.models import MAEConfig, MaskedAutoencoder, patchify, random_masking, unpatchify
-from mae_domains.models.encoder import count_parameters
+from mae_domains.models import patchify, random_masking, unpatchify
+from mae_domains.testing.reference_mae import MAEConfig, MaskedAutoencoder
+from mae_domains.models.blocks import count_parameters
 from mae_domains.grid.pos_embed import sincos_2d_with_prefix
 
 

@@ -7,11 +7,12 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
+from mae_domains.data.windows import PixelWindow
 from mae_remote_sensing.bands import SENTINEL2_L2A_ORDER
 from mae_remote_sensing.band_files import BandFileScene, group_band_files
 from mae_remote_sensing.chips import ChipRef, grid_windows
 from mae_remote_sensing.geotiff import RasterScene, ReadSettings
-from mae_remote_sensing.scene import ChipWindow, metres_per_degree
+from mae_remote_sensing.scene import metres_per_degree
 from mae_remote_sensing.zarr_store import ZarrScene
 from tests.remote_sensing.conftest import make_adapter
 from tests.remote_sensing.rasters import ORIGIN, ramp, write_raster
@@ -39,7 +40,7 @@ def test_band_files_group_and_resample_to_finest_grid(tmp_path):
     bands = ["B2", "B5", "B1", "B12"]
     grid = scene.grid(bands, None)
     assert (grid.height, grid.width) == (96, 96) and grid.gsd == (10.0, 10.0) and grid.crs == "EPSG:32633"
-    window = ChipWindow(20, 30, 32, 32)
+    window = PixelWindow(20, 30, 32, 32)
     chip = scene.read(window, bands, grid)
     assert chip.image.shape == (4, 32, 32) and chip.valid.all()
     expected = ramp(96, 96, 10)[20:52, 30:62] * 10
@@ -56,7 +57,7 @@ def test_target_gsd_coarser_grid_averages(tmp_path):
     scene = BandFileScene(key, paths, ReadSettings())
     grid = scene.grid(["B2", "B11"], 20.0)
     assert (grid.height, grid.width) == (48, 48) and grid.gsd == (20.0, 20.0)
-    chip = scene.read(ChipWindow(0, 0, 48, 48), ["B2", "B11"], grid)
+    chip = scene.read(PixelWindow(0, 0, 48, 48), ["B2", "B11"], grid)
     np.testing.assert_allclose(chip.image[0], ramp(48, 48, 20) * 10 + 2, atol=1e-3)  # 2x2 mean of a ramp
     np.testing.assert_allclose(chip.image[1], ramp(48, 48, 20) * 10 + 11, atol=1e-3)  # native 20 m
 
@@ -77,7 +78,7 @@ def test_nodata_value_nan_and_mask_band(tmp_path):
     data = np.full((2, 32, 32), 500, np.uint16)
     data[:, :8] = 0
     path = write_raster(tmp_path / "nd.tif", data, nodata=0, descriptions=["B4", "B8"])
-    chip = RasterScene(str(path), ReadSettings()).read(ChipWindow(0, 0, 32, 32), ["B4", "B8"],
+    chip = RasterScene(str(path), ReadSettings()).read(PixelWindow(0, 0, 32, 32), ["B4", "B8"],
                                                          RasterScene(str(path), ReadSettings()).grid(None, None))
     assert not chip.valid[:8].any() and chip.valid[8:].all()
 
@@ -85,7 +86,7 @@ def test_nodata_value_nan_and_mask_band(tmp_path):
     floats[0, 5, 5] = np.nan
     nan_path = write_raster(tmp_path / "nan.tif", floats, descriptions=["B4"])
     scene = RasterScene(str(nan_path), ReadSettings())
-    chip = scene.read(ChipWindow(0, 0, 32, 32), ["B4"], scene.grid(None, None))
+    chip = scene.read(PixelWindow(0, 0, 32, 32), ["B4"], scene.grid(None, None))
     assert not chip.valid[5, 5] and chip.valid.sum() == 32 * 32 - 1
 
     scl = np.full((32, 32), 4, np.uint8)  # 4 = vegetation
@@ -94,7 +95,7 @@ def test_nodata_value_nan_and_mask_band(tmp_path):
     cloud_path = write_raster(tmp_path / "scl.tif", stack, descriptions=["B4", "SCL"])
     settings = ReadSettings(mask_band="SCL", mask_invalid_values=(0, 1, 3, 8, 9, 10))
     scene = RasterScene(str(cloud_path), settings)
-    chip = scene.read(ChipWindow(0, 0, 32, 32), ["B4"], scene.grid(None, None))
+    chip = scene.read(PixelWindow(0, 0, 32, 32), ["B4"], scene.grid(None, None))
     assert not chip.valid[:, -4:].any() and chip.valid[:, :-4].all()
 
 
@@ -105,7 +106,7 @@ def test_scale_offset_from_gdal_and_sentinel2_tags(tmp_path):
                       descriptions=["B4"])
     for path, expected in ((gdal, 0.2), (s2, 0.2)):
         scene = RasterScene(str(path), ReadSettings())
-        chip = scene.read(ChipWindow(0, 0, 16, 16), ["B4"], scene.grid(None, None))
+        chip = scene.read(PixelWindow(0, 0, 16, 16), ["B4"], scene.grid(None, None))
         np.testing.assert_allclose(chip.image, expected, atol=1e-6)
 
 
@@ -141,7 +142,7 @@ def test_cog_overviews_serve_coarser_scales(tmp_path):
     settings = ReadSettings(downsampling="nearest")  # nearest from full resolution would pick single pixels
     scene = RasterScene(str(path), settings)
     grid = scene.grid(None, 20.0)
-    chip = scene.read(ChipWindow(0, 0, 32, 32), ["B4"], grid)
+    chip = scene.read(PixelWindow(0, 0, 32, 32), ["B4"], grid)
     with rasterio.open(path, overview_level=0) as overview:
         expected = overview.read(1, window=Window(0, 0, 32, 32))
     np.testing.assert_allclose(chip.image[0], expected, atol=1e-6)  # the average-built overview, not decimation
@@ -195,10 +196,10 @@ def test_zarr_archive_3d_and_4d(tmp_path):
                          "dates": ["2020-03-01", "2020-05-01", "2020-07-01"]})
     z = ZarrScene(str(tmp_path / "archive.zarr"), "tile_a", ReadSettings())
     grid = z.grid(None, None)
-    chip = z.read(ChipWindow(0, 0, 32, 32), ["B8", "B2"], grid)
+    chip = z.read(PixelWindow(0, 0, 32, 32), ["B8", "B2"], grid)
     np.testing.assert_array_equal(chip.image[0][:, 4:], data[3, :32, 4:32])
     assert not chip.valid[:, :4].any() and chip.valid[:, 4:].all()
-    assert grid.bounds(ChipWindow(0, 0, 32, 32)) == (ORIGIN[0], ORIGIN[1] - 320, ORIGIN[0] + 320, ORIGIN[1])
+    assert grid.bounds(PixelWindow(0, 0, 32, 32)) == (ORIGIN[0], ORIGIN[1] - 320, ORIGIN[0] + 320, ORIGIN[1])
     coarse = z.grid(None, 20.0)
     assert (coarse.height, coarse.width) == (32, 32)
 

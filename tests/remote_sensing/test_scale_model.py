@@ -52,7 +52,7 @@ def test_scaled_code_equals_the_scale_mae_formula(reference):
     layout = embedding.layout(batch)
     grid_size = 64 // adapter.config.model.patch_size
     res = torch.tensor(gsds) / reference
-    for width in (embedding.embed_dim, adapter.config.model.decoder_embed_dim):
+    for width in (embedding.embed_dim, model.decoder.decoder_embed_dim):
         ours = embedding.codes(batch, layout, width)
         assert ours.dtype == torch.float32 and ours.shape == (4, grid_size**2, width)
         torch.testing.assert_close(ours, scale_mae_code(width, grid_size, res), atol=2e-5, rtol=0)

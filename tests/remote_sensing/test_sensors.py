@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mae_remote_sensing.sensors import SENSORS, canonical_name, resolve_sensor, sensor_from_name
-from mae_remote_sensing.sources import is_auxiliary_file
+from mae_remote_sensing.scene_discovery import is_auxiliary_file
 from tests.remote_sensing.conftest import make_adapter
 from tests.remote_sensing.rasters import write_raster
 

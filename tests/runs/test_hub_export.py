@@ -138,7 +138,7 @@ def test_remote_sensing_export_carries_wavelengths_and_gsd(tmp_path):
 
 
 def test_results_added_to_a_hub_card_keep_its_front_matter(image_export):
-    from mae_domains.evaluation.model_card import write_model_card
+    from mae_domains.evaluation.results_card import write_model_card
 
     out, paths, _, _, _ = image_export
     before = front_matter(paths["model_card"].read_text())

@@ -25,7 +25,7 @@ from torch import nn
 
 from mae_domains.grid import TokenGrid, gather_tokens
 from mae_domains.models.attention import attention
-from mae_domains.models.encoder import init_mae_weights
+from mae_domains.models.blocks import init_mae_weights
 
 CROSS_FEATURES = ("mixed", "last")
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from mae_domains.grid import TokenGrid, gather_tokens, scatter_tokens
 from mae_domains.models.attention import attention
-from mae_domains.models.encoder import build_blocks, init_mae_weights
+from mae_domains.models.blocks import build_blocks, init_mae_weights
 
 
 def block_at_rows(block: Block, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

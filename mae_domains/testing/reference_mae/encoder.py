@@ -7,42 +7,19 @@ Keys: ``cls_token``, ``pos_embed`` (1, 1 + N, D; CLS row zero), ``patch_embed.pr
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
-from torch import nn
 from timm.layers import PatchEmbed, resample_abs_pos_embed
-from timm.models.vision_transformer import Block
+from torch import nn
 
-from mae_domains.masking.indices import MaskIndices, gather_tokens, random_masking
 from mae_domains.grid.pos_embed import sincos_2d, sincos_2d_with_prefix
+from mae_domains.masking.indices import MaskIndices, gather_tokens, random_masking
+from mae_domains.models.blocks import build_blocks, init_mae_weights
 
 
 def to_2tuple(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
     return (int(value[0]), int(value[1]))
-
-
-def init_mae_weights(module: nn.Module) -> None:
-    """MAE initialisation: xavier-uniform linear layers, zero biases, unit LayerNorms."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def build_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path_rate: float = 0.0) -> nn.Sequential:
-    """``depth`` timm ViT blocks (qkv bias, LayerNorm eps 1e-6, fused attention), linear drop-path schedule."""
-    norm = partial(nn.LayerNorm, eps=1e-6)
-    rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-    return nn.Sequential(
-        *[Block(dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm, drop_path=rates[i]) for i in range(depth)]
-    )
 
 
 class ViTEncoder(nn.Module):
@@ -141,17 +118,3 @@ class ViTEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"img_size={self.img_size}, patch_size={self.patch_size}, grid={self.grid_size}"
-
-
-def pool_tokens(features: torch.Tensor, mode: str, num_prefix_tokens: int = 1) -> torch.Tensor:
-    """Image embedding from ``(B, prefix + N, D)`` features: the ``cls`` token or the ``avg`` of the others."""
-    if mode == "cls":
-        return features[:, 0]
-    if mode == "avg":
-        return features[:, num_prefix_tokens:].mean(dim=1)
-    raise ValueError(f"unknown pooling {mode!r}; use 'cls' or 'avg'")
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mae_domains.models.decoder import MAEDecoder
-from mae_domains.models.encoder import ViTEncoder, to_2tuple
-from mae_domains.models.losses import masked_mse_loss, normalize_patches
 from mae_domains.masking.indices import MaskIndices, noise_from_seeds
+from mae_domains.models.losses import masked_mse_loss, normalize_patches
 from mae_domains.models.patchify import patchify, unpatchify
 from mae_domains.models.presets import get_preset
+from mae_domains.testing.reference_mae.decoder import MAEDecoder
+from mae_domains.testing.reference_mae.encoder import ViTEncoder, to_2tuple
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mae_domains.models.encoder import build_blocks, init_mae_weights
+from mae_domains.models.blocks import build_blocks, init_mae_weights
 from mae_domains.grid.pos_embed import sincos_2d, sincos_2d_with_prefix
 
 

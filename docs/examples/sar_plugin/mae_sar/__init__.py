@@ -1,0 +1,1 @@
+"""Sentinel-1 amplitude for mae-domains (the worked example of docs/plugins.md)."""
