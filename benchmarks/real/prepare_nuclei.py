@@ -13,7 +13,7 @@ Output (``--out``, default ``data/real/nuclei``):
 - ``crops/{train,test}/{nucleus,background}/y<row>_x<col>.ome.tif``: 32 x 32 px crops centred on a 16 px grid
   inside each part, labelled by the 2 x 2 centre pixels of the mask (all inside a nucleus, or all outside;
   mixed centres on a boundary are left out and counted); ``labels.csv`` (``path,labels,split,y,x``),
-  ``summary.json``.
+  ``crops_{train,test}.csv`` (the microscopy adapter's manifest: ``path,label,y,x``), ``summary.json``.
 
 The crop task (is the crop centred on a nucleus?) is a sampled form of foreground segmentation of real masks.
 
@@ -86,6 +86,12 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
         writer = csv.DictWriter(fh, fieldnames=["path", "labels", "split", "y", "x"])
         writer.writeheader()
         writer.writerows(rows)
+    for split in ("train", "test"):  # the microscopy adapter's manifest (path, label; relative to the CSV)
+        with open(out / f"crops_{split}.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["path", "label", "y", "x"])
+            writer.writeheader()
+            writer.writerows({"path": r["path"], "label": r["labels"], "y": r["y"], "x": r["x"]}
+                             for r in rows if r["split"] == split)
     summary = {"source": REQUIREMENT, "crop_px": CROP, "stride_px": STRIDE,
                "train_columns": list(TRAIN_COLUMNS), "test_columns": list(TEST_COLUMNS),
                "nuclei": {s: int(len(np.unique(mask[:, a:b])) - 1) for s, (a, b) in

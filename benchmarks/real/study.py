@@ -6,7 +6,9 @@
 1. pretrain: the study's ``recipe`` (a run config) at the budget's ``steps``, keeping a copy of the
    checkpoint at every ``keep`` step (``<out>/pretrain/steps/stepNNNNNNN/checkpoint.pt``); wall time and
    machine go to ``<out>/pretrain/study.json``;
-2. evaluate: one benchmark spec (:func:`mae_domains.evaluation.run_benchmark`): the kept checkpoints, a
+2. evaluate: one benchmark spec (:func:`mae_domains.evaluation.run_benchmark`): the kept checkpoints (with
+   ``evaluate.adapter_options`` over the run's reading options, e.g. ``chips_per_scene: auto`` so that a
+   labelled chip file is one sample, not as many random windows as a pretraining scene gets), a
    random-init encoder of the same architecture and the raw pixels; every dataset at every label fraction
    (``train_fraction``, stratified); ``frozen`` protocols on every checkpoint and baseline, ``trained``
    protocols on the final checkpoint and random init; records in ``<out>/eval/results.jsonl``;
@@ -39,7 +41,8 @@ from study_report import write_results  # noqa: E402
 
 STAGES = ("pretrain", "evaluate", "report")
 STUDY_KEYS = {"field", "title", "data", "prepare", "recipe", "budgets", "evaluate"}
-EVALUATE_KEYS = {"datasets", "label_fractions", "seeds", "frozen", "trained", "protocols", "batch_size", "num_workers"}
+EVALUATE_KEYS = {"datasets", "label_fractions", "seeds", "frozen", "trained", "protocols", "batch_size", "num_workers",
+                 "adapter_options"}
 log = logging.getLogger("study")
 
 
@@ -123,12 +126,13 @@ def pretrain_stage(study: Mapping[str, Any], data_dir: Path, out: Path, budget: 
 
     run_dir = out / "pretrain"
     record_path = run_dir / "study.json"
-    if record_path.exists():
+    config = run_config(study, data_dir, budget)
+    resolved = json.loads(json.dumps(config.to_dict(), default=str))
+    if record_path.exists():  # reused only when the same config ran to the end with every kept checkpoint
         record = json.loads(record_path.read_text())
-        if record.get("steps") == int(budget["steps"]) and all(Path(p).exists() for p in record["kept"].values()):
+        if record.get("config") == resolved and all(Path(p).exists() for p in record["kept"].values()):
             log.info("pretraining already done: %s", run_dir)
             return record
-    config = run_config(study, data_dir, budget)
     keep = set(budget["keep"])
     kept: dict[str, str] = {}
     losses: dict[str, float] = {}
@@ -152,7 +156,7 @@ def pretrain_stage(study: Mapping[str, Any], data_dir: Path, out: Path, budget: 
         raise StudyError(f"pretraining stopped by {result.stopped_by} at step {result.steps}; run the study again")
     record = {"steps": int(budget["steps"]), "keep": sorted(keep), "kept": kept,
               "wall_s": round(time.perf_counter() - started, 1), "batch_size": config.engine.batch_size,
-              "machine": machine(), "loss": losses}
+              "machine": machine(), "loss": losses, "config": resolved}
     dump_config(config, run_dir / "study_config.yaml")
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -164,6 +168,11 @@ def benchmark_spec(study: Mapping[str, Any], data_dir: Path, pretrained: Mapping
     steps = sorted(int(s) for s in pretrained["kept"])
     final = f"mae-step{steps[-1]}"
     checkpoints = [{"name": f"mae-step{s}", "path": pretrained["kept"][str(s)], "step": s} for s in steps]
+    if ev.get("adapter_options"):  # reading options for the labelled files (e.g. one chip per file)
+        for entry in checkpoints:
+            saved = yaml.safe_load((Path(entry["path"]).parent / "config.yaml").read_text())
+            saved.setdefault("data", {}).setdefault("options", {}).update(ev["adapter_options"])
+            entry["config"] = saved
     checkpoints += [{"name": "random-init", "init": "random", "like": final, "seed": 0},
                     {"name": "raw-pixels", "init": "pixels", "like": final}]
     datasets, full, fractional = [], [], []

@@ -56,6 +56,9 @@ def test_crops_hold_the_pixels_and_the_label_of_their_centre(wheel, tmp_path):
         np.testing.assert_array_equal(crop.squeeze(), image[y:y + 32, x:x + 32])
         centre = mask[y + 15:y + 17, x + 15:x + 17]
         assert r["labels"] == ("nucleus" if (centre > 0).all() else "background") and ((centre > 0).all() or not centre.any())
+    manifest = list(csv.DictReader(open(tmp_path / "crops_test.csv")))
+    assert {r["label"] for r in manifest} == {"nucleus", "background"}
+    assert all("/test/" + r["label"] + "/" in r["path"] and (tmp_path / r["path"]).is_file() for r in manifest)
     assert prep.crop_label(mask, 8 + 10 - 16, 8 + 10 - 16) == "nucleus"  # centre inside the first square
     assert prep.crop_label(mask, 8 + 19 - 15, 8 - 16) is None  # centre on its edge: mixed, left out
 

@@ -79,6 +79,9 @@ def test_report_combines_seeds_and_says_beats_only_for_disjoint_intervals(tmp_pa
         record("raw-pixels", "landcover", "linear_probe", "macro_f1", 0.70, 0.62, 0.78),
         record("mae-step4", "landcover@10%", "linear_probe", "macro_f1", 0.55, 0.45, 0.65, step=4),
         record("random-init", "landcover@10%", "linear_probe", "macro_f1", 0.45, 0.35, 0.55),
+        record("mae-step4", "landcover", "knn", "balanced_accuracy", 0.9, 0.85, 0.95, step=4),
+        record("random-init", "landcover", "knn", "balanced_accuracy", 0.5, 0.4, 0.6),
+        record("raw-pixels", "landcover", "knn", "balanced_accuracy", 0.92, 0.88, 0.96),
     ]
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -93,13 +96,18 @@ def test_report_combines_seeds_and_says_beats_only_for_disjoint_intervals(tmp_pa
     assert next(r for r in headline if r["dataset"] == "landcover@10%")["vs_random"] == "overlaps"
     assert (tmp_path / "plots" / "remote_sensing_landcover_linear_probe_vs_step.png").is_file()
     assert (tmp_path / "plots" / "remote_sensing_landcover_linear_probe_vs_labels.png").is_file()
+    table = real_module("readme_table").rows(tmp_path)  # balanced accuracy only
+    assert table == ["| remote_sensing (landcover) | knn | 100 % | 0.900 [0.850, 0.950] | 0.500 [0.400, 0.600] | "
+                     "0.920 [0.880, 0.960] | beats / overlaps | "
+                     "`python benchmarks/real/study.py benchmarks/real/remote_sensing.yaml --budget cpu` |"]
 
 
 @pytest.mark.slow
 def test_the_whole_study_runs_on_a_tiny_prepared_scene(wheel, tmp_path):  # noqa: F811
     path, pins = wheel
     prep.prepare(tmp_path / "data" / "landsat", str(path), pins)
-    (tmp_path / "study.yaml").write_text(yaml.safe_dump(TINY_STUDY))
+    tiny = dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "adapter_options": {"chips_per_scene": "auto"}})
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny))
     out = tmp_path / "out"
     assert study.main([str(tmp_path / "study.yaml"), "--data-root", str(tmp_path / "data"), "--out", str(out),
                        "--report-to", str(tmp_path / "published")]) == 0
@@ -114,6 +122,24 @@ def test_the_whole_study_runs_on_a_tiny_prepared_scene(wheel, tmp_path):  # noqa
     assert ("random-init", "landcover@10%", "finetune") in summary
     n_train = {r["dataset"]: r["n_train"] for r in lines if r["protocol"] == "knn" and r["checkpoint"] == "mae-step4"}
     assert n_train["landcover@10%"] < n_train["landcover"]
+    assert n_train["landcover"] == len(list((tmp_path / "data" / "landsat" / "chips" / "train").rglob("*.tif")))
     assert {r["metric"] for r in lines} >= {"balanced_accuracy", "macro_f1", "top1"}
     assert (tmp_path / "published" / "remote_sensing.md").read_text().startswith("# tiny")
     assert np.isfinite([r["value"] for r in lines]).all()
+
+
+def test_adapter_options_override_the_reading_options_of_every_kept_checkpoint(tmp_path):
+    for name in ("train", "test"):
+        (tmp_path / "chips" / name).mkdir(parents=True)
+    kept = {}
+    for step in (2, 4):
+        folder = tmp_path / "steps" / f"step{step:07d}"
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(
+            {"adapter": "remote_sensing.multispectral", "data": {"options": {"chips_per_scene": 2048, "flips": True}}}))
+        kept[str(step)] = str(folder / "checkpoint.pt")
+    with_options = dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "adapter_options": {"chips_per_scene": "auto"}})
+    spec = study.benchmark_spec(with_options, tmp_path, {"kept": kept})
+    for entry in spec["checkpoints"][:2]:
+        assert entry["config"]["data"]["options"] == {"chips_per_scene": "auto", "flips": True}
+    assert "config" not in study.benchmark_spec(TINY_STUDY, tmp_path, {"kept": kept})["checkpoints"][0]
