@@ -169,13 +169,14 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
             lines.append("")
     headline = []
     lines += ["## Does pretraining help?", "",
-              "Final checkpoint against each baseline on the class-balanced metrics (beats / overlaps / loses: "
+              "Final checkpoint against each baseline on the class-balanced metrics and the threshold-free ROC-AUC "
+              "(beats / overlaps / loses: "
               "whether the 95 % intervals are disjoint).", "",
               "| protocol | dataset | metric | MAE | random init | raw pixels | vs random | vs pixels |",
               "|---|---|---|---|---|---|---|---|"]
     for protocol in protocols:
         for dataset in datasets:
-            for metric in BALANCED + ("dice_mean",):
+            for metric in BALANCED + ("mean_roc_auc", "dice_mean"):
                 mae = combined.get((final, dataset, protocol, metric))
                 if mae is None:
                     continue
