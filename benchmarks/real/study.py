@@ -249,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         if "evaluate" in stages:
             evaluate_stage(study, data_dir, out, pretrained)
         if "report" in stages:
-            path = write_results(study, args.budget, out, pretrained, command=" ".join(["python", *sys.argv]))
+            command = f"python benchmarks/real/study.py {args.study} --budget {args.budget}" + (
+                f" --data-root {args.data_root}" if args.data_root != Path("data/real") else "")
+            path = write_results(study, args.budget, out, pretrained, command=command)
             if args.report_to:
                 args.report_to.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, args.report_to / f"{study['field']}.md")
