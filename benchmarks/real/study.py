@@ -11,7 +11,8 @@
    labelled chip file is one sample, not as many random windows as a pretraining scene gets), a
    random-init encoder of the same architecture and the raw pixels; every dataset at every label fraction
    (``train_fraction``, stratified); ``frozen`` protocols on every checkpoint and baseline, ``trained``
-   protocols on the final checkpoint and random init; records in ``<out>/eval/results.jsonl``;
+   protocols on the final checkpoint and random init at the ``trained_fractions`` (default: every label
+   fraction); records in ``<out>/eval/results.jsonl``;
 3. report: ``<out>/results.md`` (machine, versions, budget, wall time, one table per protocol and metric with
    the mean over seeds and a 95 % interval) and plots of each metric against the pretraining step and
    against the label fraction (:mod:`study_report`).
@@ -42,7 +43,7 @@ from study_report import write_results  # noqa: E402
 STAGES = ("pretrain", "evaluate", "report")
 STUDY_KEYS = {"field", "title", "data", "prepare", "recipe", "budgets", "evaluate"}
 EVALUATE_KEYS = {"datasets", "label_fractions", "seeds", "frozen", "trained", "protocols", "batch_size", "num_workers",
-                 "adapter_options"}
+                 "adapter_options", "trained_fractions"}
 log = logging.getLogger("study")
 
 
@@ -175,13 +176,15 @@ def benchmark_spec(study: Mapping[str, Any], data_dir: Path, pretrained: Mapping
             entry["config"] = saved
     checkpoints += [{"name": "random-init", "init": "random", "like": final, "seed": 0},
                     {"name": "raw-pixels", "init": "pixels", "like": final}]
-    datasets, full, fractional = [], [], []
+    datasets, full, fractional, trained_sets = [], [], [], []
     for entry in ev["datasets"]:
         for fraction in ev.get("label_fractions", [1.0]):
             name = entry["name"] if fraction == 1.0 else f"{entry['name']}@{fraction * 100:g}%"
             resolved = {k: (_under(data_dir, v) if k in ("train", "test", "manifest") else v) for k, v in entry.items()}
             datasets.append({**resolved, "name": name, **({} if fraction == 1.0 else {"train_fraction": fraction})})
             (full if fraction == 1.0 else fractional).append(name)
+            if fraction in ev.get("trained_fractions", ev.get("label_fractions", [1.0])):
+                trained_sets.append(name)
     names = {p["name"] for p in ev["protocols"]}
     for group in ("frozen", "trained"):
         unknown = set(ev.get(group, [])) - names
@@ -194,7 +197,7 @@ def benchmark_spec(study: Mapping[str, Any], data_dir: Path, pretrained: Mapping
             runs.append({"checkpoints": [final, "random-init", "raw-pixels"], "datasets": fractional,
                          "protocols": ev["frozen"]})
     if ev.get("trained"):
-        runs.append({"checkpoints": [final, "random-init"], "datasets": full + fractional, "protocols": ev["trained"]})
+        runs.append({"checkpoints": [final, "random-init"], "datasets": trained_sets, "protocols": ev["trained"]})
     return {"name": study.get("title", study["field"]), "seeds": ev.get("seeds", [0, 1, 2]), "device": "auto",
             "batch_size": ev.get("batch_size", 64), "num_workers": ev.get("num_workers", 0), "cache": True,
             "progress": False, "checkpoints": checkpoints, "datasets": datasets, "protocols": ev["protocols"],

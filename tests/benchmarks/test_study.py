@@ -44,6 +44,10 @@ def test_benchmark_spec_has_every_step_baselines_and_label_fractions(tmp_path):
     spec = study.benchmark_spec(TINY_STUDY, tmp_path, pretrained)
     assert [c["name"] for c in spec["checkpoints"]] == ["mae-step2", "mae-step4", "random-init", "raw-pixels"]
     assert spec["checkpoints"][0]["step"] == 2 and spec["checkpoints"][2]["like"] == "mae-step4"
+    few = study.benchmark_spec(dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "trained_fractions": [0.1]}),
+                               tmp_path, pretrained)
+    assert few["runs"][-1] == {"checkpoints": ["mae-step4", "random-init"], "datasets": ["landcover@10%"],
+                               "protocols": ["finetune"]}
     datasets = {d["name"]: d for d in spec["datasets"]}
     assert datasets["landcover@10%"]["train_fraction"] == 0.1 and "train_fraction" not in datasets["landcover"]
     assert datasets["landcover"]["train"] == str(tmp_path / "chips" / "train")
