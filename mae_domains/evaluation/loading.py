@@ -12,7 +12,9 @@ A dataset entry is either ``train:`` / ``test:`` folders (or lists of paths and 
 lists, or ``manifest:`` one CSV whose ``split`` column says train or test. CSVs are read by the adapter
 when it reads manifests (e.g. the medical adapters' ``image,labels`` with ``A|B|C``), else in the
 runner's ``path,labels[,split]`` format (:mod:`mae_domains.labelled.label_lists`); multi-label
-when any row has a set of labels, or ``multilabel: true``. ``test:`` alone suffices for protocols that
+when any row has a set of labels, or ``multilabel: true``. ``train_fraction:`` (0 < f <= 1) keeps a
+stratified share of the training labels (per class ``max(1, round(f * count))``, drawn with
+``fraction_seed``, default 0), for label-fraction curves; the test split stays whole. ``test:`` alone suffices for protocols that
 only score the test split (``anomaly``). Fine-tuning's training loader uses the adapter's
 ``finetune_transform`` with the protocol's resolved settings (``DownstreamData.finetune_loader``).
 """
@@ -204,6 +206,10 @@ def build_archive_loaders(spec: Mapping[str, Any], checkpoint: LoadedCheckpoint,
         raise ValueError(f"checkpoint {checkpoint.name} has no adapter; pass build_loaders= to the runner")
     name = str(spec["name"])
     train_set, test_set = labelled_splits(adapter, spec, root)
+    if spec.get("train_fraction") is not None:
+        keep = stratified_subset(train_set.labels, float(spec["train_fraction"]), int(spec.get("fraction_seed", 0)), name)
+        train_set = LabelledRefs([train_set.refs[i] for i in keep], [train_set.labels[i] for i in keep],
+                                 [train_set.splits[i] for i in keep])
     train_refs, test_refs = train_set.refs, test_set.refs
     adapter = prepared_reader(adapter, train_refs + test_refs)  # reads samples of prepared shards from them
     train_labels, test_labels, class_names, multilabel = encode_labels(
@@ -233,6 +239,24 @@ def build_archive_loaders(spec: Mapping[str, Any], checkpoint: LoadedCheckpoint,
         multilabel=multilabel, train_augmented=loader(train_refs, train_labels, True) if has_train else None,
         finetune_loader=finetune_loader if has_train else None,
     )
+
+
+def stratified_subset(labels: Sequence[Any], fraction: float, seed: int = 0, where: str = "dataset") -> list[int]:
+    """Sorted indices of a seeded, class-stratified ``fraction`` of ``labels``: ``max(1, round(fraction * n))``
+    of each class's ``n`` samples (a multi-label row counts under its sorted label tuple)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"dataset {where}: train_fraction must be in (0, 1], got {fraction}")
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        key = "|".join(sorted(map(str, label))) if isinstance(label, (tuple, list)) else str(label)
+        by_class.setdefault(key, []).append(i)
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for key in sorted(by_class):
+        members = by_class[key]
+        count = max(1, int(round(fraction * len(members))))
+        keep += rng.choice(members, size=count, replace=False).tolist()
+    return sorted(keep)
 
 
 def labelled_splits(adapter: Any, spec: Mapping[str, Any], root: Path) -> tuple[LabelledRefs, LabelledRefs]:

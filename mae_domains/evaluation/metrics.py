@@ -76,6 +76,16 @@ def macro_f1(predictions: ArrayLike, labels: ArrayLike, classes: Sequence[int] |
     return float(np.mean(list(scores.values()))) if scores else float("nan")
 
 
+def balanced_accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
+    """Mean recall over the classes present in ``labels`` (scikit-learn's ``balanced_accuracy_score``): each
+    class counts equally however rare it is, so a majority-class guess scores 1 / number of classes."""
+    predictions, labels = as_numpy(predictions), as_numpy(labels)
+    present = np.unique(labels)
+    if present.size == 0:
+        return float("nan")
+    return float(np.mean([np.mean(predictions[labels == c] == c) for c in present]))
+
+
 def binary_roc_auc(scores: ArrayLike, targets: ArrayLike) -> float:
     """ROC-AUC of one binary problem (Mann-Whitney U with average ranks for ties); NaN if only one
     target value is present."""
@@ -196,6 +206,7 @@ def _metric_functions(multilabel: bool, num_classes: int) -> dict[str, Callable[
     }
     if num_classes > 5:  # top-5 is always 1 with five classes or fewer
         metrics["top5"] = lambda s, t: top_k_accuracy(s, t, 5)
+    metrics["balanced_accuracy"] = lambda s, t: balanced_accuracy(np.argmax(s, axis=1), t)
     metrics["macro_f1"] = lambda s, t: macro_f1(np.argmax(s, axis=1), t, classes=range(num_classes))
     metrics["mean_roc_auc"] = lambda s, t: mean_roc_auc(s, t, quiet=True)
     return metrics
@@ -221,7 +232,8 @@ def classification_report(
 ) -> MetricReport:
     """All metrics for a single-label (integer targets) or multi-label (multi-hot) task.
 
-    Single-label: top-1, top-5 (more than five classes), macro-F1 over all classes, mean one-vs-rest
+    Single-label: top-1, top-5 (more than five classes), balanced accuracy (mean recall of the classes in
+    the test set), macro-F1 over all classes, mean one-vs-rest
     ROC-AUC; per class: F1 and ROC-AUC. Multi-label: mean ROC-AUC and mAP; per class: ROC-AUC and AP.
     """
     scores, targets = as_numpy(scores).astype(np.float64), as_numpy(targets)
@@ -236,7 +248,7 @@ def classification_report(
         only = names[int(targets[0])] if targets.size else "none"
         log.warning("the test set holds a single class (%s): top-1 says nothing about telling classes apart; "
                     "macro-F1 and ROC-AUC are undefined and not reported", only)
-        functions = {k: v for k, v in functions.items() if k not in ("macro_f1", "mean_roc_auc")}
+        functions = {k: v for k, v in functions.items() if k not in ("balanced_accuracy", "macro_f1", "mean_roc_auc")}
     summary = {name: fn(scores, targets) for name, fn in functions.items()}
     undefined = sorted(name for name, value in summary.items() if np.isnan(value))
     if undefined:

@@ -120,7 +120,7 @@ def test_finetune_protocol_for_every_grid_encoder(kind):
                            encoder=encoder, grid_batch=recording, class_names=["down", "up"], device="cpu",
                            settings=settings, dataset=kind)
     summary = {r.metric: r.value for r in records if r.class_name is None}
-    assert set(summary) == {"top1", "macro_f1", "mean_roc_auc"} and all(0 <= v <= 1 for v in summary.values())
+    assert set(summary) == {"top1", "balanced_accuracy", "macro_f1", "mean_roc_auc"} and all(0 <= v <= 1 for v in summary.values())
     assert records[0].n_train == 24 and records[0].n_test == 8 and records[0].protocol == "finetune"
     assert len(seen) == 4 * 3 + 1  # 3 training batches per epoch, then one test batch
     result = finetune(encoder, dict_loader(images, labels, 8, shuffle=True), None, 2,

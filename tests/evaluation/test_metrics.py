@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from mae_domains.evaluation.metrics import (
     accuracy, binary_average_precision, binary_roc_auc, bootstrap_ci, classification_report, macro_f1,
@@ -104,13 +104,21 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_value(single_label):
     assert first == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
 
 
+def test_balanced_accuracy_weighs_every_class_equally():
+    from mae_domains.evaluation.metrics import balanced_accuracy
+    labels = np.array([0] * 9 + [1])
+    assert balanced_accuracy(np.zeros(10, int), labels) == pytest.approx(0.5)  # the majority guess
+    assert balanced_accuracy(labels, labels) == 1.0
+
+
 def test_classification_report_single_label(single_label):
     scores, labels = single_label
     report = classification_report(scores, labels, bootstrap_resamples=50)
-    assert set(report.summary) == {"top1", "top5", "macro_f1", "mean_roc_auc"}
+    assert set(report.summary) == {"top1", "top5", "balanced_accuracy", "macro_f1", "mean_roc_auc"}
     assert set(report.intervals) == set(report.summary)
     assert report.summary["macro_f1"] == pytest.approx(
         f1_score(labels, scores.argmax(1), average="macro", labels=list(range(7)), zero_division=0))
+    assert report.summary["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, scores.argmax(1)))
     assert set(report.per_class) == {"roc_auc", "f1"}
     few = classification_report(scores[:, :3], np.minimum(labels, 2))
     assert "top5" not in few.summary

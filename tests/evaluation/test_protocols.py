@@ -178,4 +178,4 @@ def test_frozen_feature_protocols_for_every_grid_encoder(kind):
     assert sum(calls) == 2 * (16 + 8)  # each protocol embedded both splits through the batch function
     for records in (knn, probe):
         summary = {r.metric: r.value for r in records if r.class_name is None}
-        assert set(summary) == {"top1", "macro_f1", "mean_roc_auc"} and all(np.isfinite(list(summary.values())))
+        assert set(summary) == {"top1", "balanced_accuracy", "macro_f1", "mean_roc_auc"} and all(np.isfinite(list(summary.values())))

@@ -39,7 +39,7 @@ def test_run_protocol_knn_and_probe(loaders, tmp_path):
                   checkpoint="micro", dataset="stripes", feature_cache=tmp_path, device="cpu")
     knn = run_protocol("knn", train, test, settings={"k": 5, "bootstrap_resamples": 50}, **common)
     summary = {r.metric: r for r in knn if r.class_name is None}
-    assert set(summary) == {"top1", "macro_f1", "mean_roc_auc"}
+    assert set(summary) == {"top1", "balanced_accuracy", "macro_f1", "mean_roc_auc"}
     top1 = summary["top1"]
     assert top1.n_train == 32 and top1.n_test == 16 and top1.settings["k"] == 5 and top1.settings["pool"] == "cls"
     assert top1.ci_low <= top1.value <= top1.ci_high
@@ -175,7 +175,13 @@ def test_example_benchmark_file_is_valid():
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "downstream.yaml"
     spec = load_benchmark_file(path)
     runs = expand_runs(spec)
-    assert ("raw-pixels", "shapes", "knn") in runs and ("raw-pixels", "shapes", "finetune") not in runs
+    assert ("raw-pixels", "landcover", "knn") in runs and ("raw-pixels", "landcover", "finetune") not in runs
+    assert ("random-init", "landcover@10%", "finetune") in runs
+    root = (path.parent / spec["root"]).resolve()
+    for dataset in spec["datasets"]:  # the paths the preparation script writes (prepare_landsat.py --out default)
+        assert dataset["train"] == "data/real/landsat/chips/train" and dataset["test"] == "data/real/landsat/chips/test"
+    prepare = (root / "benchmarks" / "real" / "prepare_landsat.py").read_text()
+    assert 'default=Path("data/real/landsat")' in prepare
 
 
 @pytest.fixture

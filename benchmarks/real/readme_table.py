@@ -1,0 +1,47 @@
+"""Print the README's "Does pretraining help?" table from the studies' ``headline.json`` files.
+
+Run: ``python benchmarks/real/readme_table.py runs/real/remote_sensing-cpu runs/real/microscopy-cpu ...``
+Each row: the final checkpoint against random init and raw pixels on balanced accuracy, at 10 % and 100 % of
+the training labels, with the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_report import base_of, cell, fraction_of  # noqa: E402
+
+PROTOCOLS = ("knn", "linear_probe", "finetune")
+METRIC = "balanced_accuracy"
+
+
+def rows(out: Path) -> list[str]:
+    headline = json.loads((out / "headline.json").read_text())
+    field, budget = headline["field"], headline["budget"]
+    study = f"benchmarks/real/{field}.yaml" if field != "medical" else "benchmarks/real/medical.yaml"
+    command = f"`python benchmarks/real/study.py {study} --budget {budget}`"
+    lines = []
+    for protocol in PROTOCOLS:
+        for row in headline["rows"]:
+            if row["protocol"] != protocol or row["metric"] != METRIC or fraction_of(row["dataset"]) not in (0.1, 1.0):
+                continue
+            labels = f"{fraction_of(row['dataset']) * 100:g} %"
+            lines.append(f"| {field} ({base_of(row['dataset'])}) | {protocol} | {labels} | {cell(row['mae'])} | "
+                         f"{cell(row['random'])} | {cell(row['pixels'])} | {row['vs_random']} / {row['vs_pixels']} | "
+                         f"{command} |")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    print("| field (task) | protocol | labels | MAE | random init | raw pixels | MAE vs random / pixels | reproduce |")
+    print("|---|---|---|---|---|---|---|---|")
+    for folder in argv:
+        print("\n".join(rows(Path(folder))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,201 @@
+"""``results.md`` and plots of one field's study, from its ``eval/results.jsonl`` and pretraining record.
+
+Seeds are combined per (checkpoint, dataset, protocol, metric): the value is the mean over seeds, the 95 %
+interval runs from the lowest to the highest per-seed percentile-bootstrap bound (test images resampled,
+1000 times), so it covers both the test-set sampling and the spread over seeds. kNN is deterministic and
+runs once. "beats" in the verdicts means the two intervals do not overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean")
+BALANCED = ("balanced_accuracy", "macro_f1")
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def combine(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """(checkpoint, dataset, protocol, metric) -> mean, low, high, seeds, n_train, n_test, step."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r.get("class_name") is None:
+            groups[(r["checkpoint"], r["dataset"], r["protocol"], r["metric"])].append(r)
+    out = {}
+    for key, rows in groups.items():
+        values = np.array([float(r["value"]) for r in rows])
+        lows = [float(r["ci_low"]) for r in rows if r.get("ci_low") is not None]
+        highs = [float(r["ci_high"]) for r in rows if r.get("ci_high") is not None]
+        out[key] = {"mean": float(values.mean()), "low": min(lows) if lows else float(values.min()),
+                    "high": max(highs) if highs else float(values.max()), "seeds": len(rows),
+                    "n_train": rows[0].get("n_train"), "n_test": rows[0].get("n_test"), "step": rows[0].get("step")}
+    return out
+
+
+def fraction_of(dataset: str) -> float:
+    match = re.search(r"@([\d.]+)%$", dataset)
+    return float(match.group(1)) / 100 if match else 1.0
+
+
+def base_of(dataset: str) -> str:
+    return dataset.split("@")[0]
+
+
+def cell(entry: Mapping[str, Any] | None) -> str:
+    if entry is None:
+        return "-"
+    return f"{entry['mean']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def verdict(mae: Mapping[str, Any] | None, other: Mapping[str, Any] | None) -> str:
+    if mae is None or other is None:
+        return "n/a"
+    if mae["low"] > other["high"]:
+        return "beats"
+    if mae["high"] < other["low"]:
+        return "loses"
+    return "overlaps"
+
+
+def plot_curves(combined: Mapping[tuple, Mapping[str, Any]], final: str, plots: Path, field: str) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots.mkdir(parents=True, exist_ok=True)
+    names = []
+    keys = list(combined)
+    protocols = sorted({k[2] for k in keys})
+    datasets = sorted({base_of(k[1]) for k in keys})
+    metric_of = lambda p: next((m for m in METRICS if any(k[2] == p and k[3] == m for k in keys)), None)  # noqa: E731
+    for dataset in datasets:
+        for protocol in protocols:
+            metric = metric_of(protocol)
+            if metric is None:
+                continue
+            steps = sorted((v["step"], v) for (c, d, p, m), v in combined.items()
+                           if d == dataset and p == protocol and m == metric and c.startswith("mae-step"))
+            if len(steps) > 1:
+                fig, ax = plt.subplots(figsize=(5, 3.5))
+                xs = [s for s, _ in steps]
+                ax.errorbar(xs, [v["mean"] for _, v in steps], yerr=[[v["mean"] - v["low"] for _, v in steps],
+                            [v["high"] - v["mean"] for _, v in steps]], marker="o", capsize=3, label="MAE")
+                for baseline, style in (("random-init", "--"), ("raw-pixels", ":")):
+                    b = combined.get((baseline, dataset, protocol, metric))
+                    if b:
+                        ax.axhline(b["mean"], linestyle=style, color="gray" if style == "--" else "black", label=baseline)
+                ax.set_xlabel("pretraining step")
+                ax.set_ylabel(metric)
+                ax.set_title(f"{field}: {protocol} on {dataset}")
+                ax.legend(fontsize=7)
+                fig.tight_layout()
+                name = f"{field}_{dataset}_{protocol}_vs_step.png"
+                fig.savefig(plots / name, dpi=100)
+                plt.close(fig)
+                names.append(name)
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            drawn = False
+            for checkpoint in (final, "random-init", "raw-pixels"):
+                points = sorted((fraction_of(d), v) for (c, d, p, m), v in combined.items()
+                                if c == checkpoint and base_of(d) == dataset and p == protocol and m == metric)
+                if len(points) > 1:
+                    xs = [100 * f for f, _ in points]
+                    ax.errorbar(xs, [v["mean"] for _, v in points], yerr=[[v["mean"] - v["low"] for _, v in points],
+                                [v["high"] - v["mean"] for _, v in points]], marker="o", capsize=3, label=checkpoint)
+                    drawn = True
+            if drawn:
+                ax.set_xscale("log")
+                ax.set_xlabel("% of training labels")
+                ax.set_ylabel(metric)
+                ax.set_title(f"{field}: {protocol} on {dataset}")
+                ax.legend(fontsize=7)
+                fig.tight_layout()
+                name = f"{field}_{dataset}_{protocol}_vs_labels.png"
+                fig.savefig(plots / name, dpi=100)
+                names.append(name)
+            plt.close(fig)
+    return names
+
+
+def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: Mapping[str, Any],
+                  command: str) -> Path:
+    """Write ``<out>/results.md`` (and ``<out>/plots``, ``<out>/headline.json``); return its path."""
+    records = read_records(out / "eval" / "results.jsonl")
+    combined = combine(records)
+    steps = sorted(int(s) for s in pretrained["kept"])
+    final = f"mae-step{steps[-1]}"
+    field = str(study["field"])
+    eval_wall = json.loads((out / "eval" / "wall.json").read_text())["wall_s"] if (out / "eval" / "wall.json").exists() else None
+    info = pretrained.get("machine", {})
+    lines = [f"# {study.get('title', field)}", "",
+             f"Reproduce: `{command}` (data: `{study.get('prepare', '')}`).", "",
+             "## Run", "",
+             f"- machine: {info.get('cpu')} ({info.get('cpus_available')} CPUs available, load average at the end "
+             f"{', '.join(f'{x:.1f}' for x in info.get('load_average', []))}), {info.get('cuda') or 'no GPU'}; "
+             f"{info.get('platform')}",
+             f"- versions: Python {info.get('python')}, torch {info.get('torch')}, mae-domains {info.get('mae_domains')}",
+             f"- pretraining: budget `{budget}`, {pretrained['steps']} steps at batch {pretrained.get('batch_size')} "
+             f"({pretrained['steps'] * int(pretrained.get('batch_size') or 0)} samples), {pretrained['wall_s']:.0f} s wall; "
+             f"checkpoints kept at steps {', '.join(map(str, steps))}",
+             f"- evaluation: {eval_wall:.0f} s wall" if eval_wall is not None else "- evaluation: wall time not recorded",
+             "- loss at the kept steps: " + ", ".join(
+                 f"{s}: {pretrained['loss'][str(s)]:.4f}" for s in steps if str(s) in pretrained.get("loss", {})),
+             "", "Values: mean over seeds [95 % interval: lowest to highest per-seed percentile-bootstrap bound, "
+             "1000 resamples of the test set]. kNN is deterministic (one run); linear probe and fine-tuning ran "
+             f"once per seed ({', '.join(map(str, study['evaluate'].get('seeds', [])))}).", ""]
+    datasets = sorted({k[1] for k in combined}, key=lambda d: (base_of(d), -fraction_of(d)))
+    protocols = sorted({k[2] for k in combined})
+    for protocol in protocols:
+        metrics = [m for m in METRICS if any(k[2] == protocol and k[3] == m for k in combined)]
+        for dataset in datasets:
+            rows = [c for c in dict.fromkeys(k[0] for k in combined if k[1] == dataset and k[2] == protocol)]
+            if not rows:
+                continue
+            any_entry = next(combined[(rows[0], dataset, protocol, m)] for m in metrics if (rows[0], dataset, protocol, m) in combined)
+            lines += [f"### {protocol} on {dataset} ({any_entry['n_train']} train, {any_entry['n_test']} test)", "",
+                      "| checkpoint | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+            for checkpoint in sorted(rows, key=_order):
+                lines.append(f"| {checkpoint} | " + " | ".join(cell(combined.get((checkpoint, dataset, protocol, m)))
+                                                             for m in metrics) + " |")
+            lines.append("")
+    headline = []
+    lines += ["## Does pretraining help?", "",
+              "Final checkpoint against each baseline on the class-balanced metrics and the threshold-free ROC-AUC "
+              "(beats / overlaps / loses: "
+              "whether the 95 % intervals are disjoint).", "",
+              "| protocol | dataset | metric | MAE | random init | raw pixels | vs random | vs pixels |",
+              "|---|---|---|---|---|---|---|---|"]
+    for protocol in protocols:
+        for dataset in datasets:
+            for metric in BALANCED + ("mean_roc_auc", "dice_mean"):
+                mae = combined.get((final, dataset, protocol, metric))
+                if mae is None:
+                    continue
+                rnd, pix = combined.get(("random-init", dataset, protocol, metric)), combined.get(("raw-pixels", dataset, protocol, metric))
+                row = {"protocol": protocol, "dataset": dataset, "metric": metric, "mae": mae, "random": rnd,
+                       "pixels": pix, "vs_random": verdict(mae, rnd), "vs_pixels": verdict(mae, pix)}
+                headline.append(row)
+                lines.append(f"| {protocol} | {dataset} | {metric} | {cell(mae)} | {cell(rnd)} | {cell(pix)} | "
+                             f"{row['vs_random']} | {row['vs_pixels']} |")
+    plots = plot_curves(combined, final, out / "plots", field)
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
+    path = out / "results.md"
+    path.write_text("\n".join(lines))
+    (out / "headline.json").write_text(json.dumps({"field": field, "budget": budget, "final": final,
+                                                   "rows": headline}, indent=2) + "\n")
+    return path
+
+
+def _order(checkpoint: str) -> tuple[int, int]:
+    if checkpoint.startswith("mae-step"):
+        return (0, int(checkpoint[len("mae-step"):]))
+    return (1, 0 if checkpoint == "random-init" else 1)

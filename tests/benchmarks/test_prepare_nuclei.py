@@ -1,0 +1,71 @@
+"""prepare_nuclei.py on a tiny package in the layout of stardist's wheel (no download)."""
+
+import csv
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import tifffile
+
+from tests.benchmarks.real_modules import real_module
+
+prep = real_module("prepare_nuclei")
+fetch = real_module("fetch")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """A 512 x 512 uint16 image (value = 3 * row + column % 5) with square nuclei every 64 px."""
+    root = tmp_path_factory.mktemp("stardist")
+    rows, cols = np.mgrid[0:512, 0:512]
+    image = (3 * rows + cols % 5).astype(np.uint16)
+    mask = np.zeros((512, 512), np.uint16)
+    for i, (y, x) in enumerate((y, x) for y in range(8, 512, 64) for x in range(8, 512, 64)):
+        mask[y:y + 20, x:x + 20] = i + 1
+    tifffile.imwrite(root / "img2d.tif", image)
+    tifffile.imwrite(root / "mask2d.tif", mask)
+    path = root / "stardist-0.9.2-cp311-cp311-manylinux_2_28_x86_64.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(root / "img2d.tif", prep.IMAGE)
+        zf.write(root / "mask2d.tif", prep.MASK)
+    return path, {prep.IMAGE: fetch.sha256_of(root / "img2d.tif"), prep.MASK: fetch.sha256_of(root / "mask2d.tif")}, image, mask
+
+
+def test_fields_are_ome_tiff_with_the_channel_name_and_splits_do_not_overlap(wheel, tmp_path):
+    path, pins, image, mask = wheel
+    summary = prep.prepare(tmp_path, str(path), pins)
+    with tifffile.TiffFile(tmp_path / "fields" / "test.ome.tif") as tif:
+        assert tif.is_ome and 'Name="DNA"' in tif.ome_metadata
+        np.testing.assert_array_equal(tif.asarray(), image[:, 272:512])
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "fields" / "train_mask.tif"), mask[:, :240])
+    rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
+    train_x = [int(r["x"]) for r in rows if r["split"] == "train"]
+    test_x = [int(r["x"]) for r in rows if r["split"] == "test"]
+    assert max(train_x) + prep.CROP <= 240 and min(test_x) >= 272
+    assert summary["crops"]["train"]["nucleus"] > 0 and summary["crops"]["test"]["background"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+
+def test_crops_hold_the_pixels_and_the_label_of_their_centre(wheel, tmp_path):
+    path, pins, image, mask = wheel
+    prep.prepare(tmp_path, str(path), pins)
+    for r in csv.DictReader(open(tmp_path / "labels.csv")):
+        y, x = int(r["y"]), int(r["x"])
+        crop = tifffile.imread(tmp_path / r["path"])
+        np.testing.assert_array_equal(crop.squeeze(), image[y:y + 32, x:x + 32])
+        centre = mask[y + 15:y + 17, x + 15:x + 17]
+        assert r["labels"] == ("nucleus" if (centre > 0).all() else "background") and ((centre > 0).all() or not centre.any())
+    manifest = list(csv.DictReader(open(tmp_path / "crops_test.csv")))
+    assert {r["label"] for r in manifest} == {"nucleus", "background"}
+    assert all("/test/" + r["label"] + "/" in r["path"] and (tmp_path / r["path"]).is_file() for r in manifest)
+    assert prep.crop_label(mask, 8 + 10 - 16, 8 + 10 - 16) == "nucleus"  # centre inside the first square
+    assert prep.crop_label(mask, 8 + 19 - 15, 8 - 16) is None  # centre on its edge: mixed, left out
+
+
+def test_a_wheel_without_the_files_is_refused_in_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty.whl"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("stardist/__init__.py", "")
+    assert prep.main(["--out", str(tmp_path / "out"), "--source", str(empty)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {empty}: holds no {prep.IMAGE}"

@@ -1,0 +1,149 @@
+"""The study driver (benchmarks/real/study.py) and its report, offline on tiny prepared data."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.benchmarks.real_modules import real_module
+from tests.benchmarks.test_prepare_landsat import wheel  # noqa: F401  (fixture)
+
+study = real_module("study")
+report = real_module("study_report")
+prep = real_module("prepare_landsat")
+
+TINY_STUDY = {
+    "field": "remote_sensing", "title": "tiny", "data": "landsat", "prepare": "prepare_landsat.py",
+    "recipe": {
+        "adapter": "remote_sensing.multispectral",
+        "model": {"preset": "micro", "img_size": 16, "patch_size": 8, "in_chans": 6, "norm_pix_loss": False},
+        "mask": {"ratio": 0.75, "strategy": "independent"},
+        "data": {"sources": ["pretrain.tif"], "num_workers": 0, "stats_samples": 8,
+                 "options": {"groups": [["B2", "B3", "B4", "B8"], ["B11", "B12"]], "min_valid_fraction": 1.0,
+                             "window_attempts": 32, "chips_per_scene": 16}},
+        "optim": {"base_lr": 1.5e-3, "warmup_steps": 1},
+        "engine": {"batch_size": 4, "log_every": 1, "figure_every": 0, "device": "cpu", "threads": 1},
+    },
+    "budgets": {"cpu": {"steps": 4, "keep": [2, 4]}},
+    "evaluate": {
+        "datasets": [{"name": "landcover", "train": "chips/train", "test": "chips/test"}],
+        "label_fractions": [0.1, 1.0], "seeds": [0, 1], "frozen": ["knn", "linear_probe"], "trained": ["finetune"],
+        "batch_size": 16,
+        "protocols": [{"name": "knn", "k": 3}, {"name": "linear_probe", "epochs": 2, "warmup_epochs": 0,
+                                                 "bootstrap_resamples": 20},
+                      {"name": "finetune", "epochs": 1, "warmup_epochs": 0, "bootstrap_resamples": 20}],
+    },
+}
+
+
+def test_benchmark_spec_has_every_step_baselines_and_label_fractions(tmp_path):
+    (tmp_path / "chips" / "train").mkdir(parents=True)
+    (tmp_path / "chips" / "test").mkdir(parents=True)
+    pretrained = {"kept": {"2": "/r/steps/step0000002/checkpoint.pt", "4": "/r/steps/step0000004/checkpoint.pt"}}
+    spec = study.benchmark_spec(TINY_STUDY, tmp_path, pretrained)
+    assert [c["name"] for c in spec["checkpoints"]] == ["mae-step2", "mae-step4", "random-init", "raw-pixels"]
+    assert spec["checkpoints"][0]["step"] == 2 and spec["checkpoints"][2]["like"] == "mae-step4"
+    few = study.benchmark_spec(dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "trained_fractions": [0.1]}),
+                               tmp_path, pretrained)
+    assert few["runs"][-1] == {"checkpoints": ["mae-step4", "random-init"], "datasets": ["landcover@10%"],
+                               "protocols": ["finetune"]}
+    datasets = {d["name"]: d for d in spec["datasets"]}
+    assert datasets["landcover@10%"]["train_fraction"] == 0.1 and "train_fraction" not in datasets["landcover"]
+    assert datasets["landcover"]["train"] == str(tmp_path / "chips" / "train")
+    from mae_domains.evaluation.runner import expand_runs
+    runs = set(expand_runs(spec))
+    assert ("mae-step2", "landcover", "knn") in runs and ("mae-step2", "landcover@10%", "knn") not in runs
+    assert ("random-init", "landcover@10%", "finetune") in runs and ("raw-pixels", "landcover", "finetune") not in runs
+    assert ("mae-step4", "landcover@10%", "finetune") in runs and ("mae-step2", "landcover", "finetune") not in runs
+
+
+def test_bad_study_and_missing_data_end_in_one_line_with_exit_code_2(tmp_path, capsys):
+    bad = dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "fractions": [0.1]})
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    assert study.main([str(tmp_path / "bad.yaml"), "--data-root", str(tmp_path)]) == 2
+    assert "evaluate: unknown keys ['fractions']" in capsys.readouterr().err
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(TINY_STUDY))
+    assert study.main([str(tmp_path / "ok.yaml"), "--data-root", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "not found; prepare it with" in err and len(err.splitlines()) == 1
+
+
+def record(checkpoint, dataset, protocol, metric, value, low, high, seed=0, step=None):
+    return {"checkpoint": checkpoint, "dataset": dataset, "protocol": protocol, "metric": metric, "value": value,
+            "ci_low": low, "ci_high": high, "seed": seed, "class_name": None, "n_train": 10, "n_test": 5, "step": step}
+
+
+def test_report_combines_seeds_and_says_beats_only_for_disjoint_intervals(tmp_path):
+    records = [
+        record("mae-step4", "landcover", "linear_probe", "macro_f1", 0.80, 0.72, 0.86, seed=0, step=4),
+        record("mae-step4", "landcover", "linear_probe", "macro_f1", 0.84, 0.76, 0.90, seed=1, step=4),
+        record("mae-step2", "landcover", "linear_probe", "macro_f1", 0.60, 0.50, 0.70, step=2),
+        record("random-init", "landcover", "linear_probe", "macro_f1", 0.50, 0.40, 0.60),
+        record("raw-pixels", "landcover", "linear_probe", "macro_f1", 0.70, 0.62, 0.78),
+        record("mae-step4", "landcover@10%", "linear_probe", "macro_f1", 0.55, 0.45, 0.65, step=4),
+        record("random-init", "landcover@10%", "linear_probe", "macro_f1", 0.45, 0.35, 0.55),
+        record("mae-step4", "landcover", "knn", "balanced_accuracy", 0.9, 0.85, 0.95, step=4),
+        record("random-init", "landcover", "knn", "balanced_accuracy", 0.5, 0.4, 0.6),
+        record("raw-pixels", "landcover", "knn", "balanced_accuracy", 0.92, 0.88, 0.96),
+    ]
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pretrained = {"kept": {"2": "a", "4": "b"}, "steps": 4, "wall_s": 12.0, "batch_size": 4,
+                  "loss": {"2": 0.9, "4": 0.8}, "machine": {"cpu": "x86_64", "cpus_available": 2}}
+    path = report.write_results(TINY_STUDY, "cpu", tmp_path, pretrained, command="python study.py")
+    text = path.read_text()
+    assert "| mae-step4 | 0.820 [0.720, 0.900] |" in text  # mean of seeds, envelope of their intervals
+    headline = json.loads((tmp_path / "headline.json").read_text())["rows"]
+    full = next(r for r in headline if r["dataset"] == "landcover")
+    assert (full["vs_random"], full["vs_pixels"]) == ("beats", "overlaps")
+    assert next(r for r in headline if r["dataset"] == "landcover@10%")["vs_random"] == "overlaps"
+    assert (tmp_path / "plots" / "remote_sensing_landcover_linear_probe_vs_step.png").is_file()
+    assert (tmp_path / "plots" / "remote_sensing_landcover_linear_probe_vs_labels.png").is_file()
+    table = real_module("readme_table").rows(tmp_path)  # balanced accuracy only
+    assert table == ["| remote_sensing (landcover) | knn | 100 % | 0.900 [0.850, 0.950] | 0.500 [0.400, 0.600] | "
+                     "0.920 [0.880, 0.960] | beats / overlaps | "
+                     "`python benchmarks/real/study.py benchmarks/real/remote_sensing.yaml --budget cpu` |"]
+
+
+@pytest.mark.slow
+def test_the_whole_study_runs_on_a_tiny_prepared_scene(wheel, tmp_path):  # noqa: F811
+    path, pins = wheel
+    prep.prepare(tmp_path / "data" / "landsat", str(path), pins)
+    tiny = dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "adapter_options": {"chips_per_scene": "auto"}})
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny))
+    out = tmp_path / "out"
+    assert study.main([str(tmp_path / "study.yaml"), "--data-root", str(tmp_path / "data"), "--out", str(out),
+                       "--report-to", str(tmp_path / "published")]) == 0
+    kept = json.loads((out / "pretrain" / "study.json").read_text())["kept"]
+    assert sorted(kept) == ["2", "4"]
+    import torch
+    steps = [torch.load(kept[s], map_location="cpu", weights_only=False)["step"] for s in ("2", "4")]
+    assert steps == [2, 4]
+    lines = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
+    summary = {(r["checkpoint"], r["dataset"], r["protocol"]) for r in lines if r["class_name"] is None}
+    assert ("mae-step2", "landcover", "knn") in summary and ("raw-pixels", "landcover@10%", "linear_probe") in summary
+    assert ("random-init", "landcover@10%", "finetune") in summary
+    n_train = {r["dataset"]: r["n_train"] for r in lines if r["protocol"] == "knn" and r["checkpoint"] == "mae-step4"}
+    assert n_train["landcover@10%"] < n_train["landcover"]
+    assert n_train["landcover"] == len(list((tmp_path / "data" / "landsat" / "chips" / "train").rglob("*.tif")))
+    assert {r["metric"] for r in lines} >= {"balanced_accuracy", "macro_f1", "top1"}
+    assert (tmp_path / "published" / "remote_sensing.md").read_text().startswith("# tiny")
+    assert np.isfinite([r["value"] for r in lines]).all()
+
+
+def test_adapter_options_override_the_reading_options_of_every_kept_checkpoint(tmp_path):
+    for name in ("train", "test"):
+        (tmp_path / "chips" / name).mkdir(parents=True)
+    kept = {}
+    for step in (2, 4):
+        folder = tmp_path / "steps" / f"step{step:07d}"
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(
+            {"adapter": "remote_sensing.multispectral", "data": {"options": {"chips_per_scene": 2048, "flips": True}}}))
+        kept[str(step)] = str(folder / "checkpoint.pt")
+    with_options = dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "adapter_options": {"chips_per_scene": "auto"}})
+    spec = study.benchmark_spec(with_options, tmp_path, {"kept": kept})
+    for entry in spec["checkpoints"][:2]:
+        assert entry["config"]["data"]["options"] == {"chips_per_scene": "auto", "flips": True}
+    assert "config" not in study.benchmark_spec(TINY_STUDY, tmp_path, {"kept": kept})["checkpoints"][0]
