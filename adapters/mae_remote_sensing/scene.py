@@ -9,6 +9,8 @@ by the reader (rasterio window reads with ``out_shape``), never by hand.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -129,8 +131,17 @@ def crs_text(crs) -> str | None:
     """``EPSG:32633`` when the CRS has an EPSG code, else its WKT; None without CRS."""
     if crs is None:
         return None
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+    return _crs_text_of_wkt(crs.to_wkt())
+
+
+@lru_cache(maxsize=256)
+def _crs_text_of_wkt(wkt: str) -> str:
+    # looking up the EPSG code of a CRS that carries none (GRASS and other exports) takes PROJ a tenth of
+    # a second or more: once per CRS, not once per read
+    from rasterio.crs import CRS
+
+    epsg = CRS.from_wkt(wkt).to_epsg()
+    return f"EPSG:{epsg}" if epsg else wkt
 
 
 def target_grid_from_reference(
