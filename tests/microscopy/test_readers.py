@@ -118,7 +118,7 @@ def test_z_stacks_with_imagej_or_ome_axes_are_planes(tmp_path):
         info = field.info()
         assert info.sizes == (1, 1, 31, 32, 32), name
         assert info.pixel_size == pytest.approx((0.325, 0.325)) and info.z_step == pytest.approx(0.5)
-        np.testing.assert_array_equal(field.read(0, [0], None, Window(0, 0, 32, 32))[0], stack)
+        np.testing.assert_array_equal(field.read(0, [0], None, PixelWindow(0, 0, 32, 32))[0], stack)
 
 
 def test_8bit_and_float_tiff(tmp_path):
