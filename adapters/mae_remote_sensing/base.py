@@ -81,6 +81,10 @@ COMMON_OPTIONS: dict[str, Any] = {
 SATMAE_PAPER = ('Cong et al.: "SatMAE: Pre-training Transformers for Temporal and Multi-Spectral Satellite '
                 'Imagery", NeurIPS 2022 (sustainlab-group/SatMAE)')
 COMMON_OPTION_HELP: dict[str, str] = {
+    "network_timeout": "seconds a remote raster or STAC document may stay silent before it fails (GDAL, pystac)",
+    "network_connect_timeout": "seconds to open a connection to a remote raster or STAC host",
+    "network_retries": "retries of a remote read that failed or timed out",
+    "stac_confine_hrefs": "local STAC asset hrefs and links must stay inside the STAC file's folder",
     "bands": "bands read, by Sentinel-2 name, in this order (null: the adapter's default bands)",
     "file_bands": "names of a file's bands when the file carries none (a different band count is rejected)",
     "layout": "auto, multiband (one file holds every band) or band_files (one file per band)",
