@@ -92,7 +92,11 @@ class ScaleAdapter(RemoteSensingAdapter):
         "source_factor": "side of the source window before the crop, in chip sides (Scale-MAE: 2)",
         "low_scale": "resolution of the decoder's low-pass image, as a fraction of the input",
         "residual_size": "[rows, cols] of the low pass behind the residual target (null: the token grid)",
-        "high_weight": "weight of the L1 loss on the high-frequency residual",
+        "high_weight": "weight of the loss on the high-frequency residual",
+        "high_loss": "l2 (Scale-MAE's released default) or l1: the loss on the high-frequency residual",
+        "loss_reduction": "band_sum (Scale-MAE: summed over bands per masked pixel) or mean (also over bands)",
+        "target_scale": "2 reconstructs a target at twice the input's resolution, read from the file's finer "
+                        "pixels (Scale-MAE's 448 px target of a 224 px input); 1: the input's resolution",
         "head_width": "hidden width of the upsampling heads (null: the decoder width)",
     }
     default_bands = ("B4", "B3", "B2")  # Scale-MAE pretrains on RGB; any band list works
