@@ -12,7 +12,9 @@
    random-init encoder of the same architecture and the raw pixels; every dataset at every label fraction
    (``train_fraction``, stratified); ``frozen`` protocols on every checkpoint and baseline, ``trained``
    protocols on the final checkpoint and random init at the ``trained_fractions`` (default: every label
-   fraction); records in ``<out>/eval/results.jsonl``;
+   fraction); a dataset entry with its own ``protocols`` (e.g. ``segmentation`` on a ``manifest`` of
+   image/label pairs) is evaluated only with those, on all its labels, on the final checkpoint and random
+   init; records in ``<out>/eval/results.jsonl``;
 3. report: ``<out>/results.md`` (machine, versions, budget, wall time, one table per protocol and metric with
    the mean over seeds and a 95 % interval) and plots of each metric against the pretraining step and
    against the label fraction (:mod:`study_report`).
@@ -176,8 +178,15 @@ def benchmark_spec(study: Mapping[str, Any], data_dir: Path, pretrained: Mapping
             entry["config"] = saved
     checkpoints += [{"name": "random-init", "init": "random", "like": final, "seed": 0},
                     {"name": "raw-pixels", "init": "pixels", "like": final}]
-    datasets, full, fractional, trained_sets = [], [], [], []
+    datasets, full, fractional, trained_sets, own_runs = [], [], [], [], []
     for entry in ev["datasets"]:
+        if entry.get("protocols"):  # e.g. segmentation: its own protocols, all labels, final vs random init
+            resolved = {k: (_under(data_dir, v) if k in ("train", "test", "manifest") else v)
+                        for k, v in entry.items() if k != "protocols"}
+            datasets.append(resolved)
+            own_runs.append({"checkpoints": [final, "random-init"], "datasets": [entry["name"]],
+                             "protocols": list(entry["protocols"])})
+            continue
         for fraction in ev.get("label_fractions", [1.0]):
             name = entry["name"] if fraction == 1.0 else f"{entry['name']}@{fraction * 100:g}%"
             resolved = {k: (_under(data_dir, v) if k in ("train", "test", "manifest") else v) for k, v in entry.items()}
@@ -186,8 +195,9 @@ def benchmark_spec(study: Mapping[str, Any], data_dir: Path, pretrained: Mapping
             if fraction in ev.get("trained_fractions", ev.get("label_fractions", [1.0])):
                 trained_sets.append(name)
     names = {p["name"] for p in ev["protocols"]}
-    for group in ("frozen", "trained"):
-        unknown = set(ev.get(group, [])) - names
+    for group, listed in [("frozen", ev.get("frozen", [])), ("trained", ev.get("trained", [])),
+                          *((f"datasets[{r['datasets'][0]}].protocols", r["protocols"]) for r in own_runs)]:
+        unknown = set(listed) - names
         if unknown:
             raise StudyError(f"evaluate.{group}: {sorted(unknown)} not among evaluate.protocols")
     runs = []
@@ -198,6 +208,7 @@ def benchmark_spec(study: Mapping[str, Any], data_dir: Path, pretrained: Mapping
                          "protocols": ev["frozen"]})
     if ev.get("trained"):
         runs.append({"checkpoints": [final, "random-init"], "datasets": trained_sets, "protocols": ev["trained"]})
+    runs += own_runs
     return {"name": study.get("title", study["field"]), "seeds": ev.get("seeds", [0, 1, 2]), "device": "auto",
             "batch_size": ev.get("batch_size", 64), "num_workers": ev.get("num_workers", 0), "cache": True,
             "progress": False, "checkpoints": checkpoints, "datasets": datasets, "protocols": ev["protocols"],

@@ -58,6 +58,28 @@ def test_benchmark_spec_has_every_step_baselines_and_label_fractions(tmp_path):
     assert ("mae-step4", "landcover@10%", "finetune") in runs and ("mae-step2", "landcover", "finetune") not in runs
 
 
+def test_a_dataset_with_its_own_protocols_runs_only_those_on_the_final_checkpoint_and_random_init(tmp_path):
+    (tmp_path / "chips" / "train").mkdir(parents=True)
+    (tmp_path / "chips" / "test").mkdir(parents=True)
+    (tmp_path / "masks.csv").write_text("image,label,split\n")
+    evaluate = {**TINY_STUDY["evaluate"],
+                "datasets": [*TINY_STUDY["evaluate"]["datasets"],
+                             {"name": "masks", "manifest": "masks.csv", "protocols": ["segmentation"]}],
+                "protocols": [*TINY_STUDY["evaluate"]["protocols"], {"name": "segmentation", "steps": 2}]}
+    pretrained = {"kept": {"2": "/r/steps/step0000002/checkpoint.pt", "4": "/r/steps/step0000004/checkpoint.pt"}}
+    spec = study.benchmark_spec(dict(TINY_STUDY, evaluate=evaluate), tmp_path, pretrained)
+    masks = next(d for d in spec["datasets"] if d["name"] == "masks")
+    assert masks == {"name": "masks", "manifest": str(tmp_path / "masks.csv")}  # no label fractions, no protocols key
+    from mae_domains.evaluation.runner import expand_runs
+    runs = set(expand_runs(spec))
+    assert {r for r in runs if r[1] == "masks"} == {("mae-step4", "masks", "segmentation"),
+                                                     ("random-init", "masks", "segmentation")}
+    assert not any(r[2] == "segmentation" and r[1] != "masks" for r in runs)
+    evaluate["datasets"][-1]["protocols"] = ["unet"]
+    with pytest.raises(study.StudyError, match=r"datasets\[masks\].protocols: \['unet'\]"):
+        study.benchmark_spec(dict(TINY_STUDY, evaluate=evaluate), tmp_path, pretrained)
+
+
 def test_bad_study_and_missing_data_end_in_one_line_with_exit_code_2(tmp_path, capsys):
     bad = dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "fractions": [0.1]})
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
