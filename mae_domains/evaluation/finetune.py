@@ -22,6 +22,11 @@ encoder's :class:`GridBatch` (pixels, validity, spacing, dates ...; by default t
   cutmix (timm), on any input whose last two axes are spatial; ``auto_augment`` (timm RandAugment, RGB
   images) and ``randaugment_magnitude`` (the medical adapters' own ops) act in the runner's loader.
 - Warmup + half-cycle cosine (:func:`mae_domains.optim.lr_at`), per step, ``lr = base_lr * batch / 256``.
+- Few or uneven labels: ``min_steps`` lengthens the run to at least that many optimizer steps (at 1 % of
+  a few hundred labels an epoch is one step, and 20 such steps leave the head near its initial state);
+  ``class_weight: balanced`` weighs the cross-entropy by ``n / (k * n_c)``
+  (:mod:`mae_domains.labelled.class_balance`), computed on the training labels, so a 9:1 set is not
+  learned as "always the majority class".
 - Adapters may change these defaults for their modality (``protocol_defaults``, e.g. X-ray: layer decay
   0.55, drop path 0.2, RandAugment magnitude 6); the caller's settings win.
 The caller's encoder is copied, never modified. Seeded: the same seed gives the same run. Registered as
@@ -49,6 +54,7 @@ from mae_domains.evaluation.finetune_transforms import BatchMixing, erase_batch,
 from mae_domains.evaluation.metrics import score_result
 from mae_domains.grid import GridBatch, as_grid_batch
 from mae_domains.grid.axes import AxisKind
+from mae_domains.labelled.class_balance import balanced_class_weights, check_class_weight
 from mae_domains.models.attention import prefer_matmul_attention
 from mae_domains.optim import apply_lr, build_optimizer, lr_at, warmup_within_run
 from mae_domains.progress import ProgressClock
@@ -95,6 +101,8 @@ class FinetuneConfig:
     auto_augment: str = ""  # timm RandAugment policy for RGB images, e.g. rand-m9-mstd0.5-inc1 ("" = off)
     clip_grad: float | None = None
     max_steps_per_epoch: int | None = None
+    min_steps: int = 0  # at least this many optimizer steps: epochs are added to reach it (few labels)
+    class_weight: str = "none"  # "balanced": cross-entropy weighted by n / (k * n_c) of the training labels
     randaugment_magnitude: float = 0
     seed: int = 0
     device: str = "auto"
@@ -107,6 +115,9 @@ class FinetuneConfig:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
+        self.class_weight = check_class_weight(self.class_weight)
         if self.randaugment_magnitude < 0:
             raise ValueError(f"randaugment_magnitude must be >= 0 (0 = off), got {self.randaugment_magnitude}")
         if self.position_table not in POSITION_TABLES:
@@ -232,12 +243,22 @@ class FinetuneResult:
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
-                        soft: bool = False) -> torch.Tensor:
+                        soft: bool = False, class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """BCE for multi-hot ``(B, C)`` labels; ``soft`` single-label targets ``(B, C)`` (mixup): timm's
     ``SoftTargetCrossEntropy``; integer labels: timm's ``LabelSmoothingCrossEntropy`` (``(1 - e) * NLL + e *
-    mean over classes of -log p``), plain cross-entropy without smoothing."""
+    mean over classes of -log p``), plain cross-entropy without smoothing. ``class_weights`` ``(C,)``: the
+    weighted mean over samples of the same losses (PyTorch's weighted ``cross_entropy``; a soft target's
+    sample weight is its targets' weighted sum)."""
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
+    if class_weights is not None and labels.ndim == 1 and not soft:
+        return F.cross_entropy(logits.float(), labels.long(), weight=class_weights.to(logits.device),
+                               label_smoothing=label_smoothing)
+    if class_weights is not None and soft:
+        targets = labels.float()
+        per_sample = -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+        sample_weights = targets @ class_weights.to(logits.device)
+        return (per_sample * sample_weights).sum() / sample_weights.sum().clamp_min(torch.finfo(torch.float32).tiny)
     if soft:
         return SoftTargetCrossEntropy()(logits.float(), labels.float())
     if labels.ndim == 2:
@@ -282,16 +303,23 @@ def train_classifier(
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = config.epochs * steps_per_epoch
+    epochs = max(config.epochs, -(-config.min_steps // max(steps_per_epoch, 1)))
+    if epochs > config.epochs:
+        log.info("finetune: %d epochs of %d step(s) to reach min_steps %d (epochs %d)", epochs, steps_per_epoch,
+                 config.min_steps, config.epochs)
+    total_steps = epochs * steps_per_epoch
     defaults = FinetuneConfig()
-    warmup = warmup_within_run(config.warmup_epochs, config.epochs, defaults.warmup_epochs, defaults.epochs, "finetune")
+    warmup_epochs = config.warmup_epochs * epochs / config.epochs  # the same share of a lengthened run
+    warmup = warmup_within_run(warmup_epochs, epochs, defaults.warmup_epochs, defaults.epochs, "finetune")
+    class_weights = training_class_weights(train_loader, model.head.out_features) \
+        if config.class_weight == "balanced" else None
     warmup_steps = round(warmup * steps_per_epoch)
     mixing: BatchMixing | None = None
     peak_lr: float | None = None
     losses: list[float] = []
     step = 0
-    clock = ProgressClock(config.epochs, unit="epochs")
-    for epoch in range(config.epochs):
+    clock = ProgressClock(epochs, unit="epochs")
+    for epoch in range(epochs):
         total, count = 0.0, 0
         for i, batch in enumerate(train_loader):
             if i >= steps_per_epoch:
@@ -314,7 +342,8 @@ def train_classifier(
             grid_batch, targets, soft = augment_batch(grid_batch, labels, config, mixing)
             with autocast(device, precision):
                 loss = classification_loss(model(grid_batch), targets, config.label_smoothing,
-                                           soft=soft and targets.ndim == 2 and labels.ndim == 1)
+                                           soft=soft and targets.ndim == 2 and labels.ndim == 1,
+                                           class_weights=class_weights)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite fine-tuning loss at step {step}: {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
@@ -334,8 +363,17 @@ def train_classifier(
             count += grid_batch.batch_size
             step += 1
         losses.append(total / max(count, 1))
-        log.info("finetune: epoch %d/%d, loss %.4f (%s)", epoch + 1, config.epochs, losses[-1], clock.describe(epoch + 1))
+        log.info("finetune: epoch %d/%d, loss %.4f (%s)", epoch + 1, epochs, losses[-1], clock.describe(epoch + 1))
     return losses
+
+
+def training_class_weights(train_loader: Iterable[Mapping[str, Any]], num_classes: int) -> torch.Tensor:
+    """Balanced class weights of the training labels: the loader's dataset ``labels`` when it has them
+    (no image is read), else one pass over the loader's batches."""
+    labels = getattr(getattr(train_loader, "dataset", None), "labels", None)
+    if labels is None:
+        labels = [label for batch in train_loader if "label" in batch for label in np.asarray(batch["label"])]
+    return balanced_class_weights(np.asarray(labels), num_classes)
 
 
 def finetune(

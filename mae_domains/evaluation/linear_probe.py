@@ -5,7 +5,8 @@ BatchNorm standardizes the features (MAE features are not normalized the way con
 without changing what a linear classifier can express. Training uses SGD with momentum, LARS (MAE's
 choice for large batches) or AdamW, the shared warmup + half-cycle cosine schedule
 (:func:`mae_domains.optim.lr_at`), cross-entropy for single-label and binary cross-entropy for multi-hot
-targets. Initialization and shuffling draw from a generator seeded by ``config.seed``; the global RNG is
+targets (``class_weight: balanced``: weighted by ``n / (k * n_c)`` of the training labels, for uneven
+classes). Initialization and shuffling draw from a generator seeded by ``config.seed``; the global RNG is
 never touched. Registered as the ``linear_probe`` protocol (:class:`LinearProbeProtocol`).
 """
 
@@ -22,6 +23,7 @@ from torch import nn
 from mae_domains.device import select_device
 from mae_domains.evaluation.knn import as_tensor, prepare_labels
 from mae_domains.evaluation.metrics import class_count, score_result
+from mae_domains.labelled.class_balance import balanced_class_weights, check_class_weight
 from mae_domains.optim import apply_lr, lr_at, warmup_within_run
 from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
@@ -45,6 +47,7 @@ class LinearProbeConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     warmup_epochs: float = 10
+    class_weight: str = "none"  # "balanced": cross-entropy weighted by n / (k * n_c) of the training labels
     seed: int = 0
     device: str = "auto"
 
@@ -53,6 +56,7 @@ class LinearProbeConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be positive")
+        self.class_weight = check_class_weight(self.class_weight)
 
     def learning_rate(self, batch_size: int) -> float:
         base = DEFAULT_BASE_LR[self.optimizer] if self.base_lr is None else self.base_lr
@@ -161,6 +165,8 @@ def train_linear_probe(
                                "linear_probe")
     warmup_steps = round(warmup * steps_per_epoch)
     result = LinearProbeResult(head=head, warmup_steps=warmup_steps)
+    class_weights = balanced_class_weights(labels, num_classes).to(device) \
+        if config.class_weight == "balanced" else None
     head.train()
     step = 0
     for _ in range(config.epochs):
@@ -173,7 +179,7 @@ def train_linear_probe(
             if multilabel:
                 loss = F.binary_cross_entropy_with_logits(logits, labels[rows])
             else:
-                loss = F.cross_entropy(logits, labels[rows])
+                loss = F.cross_entropy(logits, labels[rows], weight=class_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
