@@ -43,7 +43,10 @@ from mae_domains.evaluation.loading import (
     CheckpointLoader, DownstreamData, LoadedCheckpoint, LoaderBuilder, build_archive_loaders, load_checkpoint,
 )
 from mae_domains.evaluation.metrics import REPORT_DEFAULTS
-from mae_domains.evaluation.records import ResultRecord, records_from_result, write_jsonl, write_reports
+from mae_domains.evaluation.records import (
+    ResultRecord, config_hash, records_from_result, write_jsonl, write_reports,
+)
+from mae_domains.evaluation.run_index import RunIndex, run_key
 from mae_domains.host_memory import retain_freed_host_memory
 from mae_domains.protocols import GridBatchFn, ProtocolContext, get_protocol
 
@@ -225,6 +228,7 @@ def run_benchmark(
     device: str | None = None,
     progress: bool | None = None,
     plots: bool = True,
+    resume: bool = True,
 ) -> list[ResultRecord]:
     """Run every entry of a benchmark spec (a parsed benchmark file) and write the reports to ``out_dir``.
 
@@ -232,6 +236,8 @@ def run_benchmark(
     options, root) -> DownstreamData`` default to the adapter-based loaders. Relative paths resolve against
     ``root`` (argument, else the spec's ``root``, else the working directory). Linear probe and fine-tuning
     run once per seed, kNN (deterministic) once. ``results.jsonl`` is rewritten after every entry.
+    ``resume``: a run already finished in ``out_dir`` with the same checkpoint, data and settings is reused,
+    not run again (:mod:`mae_domains.evaluation.run_index`); ``results.jsonl`` holds the spec's runs only.
     """
     validate_spec(spec)
     out_dir = Path(out_dir)
@@ -264,6 +270,8 @@ def run_benchmark(
 
     data_memo: dict[tuple[str, str], DownstreamData] = {}
     records: list[ResultRecord] = []
+    index = RunIndex(out_dir, resume)
+    done: dict[str, dict[str, Any]] = {}
     for checkpoint_name, dataset_name, protocol_name in expand_runs(spec):
         ckpt = get_checkpoint(checkpoint_name)
         key = (checkpoint_name, dataset_name)
@@ -286,6 +294,15 @@ def run_benchmark(
         if handler.trains_encoder and data.finetune_loader is not None:
             augmented = data.finetune_loader(resolved)  # the adapter's fine-tuning transform, with these settings
         for seed in seeds if handler.seeded else seeds[:1]:
+            key = run_key(checkpoint_name, dataset_name, protocol_name, seed)
+            identity = RunIndex.identity(protocol_name, str(ckpt.checkpoint_id), str(data.dataset_id),
+                                         config_hash(protocol, resolved))
+            finished = index.finished(key, identity)
+            if finished is not None:
+                log.info("%s on %s with %s (seed %d): done before, reused", protocol, dataset_name, checkpoint_name, seed)
+                records += finished
+                done[key] = identity
+                continue
             details: dict[str, Any] = {}
             records += run_protocol(
                 protocol, data.train, data.test,
@@ -301,8 +318,11 @@ def run_benchmark(
             if "per_image" in details:
                 write_per_image(details["per_image"], out_dir / "per_image" /
                                 f"{protocol_name}__{checkpoint_name}__{dataset_name}__seed{seed}.csv")
+            done[key] = identity
         write_jsonl(records, out_dir / "results.jsonl")
+        index.save(done)
     write_jsonl(records, out_dir / "results.jsonl")
+    index.save(done)
     write_reports(records, out_dir, title=str(spec.get("name", "Results")), plots=plots)
     return records
 

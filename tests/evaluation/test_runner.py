@@ -110,6 +110,36 @@ def test_benchmark_with_callbacks_and_regeneration(tmp_path):
         assert (tmp_path / "again" / name).read_bytes() == content, name
 
 
+def test_a_benchmark_run_again_reuses_finished_runs_and_computes_only_what_changed(tmp_path, monkeypatch):
+    import mae_domains.evaluation.runner as runner
+
+    calls = []
+    real_run_protocol = runner.run_protocol
+
+    def counting(protocol, *args, **kwargs):
+        calls.append((kwargs["checkpoint"], protocol, kwargs["seed"]))
+        return real_run_protocol(protocol, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_protocol", counting)
+    spec = _callback_spec()
+    spec["checkpoints"] = spec["checkpoints"][:1]
+    common = dict(build_loaders=_build_loaders, load_checkpoint_fn=_load_checkpoint, device="cpu", progress=False,
+                  plots=False)
+    first = run_benchmark(spec, tmp_path / "out", **common)
+    assert sorted(calls) == [("micro", "knn", 0), ("micro", "linear_probe", 0), ("micro", "linear_probe", 1)]
+    calls.clear()
+    again = run_benchmark(spec, tmp_path / "out", **common)  # nothing changed: nothing runs
+    assert calls == [] and [r.to_dict() for r in again] == [r.to_dict() for r in first]
+    spec["protocols"][1]["epochs"] = 3  # new settings for the probe; a new seed
+    spec["seeds"] = [0, 1, 2]
+    third = run_benchmark(spec, tmp_path / "out", **common)
+    assert sorted(calls) == [("micro", "linear_probe", s) for s in (0, 1, 2)]
+    assert {r.settings["epochs"] for r in third if r.protocol == "linear_probe"} == {3}
+    calls.clear()
+    run_benchmark(spec, tmp_path / "out", resume=False, **common)  # resume off: all again
+    assert len(calls) == 4
+
+
 def test_benchmark_spec_errors(tmp_path):
     spec = _callback_spec()
     spec["protocol"] = []
