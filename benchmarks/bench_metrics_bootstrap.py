@@ -1,11 +1,16 @@
-"""Cost of the bootstrap intervals of ``evaluate``: our numpy ROC-AUC / average precision against
-scikit-learn's ``roc_auc_score`` / ``average_precision_score`` (with the guard for a class absent from a
-resample), inside :func:`mae_domains.evaluation.metrics.classification_report`.
+"""Cost of the bootstrap intervals of ``evaluate`` (scikit-learn's metrics), per study record.
 
-    python benchmarks/bench_metrics_bootstrap.py [--n 1000] [--classes 10] [--resamples 200]
+    python benchmarks/bench_metrics_bootstrap.py [--n 415] [--resamples 1000] [--tasks single:2 single:7 multi:7]
 
-Same scores, labels, seed and resamples for both; prints seconds per report, the ratio, and the largest
-difference between the two implementations' summary values (both follow scikit-learn's definitions).
+Three ways to call scikit-learn on the same resamples (same scores, labels and seed), timed in this process:
+- stacked: what :func:`~mae_domains.evaluation.metrics.classification_report` does, many resamples per
+  scikit-learn call (each resample's class one column of a multi-label indicator matrix);
+- per resample: the same code with stacks of one resample (one call per metric and resample);
+- per class: a plain loop, one ``roc_auc_score`` / ``average_precision_score`` per class and resample and one
+  ``f1_score`` / ``balanced_accuracy_score`` per resample, with the guard for a class absent from a resample
+  (its time counts the intervals only).
+Prints seconds per record (summary, intervals and per-class values), the ratio to the stacked calls, and the
+largest difference between their interval bounds (0 expected: the same metric on the same rows).
 """
 
 from __future__ import annotations
@@ -14,49 +19,82 @@ import argparse
 import time
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from mae_domains.evaluation import metrics
 
 
-def sklearn_roc_auc(scores: np.ndarray, targets: np.ndarray) -> float:
-    targets = np.asarray(targets).astype(bool)
-    return float("nan") if targets.all() or not targets.any() else float(roc_auc_score(targets, scores))
+def per_class_loop(scores: np.ndarray, targets: np.ndarray, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
+    """Intervals of the report's metrics, one scikit-learn call per class and resample."""
+    num_classes = scores.shape[1]
+    multilabel = targets.ndim == 2
+    columns = targets if multilabel else np.eye(num_classes)[targets]
+    values: dict[str, list[float]] = {}
+    rng = np.random.default_rng(seed)
+    for _ in range(resamples):
+        rows = rng.integers(0, len(scores), len(scores))
+        s, t, c = scores[rows], targets[rows], columns[rows]
+        auc = [roc_auc_score(c[:, k], s[:, k]) for k in range(num_classes) if 0 < c[:, k].sum() < len(c)]
+        found = {"mean_roc_auc": np.mean(auc) if auc else np.nan}
+        if multilabel:
+            ap = [average_precision_score(c[:, k], s[:, k]) for k in range(num_classes) if c[:, k].any()]
+            found["mAP"] = np.mean(ap) if ap else np.nan
+        else:
+            predictions = s.argmax(axis=1)
+            found["top1"] = np.mean(predictions == t)
+            if num_classes > 5:
+                found["top5"] = np.mean((np.argsort(-s, axis=1, kind="stable")[:, :5] == t[:, None]).any(axis=1))
+            found["balanced_accuracy"] = balanced_accuracy_score(t, predictions)
+            found["macro_f1"] = f1_score(t, predictions, average="macro", labels=range(num_classes), zero_division=0)
+        for name, value in found.items():
+            values.setdefault(name, []).append(value)
+    return {name: metrics.percentile_interval(np.array(v, dtype=np.float64), resamples, 0.95)
+            for name, v in values.items()}
 
 
-def sklearn_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    targets = np.asarray(targets).astype(bool)
-    return float("nan") if not targets.any() else float(average_precision_score(targets, scores))
-
-
-def timed_report(scores, targets, resamples: int) -> tuple[float, metrics.MetricReport]:
+def timed(fn, *args):
     start = time.perf_counter()
-    report = metrics.classification_report(scores, targets, bootstrap_resamples=resamples, seed=0)
-    return time.perf_counter() - start, report
+    out = fn(*args)
+    return time.perf_counter() - start, out
+
+
+def task_data(task: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    kind, classes = task.split(":")
+    classes = int(classes)
+    if kind == "single":
+        targets = rng.integers(0, classes, n)
+        boost = np.eye(classes)[targets]
+    else:
+        targets = boost = (rng.random((n, classes)) < 0.2).astype(np.float32)
+    return rng.random((n, classes)) + 0.5 * boost, targets
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--resamples", type=int, default=200)
+    parser.add_argument("--n", type=int, default=415, help="test samples per record")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--tasks", nargs="+", default=["single:2", "single:7", "multi:7"],
+                        help="single:CLASSES (integer labels) or multi:CLASSES (multi-hot)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    single = rng.integers(0, args.classes, args.n)
-    multi = (rng.random((args.n, args.classes)) < 0.2).astype(np.float32)
-    print("| task | numpy s | scikit-learn s | ratio | largest summary difference |")
-    print("|---|---|---|---|---|")
-    for task, targets, boost in (("single-label", single, np.eye(args.classes)[single]), ("multi-label", multi, multi)):
-        scores = rng.random((args.n, args.classes)) + 0.5 * boost
-        ours, binary = metrics.binary_roc_auc, metrics.binary_average_precision
-        ours_s, ours_report = timed_report(scores, targets, args.resamples)
-        metrics.binary_roc_auc, metrics.binary_average_precision = sklearn_roc_auc, sklearn_average_precision
+    print(f"{args.n} test samples, {args.resamples} resamples; seconds per record")
+    print("| task | stacked s | per resample s | per class s | per resample / stacked | per class / stacked "
+          "| largest interval difference |")
+    print("|---|---|---|---|---|---|---|")
+    stack_values = metrics.STACK_VALUES
+    for task in args.tasks:
+        scores, targets = task_data(task, args.n, rng)
+        stacked_s, report = timed(metrics.classification_report, scores, targets, None, args.resamples)
+        metrics.STACK_VALUES = 1  # stacks of one resample
         try:
-            theirs_s, theirs_report = timed_report(scores, targets, args.resamples)
+            single_s, single = timed(metrics.classification_report, scores, targets, None, args.resamples)
         finally:
-            metrics.binary_roc_auc, metrics.binary_average_precision = ours, binary
-        gap = max(abs(ours_report.summary[k] - theirs_report.summary[k]) for k in ours_report.summary)
-        print(f"| {task} | {ours_s:.2f} | {theirs_s:.2f} | {theirs_s / ours_s:.1f}x | {gap:.1e} |")
+            metrics.STACK_VALUES = stack_values
+        loop_s, loop = timed(per_class_loop, scores, targets, args.resamples, 0)
+        gap = max(abs(a - b) for name, bounds in report.intervals.items()
+                  for other in (single.intervals[name], loop[name]) for a, b in zip(bounds, other))
+        print(f"| {task} | {stacked_s:.2f} | {single_s:.2f} | {loop_s:.2f} | {single_s / stacked_s:.2f}x "
+              f"| {loop_s / stacked_s:.2f}x | {gap:.1e} |")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from torch import nn
 
 from mae_domains.data.seeding import STREAM_MASK, derive_seed
 from mae_domains.device import select_device
-from mae_domains.evaluation.metrics import bootstrap_ci, bootstrap_count
+from mae_domains.evaluation.metrics import bootstrap_ci, bootstrap_count, per_class_roc_auc, roc_auc_per_resample
 from mae_domains.protocols import EvaluationProtocol, ProtocolContext, ProtocolResult
 
 ModelInputsFn = Callable[[Mapping[str, Any], torch.device], dict[str, Any]]
@@ -102,12 +102,12 @@ def anomaly_scores(model: nn.Module, loader: Iterable[Mapping[str, Any]], model_
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for the boolean ``positive`` (NaN without both groups)."""
-    from sklearn.metrics import roc_auc_score
+    return float(per_class_roc_auc(np.asarray(scores)[:, None], np.asarray(positive, bool)[:, None])[0])
 
-    positive = np.asarray(positive, bool)
-    if positive.all() or not positive.any():
-        return float("nan")
-    return float(roc_auc_score(positive, scores))
+
+def auroc_per_resample(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """``(R,)`` AUROC of stacked resamples ``(R, N)`` (for :func:`bootstrap_ci`)."""
+    return roc_auc_per_resample(scores[..., None], positive[..., None])[:, 0]
 
 
 def abnormal_flags(labels: np.ndarray, class_names: list[str] | None) -> np.ndarray:
@@ -155,7 +155,7 @@ class AnomalyProtocol(EvaluationProtocol):
                         "interval for the AUROC (resampling so few images gives a meaningless one)",
                         int((~flags).sum()), int(flags.sum()), MIN_PER_CLASS_FOR_INTERVAL)
         elif resamples and not math.isnan(value):
-            intervals["auroc"] = bootstrap_ci(lambda s, f: auroc(s, f), [scores, flags], resamples,
+            intervals["auroc"] = bootstrap_ci(auroc_per_resample, [scores, flags], resamples,
                                               float(settings.get("confidence", 0.95)), context.seed)
         per_image = [{"sample_id": sid, "source": src, "label": ABNORMAL if f else NORMAL, "score": float(s)}
                      for sid, src, s, f in zip(ids, sources, scores, flags)]

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
 
+from mae_domains.evaluation import metrics
 from mae_domains.evaluation.metrics import (
-    accuracy, binary_average_precision, binary_roc_auc, bootstrap_ci, classification_report, macro_f1,
-    mean_average_precision, mean_roc_auc, per_class_roc_auc, top_k_accuracy,
+    accuracy, average_precision_per_resample, bootstrap_ci, bootstrap_intervals, classification_report, macro_f1,
+    mean_average_precision, mean_roc_auc, per_class_average_precision, per_class_roc_auc, roc_auc_per_resample,
+    top_k_accuracy, top_k_per_resample,
 )
 
 
@@ -50,9 +52,8 @@ def test_roc_auc_matches_sklearn(single_label, multi_label):
 
 def test_average_precision_matches_sklearn_with_ties(multi_label):
     scores, targets = multi_label
-    for c in range(5):
-        assert binary_average_precision(scores[:, c], targets[:, c]) == pytest.approx(
-            average_precision_score(targets[:, c], scores[:, c]))
+    np.testing.assert_allclose(per_class_average_precision(scores, targets),
+                               [average_precision_score(targets[:, c], scores[:, c]) for c in range(5)])
     assert mean_average_precision(scores, targets) == pytest.approx(average_precision_score(targets, scores, average="macro"))
 
 
@@ -71,16 +72,62 @@ def test_top5_hand_computed():
 
 def test_hand_computed_auc_and_ap():
     # Positives at scores 0.8 and 0.4, negatives 0.6 and 0.2: 3 of 4 pairs ordered -> AUC 0.75.
-    scores, targets = np.array([0.8, 0.6, 0.4, 0.2]), np.array([1, 0, 1, 0])
-    assert binary_roc_auc(scores, targets) == 0.75
+    # Column 2, positives 0.5 and 0.9 against negatives 0.5 and 0.1: the tie counts 1/2 -> 3.5 / 4.
+    scores = np.array([[0.8, 0.5], [0.6, 0.5], [0.4, 0.1], [0.2, 0.9]])
+    targets = np.array([[1, 1], [0, 0], [1, 0], [0, 1]])
+    assert per_class_roc_auc(scores, targets).tolist() == [0.75, 0.875]
+    assert per_class_roc_auc(scores[:3, 1:], targets[:3, 1:]).tolist() == [0.75]  # (1/2 + 1) / 2
+    assert mean_roc_auc(scores, targets) == pytest.approx((0.75 + 0.875) / 2)
     # AP: recall 0.5 at precision 1, recall 1 at precision 2/3.
-    assert binary_average_precision(scores, targets) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    # Column 2: 0.9 (hit) -> P 1 at R 0.5; the tie at 0.5 is one threshold: 2 hits of 3 -> P 2/3 at R 1.
+    ap = per_class_average_precision(scores, targets)
+    np.testing.assert_allclose(ap, [0.5 * 1 + 0.5 * 2 / 3, 0.5 * 1 + 0.5 * 2 / 3])
+    assert mean_average_precision(scores, targets) == pytest.approx(0.5 + 1 / 3)
+    # Integer labels are one-vs-rest columns: class 0 (0.8, 0.6 over 0.4, 0.2) and class 1 (0.1, 0.9 against
+    # 0.5, 0.5: two of four pairs ordered).
+    assert per_class_roc_auc(scores, np.array([0, 0, 1, 1])).tolist() == [1.0, 0.5]
+
+
+def test_hand_computed_f1_and_balanced_accuracy():
+    predictions, labels = np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2])
+    # F1 = 2TP / (2TP + FP + FN): class 0 2/3, class 1 2/3, class 2 1, class 3 never seen -> 0.
+    assert macro_f1(predictions, labels) == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    assert macro_f1(predictions, labels, classes=range(4)) == pytest.approx((2 / 3 + 2 / 3 + 1 + 0) / 4)
+    from mae_domains.evaluation.metrics import balanced_accuracy
+    # Recall: class 0 1/1, class 1 1/2, class 2 1/1; class 3 predicted only is not a class of the labels.
+    assert balanced_accuracy(predictions, labels) == pytest.approx((1 + 0.5 + 1) / 3)
+    assert balanced_accuracy(np.array([3, 0, 1, 2]), labels) == pytest.approx((0 + 0.5 + 1) / 3)
+
+
+def test_a_stack_of_resamples_scores_each_resample_alone(multi_label):
+    # Every resample's class is its own column in one scikit-learn call: no column may see another's rows,
+    # and a class absent from one resample is NaN there only.
+    scores, targets = multi_label
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 80, (6, 80))
+    rows[2] = np.nonzero(targets[:, 4] == 0)[0][rng.integers(0, 10, 80)]  # resample 2: class 4 has no positive
+    stacked_auc = roc_auc_per_resample(scores[rows], targets[rows])
+    stacked_ap = average_precision_per_resample(scores[rows], targets[rows])
+    for r in range(6):
+        np.testing.assert_array_equal(stacked_auc[r], per_class_roc_auc(scores[rows[r]], targets[rows[r]]))
+        np.testing.assert_array_equal(stacked_ap[r], per_class_average_precision(scores[rows[r]], targets[rows[r]]))
+    assert np.isnan(stacked_auc[2, 4]) and np.isnan(stacked_ap[2, 4]) and np.isfinite(stacked_auc[[0, 1, 3, 4, 5]]).all()
+    # One resample alone is the binary problem of each class, as scikit-learn scores it.
+    assert stacked_auc[0, 1] == roc_auc_score(targets[rows[0], 1], scores[rows[0], 1])
+
+
+def test_bootstrap_intervals_do_not_depend_on_the_stack_size(single_label, monkeypatch):
+    scores, labels = single_label
+    functions = metrics._metric_functions(False, 7)
+    whole = bootstrap_intervals(functions, [scores, labels], n_resamples=40, seed=1)
+    monkeypatch.setattr(metrics, "STACK_VALUES", 3 * scores[0].size)  # stacks of a few resamples
+    assert bootstrap_intervals(functions, [scores, labels], n_resamples=40, seed=1) == whole
 
 
 def test_classes_with_one_label_value_are_skipped(caplog):
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
     targets = np.array([[1, 0], [0, 0], [1, 0]], dtype=np.float32)  # class 1 has no positive sample
-    assert math.isnan(binary_roc_auc(scores[:, 1], targets[:, 1]))
+    assert math.isnan(per_class_roc_auc(scores[:, 1:], targets[:, 1:])[0])
     with caplog.at_level("WARNING"):
         value = mean_roc_auc(scores, targets)
     assert value == pytest.approx(roc_auc_score(targets[:, 0], scores[:, 0]))
@@ -92,10 +139,11 @@ def test_classes_with_one_label_value_are_skipped(caplog):
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_value(single_label):
     scores, labels = single_label
+    stacked = lambda s, t: top_k_per_resample(s, t, 1)  # noqa: E731
     metric = lambda s, t: top_k_accuracy(s, t, 1)  # noqa: E731
-    first = bootstrap_ci(metric, [scores, labels], n_resamples=300, seed=3)
-    assert first == bootstrap_ci(metric, [scores, labels], n_resamples=300, seed=3)
-    assert first != bootstrap_ci(metric, [scores, labels], n_resamples=300, seed=4)
+    first = bootstrap_ci(stacked, [scores, labels], n_resamples=300, seed=3)
+    assert first == bootstrap_ci(stacked, [scores, labels], n_resamples=300, seed=3)
+    assert first != bootstrap_ci(stacked, [scores, labels], n_resamples=300, seed=4)
     value = metric(scores, labels)
     assert first[0] <= value <= first[1]
     # Percentile interval by hand with the same resamples.
