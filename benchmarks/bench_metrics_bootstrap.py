@@ -1,10 +1,11 @@
 """Cost of the bootstrap intervals of ``evaluate`` (scikit-learn's metrics), per study record.
 
     python benchmarks/bench_metrics_bootstrap.py [--n 415] [--resamples 1000] [--tasks single:2 single:7 multi:7]
+                                                 [--per-stack 10]
 
 Three ways to call scikit-learn on the same resamples (same scores, labels and seed), timed in this process:
-- stacked: what :func:`~mae_domains.evaluation.metrics.classification_report` does, many resamples per
-  scikit-learn call (each resample's class one column of a multi-label indicator matrix);
+- stacked: what :func:`~mae_domains.evaluation.metrics.classification_report` does, ``RESAMPLES_PER_STACK``
+  resamples per scikit-learn call (each resample's class one column of a multi-label indicator matrix);
 - per resample: the same code with stacks of one resample (one call per metric and resample);
 - per class: a plain loop, one ``roc_auc_score`` / ``average_precision_score`` per class and resample and one
   ``f1_score`` / ``balanced_accuracy_score`` per resample, with the guard for a class absent from a resample
@@ -75,21 +76,23 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--tasks", nargs="+", default=["single:2", "single:7", "multi:7"],
                         help="single:CLASSES (integer labels) or multi:CLASSES (multi-hot)")
+    parser.add_argument("--per-stack", type=int, default=metrics.RESAMPLES_PER_STACK,
+                        help="resamples per scikit-learn call of the stacked way (to compare widths)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print(f"{args.n} test samples, {args.resamples} resamples; seconds per record")
+    per_stack = metrics.RESAMPLES_PER_STACK = args.per_stack
+    print(f"{args.n} test samples, {args.resamples} resamples, {per_stack} per stack; seconds per record")
     print("| task | stacked s | per resample s | per class s | per resample / stacked | per class / stacked "
           "| largest interval difference |")
     print("|---|---|---|---|---|---|---|")
-    stack_values = metrics.STACK_VALUES
     for task in args.tasks:
         scores, targets = task_data(task, args.n, rng)
         stacked_s, report = timed(metrics.classification_report, scores, targets, None, args.resamples)
-        metrics.STACK_VALUES = 1  # stacks of one resample
+        metrics.RESAMPLES_PER_STACK = 1
         try:
             single_s, single = timed(metrics.classification_report, scores, targets, None, args.resamples)
         finally:
-            metrics.STACK_VALUES = stack_values
+            metrics.RESAMPLES_PER_STACK = per_stack
         loop_s, loop = timed(per_class_loop, scores, targets, args.resamples, 0)
         gap = max(abs(a - b) for name, bounds in report.intervals.items()
                   for other in (single.intervals[name], loop[name]) for a, b in zip(bounds, other))

@@ -27,7 +27,10 @@ ArrayLike = np.ndarray | torch.Tensor | Sequence
 # f(arrays with a leading resample axis) -> one value per resample
 StackedMetric = Callable[..., np.ndarray]
 AUTO_BOOTSTRAP_MAX_TEST = 5000  # "auto" bootstraps test sets up to this size (1000 resamples)
-STACK_VALUES = 2_000_000  # array values per stack of resamples scored at once (16 MB of float64 scores)
+# Resamples scored per scikit-learn call: fastest measured (benchmarks/bench_metrics_bootstrap.py); wider
+# stacks make each of its per-column calls slower. At most STACK_VALUES array values (16 MB of float64).
+RESAMPLES_PER_STACK = 10
+STACK_VALUES = 2_000_000
 # Settings of :func:`score_result` that every protocol takes: bootstrap resamples and their confidence.
 REPORT_DEFAULTS = {"bootstrap_resamples": "auto", "confidence": 0.95}
 
@@ -205,9 +208,10 @@ def mean_average_precision(scores: ArrayLike, targets: ArrayLike, quiet: bool = 
 
 def resample_stacks(n: int, n_resamples: int, seed: int, values_per_resample: int):
     """Row indices ``(R, n)`` of ``n_resamples`` bootstrap resamples (rows drawn with replacement), in stacks
-    of at most :data:`STACK_VALUES` array values; the same rows for a seed whatever the stack size."""
+    of :data:`RESAMPLES_PER_STACK` (at most :data:`STACK_VALUES` array values); the same rows for a seed
+    whatever the stack size."""
     rng = np.random.default_rng(seed)
-    per_stack = max(1, STACK_VALUES // max(1, values_per_resample))
+    per_stack = max(1, min(RESAMPLES_PER_STACK, STACK_VALUES // max(1, values_per_resample)))
     for start in range(0, n_resamples, per_stack):
         yield rng.integers(0, n, size=(min(per_stack, n_resamples - start), n))
 

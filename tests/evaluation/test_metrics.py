@@ -120,7 +120,7 @@ def test_bootstrap_intervals_do_not_depend_on_the_stack_size(single_label, monke
     scores, labels = single_label
     functions = metrics._metric_functions(False, 7)
     whole = bootstrap_intervals(functions, [scores, labels], n_resamples=40, seed=1)
-    monkeypatch.setattr(metrics, "STACK_VALUES", 3 * scores[0].size)  # stacks of a few resamples
+    monkeypatch.setattr(metrics, "RESAMPLES_PER_STACK", 3)
     assert bootstrap_intervals(functions, [scores, labels], n_resamples=40, seed=1) == whole
 
 
