@@ -522,8 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output GeoTIFF (a folder when several scenes are given)")
     p.add_argument("--train", metavar="CSV", help="image,label pairs to fine-tune a segmenter on first")
     p.add_argument("--save", metavar="DIR", help="where the fine-tuned segmenter goes (default: OUT.segmenter)")
+    p.add_argument("--truth", action="append", metavar="TRUTH.tif",
+                   help="truth class raster on the scene's grid (one per scene, in order): prints per-class IoU "
+                        "and mIoU with a spatial-block bootstrap interval, writes them to OUT.scores.json")
     _add_settings(p, "settings: steps, lr, batch_size, tile (px, default model.img_size), overlap (px, default "
-                     "tile/4), batch_tiles, label_nodata (255), freeze_encoder")
+                     "tile/4), batch_tiles, label_nodata (255), freeze_encoder; scoring: bootstrap_block (px, "
+                     "32), bootstrap_resamples (auto = 1000), confidence (0.95)")
     _add_device_and_batch(p, "default: auto", "fine-tuning batch (setting batch_size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning")
     p.set_defaults(func=cmd_segment)

@@ -110,6 +110,12 @@ class EvaluationProtocol(ABC):
         """Every setting with its default value (the seed is passed separately)."""
         return {}
 
+    def dataset_builder(self) -> Callable[..., Any] | None:
+        """How the runner reads a dataset entry for this protocol when its data are not labelled samples
+        (e.g. scene / label raster pairs): ``(entry, checkpoint, options, root) -> DownstreamData``, whose
+        ``train`` / ``test`` become the context's; None (the default) for the runner's labelled samples."""
+        return None
+
     @abstractmethod
     def run(self, context: ProtocolContext) -> ProtocolResult:
         """Evaluate and return the metrics."""

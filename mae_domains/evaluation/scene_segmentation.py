@@ -14,7 +14,11 @@ on labelled scenes, predict a scene tile by tile, write a GeoTIFF of class ids o
   ids, nodata 255 where the scene has no valid data, deflate-compressed, 256 px tiles, the scene's CRS and
   transform, class names in the tags.
 - A trained segmenter is a folder: ``segmenter.safetensors`` (encoder and head) and ``segmenter.json``
-  (the run it came from, classes, tile settings).
+  (the run it came from, classes, tile settings); class names come from the training label rasters'
+  ``classes`` tag (:func:`~mae_domains.evaluation.scene_scores.class_names_of`).
+- Scoring (``--truth``): per-class IoU and mIoU against truth rasters on the scenes' grids, with a
+  spatial-block bootstrap interval (:mod:`mae_domains.evaluation.scene_scores`), printed and written to
+  ``OUT.scores.json`` (``OUT/scores.json`` for several scenes).
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ from rasterio.windows import Window
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mae_domains.evaluation.scene_scores import NODATA_CLASS, class_names_of, score_rasters, scores_line
 from mae_domains.evaluation.segmentation_heads import GridSegmenter, encoder_features
 from mae_domains.grid import GridBatch
 from mae_domains.runs.export import ordinary_permissions
 
-NODATA_CLASS = 255
 SEGMENTER_JSON = "segmenter.json"
 SEGMENTER_WEIGHTS = "segmenter.safetensors"
 
@@ -57,6 +61,9 @@ class SceneSegmentationConfig:
     batch_tiles: int = 4
     label_nodata: int = NODATA_CLASS
     freeze_encoder: bool = False
+    bootstrap_block: int = 32  # px side of the spatial blocks the mIoU interval resamples
+    bootstrap_resamples: int | str = "auto"  # auto: 1000
+    confidence: float = 0.95
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "SceneSegmentationConfig":
@@ -201,19 +208,30 @@ def label_window(path: str, row: int, col: int, size: int, nodata: int) -> np.nd
         return src.read(1, window=Window(col, row, size, size), boundless=True, fill_value=nodata).astype(np.int64)
 
 
-def class_count(scenes: Sequence[LabelledScene], nodata: int) -> int:
-    """Largest class id + 1 over all label rasters (read block by block)."""
-    top = -1
+def label_summary(scenes: Sequence[LabelledScene], nodata: int) -> tuple[int, int]:
+    """(largest class id + 1, labelled pixels) over all label rasters (read block by block)."""
+    top, labelled = -1, 0
     for scene in scenes:
         with rasterio.open(scene.labels) as src:
             for _, window in src.block_windows(1):
                 values = src.read(1, window=window)
                 values = values[values != nodata]
+                labelled += int(values.size)
                 if values.size:
                     top = max(top, int(values.max()))
     if top < 0:
         raise ValueError("the label rasters hold no labelled pixels")
-    return top + 1
+    return top + 1, labelled
+
+
+def class_count(scenes: Sequence[LabelledScene], nodata: int) -> int:
+    """Largest class id + 1 over all label rasters."""
+    return label_summary(scenes, nodata)[0]
+
+
+def class_name_list(names: Mapping[int, str], num_classes: int) -> list[str] | None:
+    """Names by class id (``""`` for an id without one), as the class GeoTIFF's ``classes`` tag; None without names."""
+    return [names.get(k, "") for k in range(num_classes)] if names else None
 
 
 def training_batch(scenes: Sequence[LabelledScene], tile: int, count: int, nodata: int,
@@ -296,7 +314,8 @@ def load_segmenter_weights(encoder: nn.Module, folder: str | Path, info: Mapping
 
 # ----- command -------------------------------------------------------------------------------------
 def segment_command(args: Any) -> int:
-    """``mae-domains segment --run MODEL SCENE --out OUT.tif [--train PAIRS.csv --save DIR] [k=v ...]``."""
+    """``mae-domains segment --run MODEL SCENE --out OUT.tif [--train PAIRS.csv --save DIR] [--truth TRUTH.tif]
+    [k=v ...]``."""
     from mae_domains.device import select_device
     from mae_domains.evaluation.cli_support import parse_settings
     from mae_domains.runs import load_model
@@ -324,6 +343,12 @@ def segment_command(args: Any) -> int:
         int(loaded.config.model.img_size), int(loaded.config.model.patch_size))
     encoder = loaded.model.encoder
     in_chans = len(adapter.bands)
+    truths = list(getattr(args, "truth", None) or [])
+    if truths:  # checked before any training: a truth off the scene's grid is a user's mistake
+        if len(truths) != len(args.scenes):
+            raise ValueError(f"--truth: give one truth raster per scene ({len(truths)} for {len(args.scenes)} scenes)")
+        for scene_path, truth in zip(args.scenes, truths):
+            check_label_grid(LabelledScene(adapter.open_scene(scene_path, loaded.stats), truth))
     if info:
         model = load_segmenter_weights(encoder, args.model, info, in_chans, device)
         class_names = info.get("class_names")
@@ -334,17 +359,27 @@ def segment_command(args: Any) -> int:
             check_label_grid(scene)
         num_classes = class_count(scenes, int(config.label_nodata))
         model = finetune_scene_segmenter(encoder, adapter, scenes, num_classes, config, int(args.seed), device)
-        class_names = None
+        class_names = class_name_list({k: v for s in reversed(scenes) for k, v in class_names_of(s.labels).items()},
+                                      num_classes)
         save_dir = Path(args.save) if args.save else Path(args.out).with_suffix(".segmenter")
-        save_segmenter(model, save_dir, run, num_classes, config)
+        save_segmenter(model, save_dir, run, num_classes, config, class_names)
         print(f"segmenter ({num_classes} classes, {config.steps} steps on {len(scenes)} scene(s)) saved to {save_dir}")
+    outputs = []
     for scene_path in args.scenes:
         out = Path(args.out)
         if len(args.scenes) > 1:
             out = out / (Path(scene_path).stem + "_classes.tif")
         summary = segment_scene(model, adapter, adapter.open_scene(scene_path, loaded.stats), out, config, device,
                                 class_names)
+        outputs.append(out)
         print(f"{scene_path}: {summary['height']}x{summary['width']} px in {summary['tiles']} tiles -> "
               f"{summary['out']} "
               f"(pixels per class {summary['pixels_per_class']}, {summary['nodata_pixels']} nodata)")
+    if truths:
+        scores = score_rasters(list(zip(outputs, truths)), int(config.bootstrap_block), config.bootstrap_resamples,
+                               float(config.confidence), int(args.seed), int(config.label_nodata))
+        path = Path(args.out) / "scores.json" if len(args.scenes) > 1 else Path(args.out).with_suffix(".scores.json")
+        path.write_text(json.dumps({"predictions": [str(o) for o in outputs], "truths": [str(t) for t in truths],
+                                    **scores.to_dict()}, indent=2) + "\n")
+        print(f"scores against {', '.join(map(str, truths))}: {scores_line(scores)} -> {path}")
     return 0

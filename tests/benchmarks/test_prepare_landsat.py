@@ -95,3 +95,36 @@ def test_a_changed_file_is_refused_in_one_line_with_exit_code_2(wheel, tmp_path,
     assert prep.main(["--out", str(tmp_path / "x"), "--source", str(path)]) == 2  # the real pins
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "sha256" in err and len(err.splitlines()) == 1
+
+
+def test_segmentation_labels_follow_the_chip_split_on_the_scene_grid_with_named_classes(wheel, tmp_path):
+    path, pins = wheel
+    prep.prepare(tmp_path, str(path), pins)
+    with rasterio.open(tmp_path / "landcover.tif") as src:
+        label, profile = src.read(1), src.profile
+    with rasterio.open(tmp_path / "split.tif") as src:
+        split = src.read(1)
+    with rasterio.open(tmp_path / "scene.tif") as src:
+        valid = src.read_masks(6) > 0  # band 7 (B12) has no data in the first chip row
+    for name, code in (("train", 1), ("test", 2)):
+        with rasterio.open(tmp_path / f"landcover_{name}.tif") as src:
+            assert (src.crs, src.transform, src.shape, src.nodata) == (profile["crs"], profile["transform"],
+                                                                      label.shape, 255)
+            assert json.loads(src.tags()["classes"]) == {str(k): v for k, v in prep.CLASSES.items()}
+            data = src.read(1)
+        keep = (split == code) & valid
+        np.testing.assert_array_equal(data[keep], label[keep])  # the map's labels where this split is
+        assert (data[~keep] == 255).all() and (data[keep] != 255).any()
+        rows = (tmp_path / f"pairs_{name}.csv").read_text().splitlines()
+        image = "pretrain.tif" if name == "train" else "scene.tif"  # fine-tuning never sees the test imagery
+        assert rows == ["image,label", f"{image},landcover_{name}.tif"]
+    # test blocks (chip rule of the module docstring) are labelled only in the test raster; buffer in neither
+    with rasterio.open(tmp_path / "landcover_train.tif") as a, rasterio.open(tmp_path / "landcover_test.tif") as b:
+        train, test = a.read(1), b.read(1)
+    assert not ((train != 255) & (test != 255)).any()
+    assert (train[split == 3] == 255).all() and (test[split == 3] == 255).all()
+    assert (test[48:96, :32] == 1).all() and (train[16:80, 112:] == 5).all()  # block (0, 0) test, (0, 1) train
+    assert (train[:16] == 255).all()  # no imagery in band 7's first chip row
+    pixels = json.loads((tmp_path / "landcover_pixels.json").read_text())["pixels"]
+    assert pixels["test"]["developed"] == int((test == 1).sum()) and pixels["train"]["water"] == int((train == 6).sum())
+

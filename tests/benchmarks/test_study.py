@@ -170,3 +170,40 @@ def test_adapter_options_override_the_reading_options_of_every_kept_checkpoint(t
     for entry in spec["checkpoints"][:2]:
         assert entry["config"]["data"]["options"] == {"chips_per_scene": "auto", "flips": True}
     assert "config" not in study.benchmark_spec(TINY_STUDY, tmp_path, {"kept": kept})["checkpoints"][0]
+
+
+def test_the_remote_sensing_study_segments_the_scene_on_the_final_checkpoint_and_random_init(tmp_path):
+    from mae_domains.evaluation.runner import expand_runs, validate_spec
+
+    real = study.load_study(study.Path(study.__file__).parent / "remote_sensing.yaml")
+    for name in ("chips/train", "chips/test"):
+        (tmp_path / name).mkdir(parents=True)
+    for name in ("pairs_train.csv", "pairs_test.csv"):
+        (tmp_path / name).write_text("image,label\n")
+    pretrained = {"kept": {"400": "/r/steps/step0000400/checkpoint.pt", "800": "/r/steps/step0000800/checkpoint.pt"}}
+    spec = study.benchmark_spec(dict(real, evaluate={**real["evaluate"], "adapter_options": None}), tmp_path, pretrained)
+    validate_spec(spec)  # every protocol setting is known to its protocol
+    scene = next(d for d in spec["datasets"] if d["name"] == "landcover-map")
+    assert scene == {"name": "landcover-map", "train": str(tmp_path / "pairs_train.csv"),
+                     "test": str(tmp_path / "pairs_test.csv")}
+    runs = {r for r in expand_runs(spec) if r[2] == "scene_segmentation"}
+    assert runs == {("mae-step800", "landcover-map", "scene_segmentation"),
+                    ("random-init", "landcover-map", "scene_segmentation")}
+
+
+def test_report_shows_miou_with_its_verdict_against_random_init(tmp_path):
+    records = [record("mae-step4", "landcover-map", "scene_segmentation", "miou", 0.40, 0.36, 0.44, seed=s, step=4)
+               for s in (0, 1)]
+    records += [record("random-init", "landcover-map", "scene_segmentation", "miou", 0.30, 0.26, 0.34, seed=s)
+                for s in (0, 1)]
+    records.append({**record("mae-step4", "landcover-map", "scene_segmentation", "iou", 0.7, None, None),
+                    "class_name": "forest"})
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pretrained = {"kept": {"4": "b"}, "steps": 4, "wall_s": 12.0, "batch_size": 4, "loss": {"4": 0.8},
+                  "machine": {"cpu": "x86_64", "cpus_available": 2}}
+    text = report.write_results(TINY_STUDY, "cpu", tmp_path, pretrained, command="python study.py").read_text()
+    assert "| mae-step4 | 0.400 [0.360, 0.440] |" in text and "| random-init | 0.300 [0.260, 0.340] |" in text
+    row = json.loads((tmp_path / "headline.json").read_text())["rows"][0]
+    assert (row["protocol"], row["metric"], row["vs_random"], row["vs_pixels"]) == (
+        "scene_segmentation", "miou", "beats", "n/a")

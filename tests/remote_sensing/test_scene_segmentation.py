@@ -5,6 +5,7 @@ saves, reloads and segments (slow)."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -140,19 +141,50 @@ def test_time_series_runs_are_refused(tmp_path):
         make_adapter("temporal", img_size=32, bands=BANDS).open_scene(scene, None)
 
 
-@pytest.mark.slow
-def test_cli_trains_saves_and_segments(tmp_path):
+def pretrain_tiny_run(tmp_path, steps=2):
     from mae_domains.cli import main
 
-    scene, label = write_scene(tmp_path / "data")
     archive = tmp_path / "archive"
     for i in range(4):
         write_scene(archive / f"s{i}", seed=i + 1)[1].unlink()  # imagery only
     run = tmp_path / "run"
     assert main(["-q", "pretrain", "--adapter", "remote_sensing.multispectral", "--data", str(archive), "--out", str(run),
-                 "model.img_size=32", *MICRO, "engine.batch_size=4", "engine.max_steps=2", "engine.device=cpu",
+                 "model.img_size=32", *MICRO, "engine.batch_size=4", f"engine.max_steps={steps}", "engine.device=cpu",
                  "data.num_workers=0", "data.stats_samples=8", f"data.options.bands={BANDS}",
                  f"data.options.groups={[BANDS]}"]) == 0
+    return run
+
+
+def test_cli_truth_off_the_scene_grid_or_one_short_is_one_line_and_exit_2_before_training(tmp_path, capsys):
+    from mae_domains.cli import main
+
+    run = pretrain_tiny_run(tmp_path, steps=1)
+    scene, label = write_scene(tmp_path / "data")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"image,label\n{scene},{label}\n")
+    shifted = write_raster(tmp_path / "shifted.tif", np.zeros((72, 88), np.uint8), nodata=255,
+                           origin=(600028.5, 5900000.0))
+    out = tmp_path / "out" / "classes.tif"
+    capsys.readouterr()
+    assert main(["segment", "--run", str(run), str(scene), "--out", str(out), "--train", str(pairs),
+                 "--truth", str(shifted), "steps=1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "shifted.tif: label raster is not on the grid of" in err
+    assert len(err.splitlines()) == 1 and not out.with_suffix(".segmenter").exists()  # refused before training
+    assert main(["segment", "--run", str(run), str(scene), str(scene), "--out", str(tmp_path / "many"),
+                 "--train", str(pairs), "--truth", str(label), "steps=1", "--device", "cpu"]) == 2
+    assert "--truth: give one truth raster per scene (1 for 2 scenes)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_trains_saves_and_segments(tmp_path):
+    from mae_domains.cli import main
+    from mae_domains.evaluation.scene_scores import iou_per_class
+
+    scene, label = write_scene(tmp_path / "data")
+    with rasterio.open(label, "r+") as dst:
+        dst.update_tags(classes='["water", "forest", "urban"]')
+    run = pretrain_tiny_run(tmp_path)
     pairs = tmp_path / "pairs.csv"
     with open(pairs, "w", newline="") as fh:
         csv.writer(fh).writerows([["image", "label"], [str(scene), str(label)]])
@@ -161,11 +193,21 @@ def test_cli_trains_saves_and_segments(tmp_path):
                  "--set", "steps=40", "batch_size=4", "overlap=8", "--device", "cpu"]) == 0
     segmenter = out.with_suffix(".segmenter")
     again = tmp_path / "again.tif"
-    assert main(["-q", "segment", str(segmenter), str(scene), "--out", str(again), "--device", "cpu"]) == 0
+    assert main(["-q", "segment", str(segmenter), str(scene), "--out", str(again), "--device", "cpu",
+                 "--truth", str(label), "bootstrap_block=16"]) == 0
     with rasterio.open(out) as a, rasterio.open(again) as b, rasterio.open(label) as truth:
         first, second, labels = a.read(1), b.read(1), truth.read(1)
         assert a.crs == truth.crs and a.transform == truth.transform
+        assert json.loads(a.tags()["classes"]) == ["water", "forest", "urban"]  # from the training labels' tag
     np.testing.assert_array_equal(first, second)  # the saved segmenter reproduces the first prediction
     known = labels != 255
     assert (first[known] == labels[known]).mean() > 0.6  # three spectrally distinct classes
+    scored = known & (second != 255)
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (labels[scored], second[scored]), 1)
+    scores = json.loads(again.with_suffix(".scores.json").read_text())
+    iou = iou_per_class(confusion)
+    assert scores["iou"] == pytest.approx({"water": iou[0], "forest": iou[1], "urban": iou[2]})
+    assert scores["miou"] == pytest.approx(iou.mean()) and scores["ci_low"] <= scores["miou"] <= scores["ci_high"]
+    assert scores["scored_pixels"] == scored.sum() and scores["bootstrap"]["blocks"] == 5 * 6
     assert main(["-q", "segment", str(run), str(scene), "--out", str(again)]) == 2  # no head, no --train
