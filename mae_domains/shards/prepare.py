@@ -176,7 +176,26 @@ def prepare_archive(config: Any, out: str | os.PathLike, *, workers: int | None 
                 pool.join()
     if bar is not None:
         bar.close()
-    return finish(out, spans, settings, compression, kept, len(todo), started)
+    summary = finish(out, spans, settings, compression, kept, len(todo), started)
+    store_stats(out, adapter, config.data.stats_samples, config.engine.seed)
+    return summary
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    (out / (MANIFEST_NAME + ".tmp")).write_text(json.dumps(manifest))
+    os.replace(out / (MANIFEST_NAME + ".tmp"), out / MANIFEST_NAME)
+
+
+def store_stats(out: Path, adapter: Adapter, max_samples: int, seed: int) -> None:
+    """The normalization statistics a run with ``data.stats_samples`` and ``engine.seed`` computes from
+    these shards, into the manifest: a run from object storage then starts without reading samples (a
+    rank would download shards outside its share for them)."""
+    from mae_domains.shards.archive import PreparedArchive, PreparedReader
+
+    archive = PreparedArchive(out)
+    stats = PreparedReader(adapter).compute_stats(archive.refs, max_samples, seed)
+    write_manifest(out, {**archive.manifest, "stats": {"max_samples": max_samples, "seed": seed,
+                                                       "values": to_json(stats.as_dict())}})
 
 
 def finish(out: Path, spans: list[tuple[int, int, int]], settings: dict[str, Any], compression: str, kept: int,
@@ -197,8 +216,7 @@ def finish(out: Path, spans: list[tuple[int, int, int]], settings: dict[str, Any
         logging.disable(logging.NOTSET)
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **settings, "decoded_bytes": decoded,
                 "samples": records, "complete": True}
-    (out / (MANIFEST_NAME + ".tmp")).write_text(json.dumps(manifest))
-    os.replace(out / (MANIFEST_NAME + ".tmp"), out / MANIFEST_NAME)
+    write_manifest(out, manifest)
     shard_bytes = sum(p.stat().st_size for p in out.rglob("*.mds*"))
     bad = sum(1 for r in records if "bad" in r)
     if records and bad == len(records):
