@@ -133,18 +133,27 @@ _OPEN: dict[str, Any] = {}
 class PreparedArchive:
     """The rows of a prepared archive by global index (opened lazily in each process)."""
 
-    def __init__(self, location: str | os.PathLike) -> None:
+    def __init__(self, location: str | os.PathLike, cache: str | os.PathLike | None = None) -> None:
+        """``cache``: read a local folder through this cache, as a remote (default: remotes only)."""
         self.location = str(location)
         self.manifest, text = read_manifest(self.location)
-        self.cache = cache_folder(self.location, text) if is_remote(self.location) else None
+        self.cache = cache_folder(self.location, text) if is_remote(self.location) else cache
         self.refs = [ShardRef(i, s["source"], hashable(from_json(s.get("signature"))),
                               hashable(from_json(s.get("label"))), self) for i, s in enumerate(self.manifest["samples"])]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"location": self.location, "manifest": self.manifest, "refs": self.refs, "cache": self.cache}
 
+    @property
+    def key(self) -> str:
+        return f"{self.location}\n{self.cache}"
+
+    def close(self) -> None:
+        """Forget this process's StreamingDataset of the archive (its shared memory goes with it)."""
+        _OPEN.pop(self.key, None)
+
     def rows(self) -> Any:
-        rows = _OPEN.get(self.location)
+        rows = _OPEN.get(self.key)
         if rows is None:
             from streaming import StreamingDataset
 
@@ -159,7 +168,7 @@ class PreparedArchive:
             if rows.num_samples != len(self.refs):
                 raise ValueError(f"{self.location}: the shards hold {rows.num_samples} samples, the manifest "
                                  f"{len(self.refs)}; prepare the archive again")
-            _OPEN[self.location] = rows
+            _OPEN[self.key] = rows
         return rows
 
     def read(self, ref: ShardRef) -> Sample:

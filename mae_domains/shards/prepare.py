@@ -189,11 +189,18 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
 def store_stats(out: Path, adapter: Adapter, max_samples: int, seed: int) -> None:
     """The normalization statistics a run with ``data.stats_samples`` and ``engine.seed`` computes from
     these shards, into the manifest: a run from object storage then starts without reading samples (a
-    rank would download shards outside its share for them)."""
+    rank would download shards outside its share for them). Read through a temporary cache: the shard
+    folder keeps only its compressed shards."""
+    import tempfile
+
     from mae_domains.shards.archive import PreparedArchive, PreparedReader
 
-    archive = PreparedArchive(out)
-    stats = PreparedReader(adapter).compute_stats(archive.refs, max_samples, seed)
+    with tempfile.TemporaryDirectory(prefix="mae_domains_stats_") as cache:
+        archive = PreparedArchive(out, cache=cache)
+        try:
+            stats = PreparedReader(adapter).compute_stats(archive.refs, max_samples, seed)
+        finally:
+            archive.close()
     write_manifest(out, {**archive.manifest, "stats": {"max_samples": max_samples, "seed": seed,
                                                        "values": to_json(stats.as_dict())}})
 

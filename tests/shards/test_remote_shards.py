@@ -50,6 +50,7 @@ def open_fresh(location: str, cache: Path, monkeypatch):
 
 
 def test_remote_folder_through_a_separate_cache_gives_the_local_batches(prepared, tmp_path, monkeypatch):
+    assert not list(prepared.rglob("*.mds")), "the statistics were read through a cache: only zstd shards here"
     local = batches(make_config(prepared), 4)
     config, reader, refs = open_fresh(f"file://{prepared}", tmp_path / "cache", monkeypatch)
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()) == ["index.json"]
