@@ -65,6 +65,8 @@ class Adapter(ABC):
     option_help: ClassVar[dict[str, str]] = {}  # what each option means, one line each (``mae-domains adapters NAME``)
     value_range: ClassVar[str] = ""  # the values ``read`` produces, e.g. "0-1: pixels divided by their maximum"
     method_papers: ClassVar[tuple[str, ...]] = ()  # citations of the method papers the adapter implements
+    # ``read`` returns whole 2D images that ``transform`` resizes: ``prepare --resolution`` may store them smaller
+    resizes_whole_image: ClassVar[bool] = False
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         options = dict(options or {})

@@ -304,7 +304,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     summary = prepare_archive(config, args.out, workers=args.workers, part_size=args.part_size,
-                              compression=args.compression, progress=not args.quiet)
+                              compression=args.compression, progress=not args.quiet, dtype=args.dtype,
+                              resolution=args.resolution)
     print(f"{summary.samples} samples ({summary.bad} unreadable, stored as such) in {args.out}: "
           f"{summary.shard_bytes / 2**20:.1f} MiB of shards ({summary.compression}) for "
           f"{summary.decoded_bytes / 2**20:.1f} MiB decoded; {summary.parts_written} part(s) written, "
@@ -439,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part-size", type=int, default=256, help="samples per part (the unit of resumption)")
     p.add_argument("--compression", choices=("zstd", "none"), default="zstd",
                    help="shard compression (zstd: smaller downloads; a reader keeps a decompressed copy)")
+    p.add_argument("--dtype", choices=("as-read", "float16", "uint16", "uint8"), default="as-read",
+                   help="pixels as stored: as read (exact), float16, or [0, 1] pixels as 8- or 16-bit steps (exact "
+                        "for 8- or 16-bit sources; other values are an error)")
+    p.add_argument("--resolution", type=int, default=None, metavar="PIXELS",
+                   help="store whole images (image, medical.xray) with their shorter side at most PIXELS, at least "
+                        "model.img_size (default: as read)")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("inspect", help="what an adapter reads from one sample: sample.npy, sample.json, preview.png")

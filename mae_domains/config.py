@@ -79,6 +79,9 @@ class DataConfig:
     max_bad_fraction: float = 0.05
     pin_memory: bool = True
     max_pixels: int = 2**28  # a file whose decoded pixel count (H x W x planes) exceeds this is skipped
+    # prepared shards: groups of consecutive shards, one slice of every global batch each; a rank of a job
+    # whose process count divides it reads only its groups' shards (1: the order of the raw archive)
+    shard_groups: int = 1
 
 
 @dataclass

@@ -21,6 +21,7 @@ class ImageAdapter(GridAdapter):
     value_range = "0-1: 8- or 16-bit pixels divided by their maximum (colour to gray by luma for one channel)"
     file_patterns = tuple(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + tuple(f"*{s.upper()}" for s in sorted(IMAGE_SUFFIXES))
     option_defaults: dict[str, Any] = {"crop_scale": [0.2, 1.0], "hflip": True}
+    resizes_whole_image = True
     option_help = {"crop_scale": "area range of the RandomResizedCrop, as fractions of the image (MAE: 0.2 to 1)",
                    "hflip": "random horizontal flips in training"}
 

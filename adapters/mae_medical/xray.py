@@ -35,6 +35,7 @@ class XrayAdapter(MedicalImageAdapter):
         "multilabel_map": {"pool": "avg"},
     }
     option_defaults: ClassVar[dict[str, Any]] = {**COMMON_OPTIONS, "crop_scale": [0.5, 1.0], "hflip": True}
+    resizes_whole_image: ClassVar[bool] = True
 
     def synthetic_sample(self, seed: int) -> Sample:
         """A 64 x 64 chest radiograph caricature in [0, 1] (air dark, bones bright)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from mae_domains.data.sample import BadSampleError, NormStats
 from mae_domains.data.windows import PixelWindow
+from mae_microscopy.sorted_percentiles import sorted_percentiles
 
 NORMALIZATIONS = ("percentile", "instance", "archive", "none")
 Z_MODES = ("max", "slices", "volume")
@@ -116,13 +117,14 @@ def normalize_crop(image: np.ndarray, valid: np.ndarray, mode: str, names: Seque
     invalid pixels become 0. ``archive`` falls back to ``percentile`` for a name the statistics lack."""
     if mode not in NORMALIZATIONS:
         raise ValueError(f"data.options.normalize must be one of {', '.join(NORMALIZATIONS)}, got {mode!r}")
-    image = image.astype(np.float32, copy=True)
+    image = image.astype(np.float32, order="C", copy=True)
     mask = np.broadcast_to(valid, image.shape[1:])
+    every_pixel = bool(mask.all())  # the usual crop inside its field: no masked copies, nothing to zero
     lookup = {}
     if mode == "archive" and stats is not None and stats.channel_names:
         lookup = {n: (m, s) for n, m, s in zip(stats.channel_names, stats.mean, stats.std)}
     for c in range(image.shape[0]):
-        values = image[c][mask]
+        values = image[c].reshape(-1) if every_pixel else image[c][mask]
         if values.size == 0 or mode == "none":
             continue
         if mode == "archive" and names[c] in lookup:
@@ -131,9 +133,11 @@ def normalize_crop(image: np.ndarray, valid: np.ndarray, mode: str, names: Seque
         elif mode == "instance":
             image[c] = (image[c] - values.mean()) / max(float(values.std()), 1e-6)
         else:
-            low, high = np.percentile(values, [float(percentiles[0]), float(percentiles[1])])
+            low, high = sorted_percentiles(values, [float(percentiles[0]), float(percentiles[1])])
             image[c] = (image[c] - low) / max(float(high - low), 1e-6) if high > low else 0.0
-    return np.where(mask[None], image, 0.0).astype(np.float32)
+    if not every_pixel:
+        image[:, ~mask] = 0.0
+    return image
 
 
 def seeded_flips(image: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

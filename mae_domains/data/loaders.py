@@ -79,14 +79,16 @@ def _loader(dataset: ArchiveDataset, batch_sampler: Sampler, seed: int, num_work
 def pretraining_loader(adapter: SampleReader, refs: Sequence[Any], stats: NormStats | None, *, batch_size: int,
                        seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0,
                        max_steps: int | None = None, signatures: Sequence[Hashable] | None = None,
-                       num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+                       num_workers: int = 0, pin_memory: bool = False,
+                       groups: Sequence[int] | None = None) -> DataLoader:
     """Batches of ``batch_size`` (this rank's share of a ``batch_size x world_size`` global batch) from
-    micro-step ``start_step`` up to ``max_steps``; each global batch holds one of ``signatures``. A batch
-    in which an item found no good sample holds only ``skipped`` and ``exhausted`` records."""
+    micro-step ``start_step`` up to ``max_steps``; each global batch holds one of ``signatures``, or a slice
+    of each shard group in ``groups`` (a bad sample is then replaced from its own group). A batch in which
+    an item found no good sample holds only ``skipped`` and ``exhausted`` records."""
     sampler = SeededBatchSampler(len(refs), batch_size, seed, rank=rank, world_size=world_size,
-                                 start_step=start_step, max_steps=max_steps, signatures=signatures)
-    dataset = ArchiveDataset(adapter, refs, stats, train=True, seed=seed, signatures=signatures,
-                             report_exhaustion=True)
+                                 start_step=start_step, max_steps=max_steps, signatures=signatures, groups=groups)
+    dataset = ArchiveDataset(adapter, refs, stats, train=True, seed=seed,
+                             signatures=signatures if groups is None else list(groups), report_exhaustion=True)
     return _loader(dataset, sampler, seed, num_workers, pin_memory)
 
 

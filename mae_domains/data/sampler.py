@@ -4,8 +4,12 @@
 ranks: step ``s`` of the run uses row ``s`` of the epoch's plan of global batches (``G`` = per-rank batch
 x world size), and rank ``r`` takes its contiguous ``1/world`` share. With one grid signature the plan
 is the epoch's permutation cut into consecutive rows; with several, every global batch is cut from one
-signature's samples (:mod:`mae_domains.data.bucketing`). The samples seen at a step never depend on
-worker or process count, and resuming at step ``s`` needs nothing but ``s``.
+signature's samples (:mod:`mae_domains.data.bucketing`). With ``groups`` (prepared shards split into
+``data.shard_groups`` groups of consecutive shards) every global batch is cut into as many slices, slice
+``g`` drawn from group ``g``'s own permutation; a rank's contiguous share then covers whole slices, so each
+of ``world`` ranks (a divisor of the group count) reads only the shards of its groups, and the batches are
+the same for any such process count. The samples seen at a step never depend on worker or process count,
+and resuming at step ``s`` needs nothing but ``s``.
 
 :class:`EpochBatchSampler` (embedding, evaluation, fine-tuning) runs epoch by epoch: in archive order,
 or shuffled anew each epoch; its keys carry the epoch so training transforms differ per epoch.
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PERMUTATION_STREAM = 7
 BUCKET_STREAM = 11
+GROUP_STREAM = 13
 
 
 def _buckets(num_samples: int, signatures: Sequence[Hashable] | None) -> list[np.ndarray]:
@@ -36,8 +41,19 @@ def _buckets(num_samples: int, signatures: Sequence[Hashable] | None) -> list[np
     return bucket_indices(signatures)
 
 
-def batches_per_epoch(num_samples: int, global_batch: int, signatures: Sequence[Hashable] | None = None) -> int:
-    """Full global batches in one epoch (each cut from one signature's samples)."""
+def _group_members(groups: Sequence[int] | None) -> list[np.ndarray] | None:
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    return [np.flatnonzero(groups == g) for g in range(int(groups.max()) + 1)]
+
+
+def batches_per_epoch(num_samples: int, global_batch: int, signatures: Sequence[Hashable] | None = None,
+                      groups: Sequence[int] | None = None) -> int:
+    """Full global batches in one epoch (each cut from one signature's samples, or a slice per group)."""
+    members = _group_members(groups)
+    if members is not None:
+        return min(len(m) for m in members) // max(1, global_batch // len(members))
     return sum(len(b) // global_batch for b in _buckets(num_samples, signatures))
 
 
@@ -45,7 +61,8 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
     """Yields batches of ``(sample index, epoch)`` keys; endless unless ``max_steps`` is given.
 
     ``signatures`` (one hashable per sample, e.g. the channel count) makes every global batch hold one
-    signature; None (or all equal) gives the plain permutation, as without bucketing."""
+    signature; None (or all equal) gives the plain permutation, as without bucketing. ``groups`` (the
+    shard group of every sample, see the module docstring) gives each group a slice of every batch."""
 
     def __init__(
         self,
@@ -58,9 +75,13 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
         start_step: int = 0,
         max_steps: int | None = None,
         signatures: Sequence[Hashable] | None = None,
+        groups: Sequence[int] | None = None,
     ) -> None:
         if num_samples <= 0:
             raise ValueError("the archive holds no samples")
+        self.group_members = _group_members(groups)
+        if self.group_members is not None:
+            check_groups(len(self.group_members), batch_size * world_size, world_size, signatures)
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.seed = seed
@@ -75,8 +96,17 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
             )
         self.buckets = _buckets(num_samples, signatures)
         sizes = [len(b) for b in self.buckets]
-        self.steps_per_epoch = sum(s // self.global_batch for s in sizes)
-        if self.steps_per_epoch == 0:
+        self.steps_per_epoch = batches_per_epoch(num_samples, self.global_batch, signatures, groups)
+        if self.group_members is not None:
+            sizes = [len(m) for m in self.group_members]
+            if self.steps_per_epoch == 0:
+                raise ValueError(f"a shard group holds fewer samples ({min(sizes)}) than its slice of the global "
+                                 f"batch ({self.global_batch // len(sizes)}); lower data.shard_groups or engine.batch_size")
+            unused = sum(sizes) - self.steps_per_epoch * self.global_batch
+            if unused:
+                log.info("shard groups of %s samples: %d per epoch (a different draw each epoch) are left out so "
+                         "that every group fills its slice", sizes, unused)
+        elif self.steps_per_epoch == 0:
             raise ValueError(f"no grid signature has a full global batch of {self.global_batch} samples (group "
                              f"sizes {sizes}); lower engine.batch_size")
         short = [s for s in sizes if s < self.global_batch]
@@ -90,7 +120,9 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
     def plan(self, epoch: int) -> np.ndarray:
         """The epoch's global batches ``(steps_per_epoch, global_batch)`` (the last epoch's is kept)."""
         if self._cached[0] != epoch:
-            if len(self.buckets) == 1:
+            if self.group_members is not None:
+                plan = self.grouped_plan(epoch)
+            elif len(self.buckets) == 1:
                 order = (np.random.default_rng(derive_seed(self.seed, epoch, PERMUTATION_STREAM)).permutation(self.num_samples)
                          if self.shuffle else np.arange(self.num_samples))
                 plan = order[:self.steps_per_epoch * self.global_batch].reshape(self.steps_per_epoch, self.global_batch)
@@ -99,6 +131,17 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
                 plan = bucketed_batches(self.buckets, self.global_batch, rng)
             self._cached = (epoch, plan)
         return self._cached[1]
+
+    def grouped_plan(self, epoch: int) -> np.ndarray:
+        """Slice ``g`` of every global batch from group ``g``'s permutation of its own samples."""
+        width = self.global_batch // len(self.group_members)
+        used = self.steps_per_epoch * width
+        slices = []
+        for g, members in enumerate(self.group_members):
+            order = (members[np.random.default_rng(derive_seed(self.seed, epoch, GROUP_STREAM, g)).permutation(len(members))]
+                     if self.shuffle else members)
+            slices.append(order[:used].reshape(self.steps_per_epoch, width))
+        return np.concatenate(slices, axis=1)
 
     def batch_for_step(self, step: int) -> list[tuple[int, int]]:
         """This rank's ``(index, epoch)`` keys at global step ``step``."""
@@ -116,6 +159,19 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
         if self.max_steps is None:
             return self.steps_per_epoch
         return max(self.max_steps - self.start_step, 0)
+
+
+def check_groups(count: int, global_batch: int, world_size: int, signatures: Sequence[Hashable] | None) -> None:
+    """One-line errors for shard groups that cannot give every rank only its own groups."""
+    if signatures is not None and len(set(signatures)) > 1:
+        raise ValueError("data.shard_groups: the samples make several token grids (grid signatures), whose batches "
+                         "are bucketed; set data.shard_groups=1")
+    if count % world_size:
+        raise ValueError(f"data.shard_groups={count} is not a multiple of the {world_size} processes: each rank reads "
+                         "whole groups")
+    if global_batch % count:
+        raise ValueError(f"data.shard_groups={count} does not divide the global batch {global_batch}: every group "
+                         "fills an equal slice of it")
 
 
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):

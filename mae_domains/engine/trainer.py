@@ -25,7 +25,7 @@ from mae_domains import __version__
 from mae_domains.config import RunConfig, dump_config
 from mae_domains.data.loaders import pretraining_loader, sample_signatures
 from mae_domains.data.sample import NormStats
-from mae_domains.data.sampler import batches_per_epoch
+from mae_domains.data.sampler import batches_per_epoch, check_groups
 from mae_domains.device import autocast, select_device, select_precision
 from mae_domains.engine.activation_checkpointing import enable_activation_checkpointing
 from mae_domains.engine.checkpoint import capture_rng, load_resume_state, restore_rng, save_atomic
@@ -53,7 +53,7 @@ from mae_domains.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, FIGURES_DIR, M
 from mae_domains.runs.lock import RunLock
 from mae_domains.runs.model import describe_load_error
 from mae_domains.runs.resume import check_resume_config
-from mae_domains.shards import open_archive
+from mae_domains.shards import open_archive, shard_groups
 from mae_domains.weights import CheckpointFormatError
 
 log = logging.getLogger("mae_domains.engine")
@@ -208,7 +208,10 @@ class Trainer:
         # Samples that make different token grids (channel counts, band subsets) never share a batch.
         signatures = sample_signatures(self.reader, self.refs)
         global_batch = cfg.engine.batch_size * self.dist.world_size
-        steps_per_epoch = batches_per_epoch(len(self.refs), global_batch, signatures)
+        groups = shard_groups(self.refs, cfg.data.shard_groups)  # None: one group, the raw archive's order
+        if groups is not None:
+            check_groups(cfg.data.shard_groups, global_batch, self.dist.world_size, signatures)
+        steps_per_epoch = batches_per_epoch(len(self.refs), global_batch, signatures, groups)
         if steps_per_epoch == 0:
             raise ValueError(f"the archive holds {len(self.refs)} samples, fewer than one global batch "
                              f"({cfg.engine.batch_size} x {self.dist.world_size})"
@@ -224,7 +227,7 @@ class Trainer:
             self.reader, self.refs, self.stats, batch_size=cfg.engine.batch_size, seed=cfg.engine.seed,
             rank=self.dist.rank, world_size=self.dist.world_size, start_step=self.step * accum,
             max_steps=self.total_steps * accum, signatures=signatures, num_workers=cfg.data.num_workers,
-            pin_memory=cfg.data.pin_memory and self.device.type == "cuda")
+            pin_memory=cfg.data.pin_memory and self.device.type == "cuda", groups=groups)
         with isolated_rng(self.device):  # the labelled set of engine.online_knn (None when off)
             self.online_knn = OnlineKnn.from_config(cfg.engine.online_knn, self.adapter, self.stats)
         self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,

@@ -2,9 +2,9 @@
 from MosaicML Streaming MDS shards on local disk or object storage."""
 
 from mae_domains.shards.archive import (
-    PreparedArchive, PreparedReader, ShardRef, is_prepared, open_archive, prepared_reader,
+    PreparedArchive, PreparedReader, ShardRef, is_prepared, open_archive, prepared_reader, shard_groups,
 )
 from mae_domains.shards.prepare import PrepareSummary, prepare_archive
 
 __all__ = ["PrepareSummary", "PreparedArchive", "PreparedReader", "ShardRef", "is_prepared", "open_archive",
-           "prepare_archive", "prepared_reader"]
+           "prepare_archive", "prepared_reader", "shard_groups"]

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "mae_domains_shards.json"
 FORMAT_NAME = "mae-domains prepared shards (MDS)"
 FORMAT_VERSION = 1
-REMOTE_SCHEMES = ("s3://", "gs://", "oci://", "azure://", "azure-dl://", "hf://", "dbfs:", "sftp://")
+REMOTE_SCHEMES = ("s3://", "gs://", "oci://", "azure://", "azure-dl://", "hf://", "dbfs:", "sftp://", "file://")
 CACHE_ENV = "MAE_DOMAINS_SHARD_CACHE"
+DOWNLOAD_TIMEOUT_S = 60
 
 
 class ShardRef(NamedTuple):
@@ -46,6 +47,7 @@ class ShardRef(NamedTuple):
 
 
 def is_remote(location: str) -> bool:
+    """An object-store URL, or ``file://`` (a folder, e.g. on a network file system, read through the cache)."""
     return str(location).startswith(REMOTE_SCHEMES)
 
 
@@ -62,32 +64,66 @@ def hashable(value: Any) -> Any:
     return tuple(hashable(v) for v in value) if isinstance(value, list) else value
 
 
-def cache_folder(url: str) -> Path:
-    root = Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "mae_domains_shards")
-    return root / hashlib.sha1(url.encode()).hexdigest()[:16]
+def streaming_remote(location: str) -> str:
+    """The remote as MosaicML Streaming names it: ``file://`` folders as plain paths."""
+    return location[len("file://"):] if location.startswith("file://") else location
 
 
-def read_manifest(location: str) -> dict[str, Any]:
-    """The manifest of a local folder or URL; a missing or unfinished one is a one-line error."""
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "mae_domains_shards")
+
+
+def cache_folder(url: str, manifest_text: str) -> Path:
+    """The local cache of ``url`` as prepared: a preparation written to the same URL again gets a new one."""
+    return cache_root() / hashlib.sha1(f"{url}\n{manifest_text}".encode()).hexdigest()[:16]
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text[:300]}"
+
+
+def download(url: str, local: Path) -> None:
+    """``url`` into ``local`` (replaced) with MosaicML Streaming's downloader for its scheme; a failure is a
+    one-line error naming the URL."""
+    from streaming.base.storage import CloudDownloader
+
+    remote = streaming_remote(url)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.unlink(missing_ok=True)
+    try:
+        downloader = CloudDownloader.get(remote)
+        try:
+            downloader.download(remote, str(local), DOWNLOAD_TIMEOUT_S)
+        finally:
+            downloader.clean_up()
+    except Exception as err:  # botocore, gcs, sftp, OSError ...: all say the same to the user
+        raise ValueError(f"{url}: cannot download ({one_line(err)})") from None
+
+
+def read_manifest(location: str) -> tuple[dict[str, Any], str]:
+    """The manifest of a local folder or URL and its text; a missing or unfinished one is a one-line error."""
     if is_remote(location):
-        from streaming.base.storage import download_file
-
-        local = cache_folder(location) / MANIFEST_NAME
-        local.parent.mkdir(parents=True, exist_ok=True)
-        download_file(f"{location.rstrip('/')}/{MANIFEST_NAME}", str(local), 60)
-        path = local
+        path = cache_root() / f"manifest-{os.getpid()}-{hashlib.sha1(location.encode()).hexdigest()[:12]}.json"
+        download(f"{location.rstrip('/')}/{MANIFEST_NAME}", path)
+        shown = f"{location.rstrip('/')}/{MANIFEST_NAME}"
     else:
         path = Path(location) / MANIFEST_NAME
+        shown = str(path)
     try:
-        manifest = json.loads(Path(path).read_text())
+        text = Path(path).read_text()
+        manifest = json.loads(text)
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a prepared shard manifest ({err})") from None
+        raise ValueError(f"{shown}: not a prepared shard manifest ({err})") from None
+    finally:
+        if is_remote(location):
+            Path(path).unlink(missing_ok=True)
     if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: not a manifest of {FORMAT_NAME} version {FORMAT_VERSION}")
+        raise ValueError(f"{shown}: not a manifest of {FORMAT_NAME} version {FORMAT_VERSION}")
     if not manifest.get("complete"):
         raise ValueError(f"{location}: preparation did not finish; run the same `mae-domains prepare` again to "
                          "complete it")
-    return manifest
+    return manifest, text
 
 
 # One StreamingDataset per shard location and process: it keeps shared memory named after its folder.
@@ -97,28 +133,42 @@ _OPEN: dict[str, Any] = {}
 class PreparedArchive:
     """The rows of a prepared archive by global index (opened lazily in each process)."""
 
-    def __init__(self, location: str | os.PathLike) -> None:
+    def __init__(self, location: str | os.PathLike, cache: str | os.PathLike | None = None) -> None:
+        """``cache``: read a local folder through this cache, as a remote (default: remotes only)."""
         self.location = str(location)
-        self.manifest = read_manifest(self.location)
+        self.manifest, text = read_manifest(self.location)
+        self.cache = cache_folder(self.location, text) if is_remote(self.location) else cache
         self.refs = [ShardRef(i, s["source"], hashable(from_json(s.get("signature"))),
                               hashable(from_json(s.get("label"))), self) for i, s in enumerate(self.manifest["samples"])]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"location": self.location, "manifest": self.manifest, "refs": self.refs}
+        return {"location": self.location, "manifest": self.manifest, "refs": self.refs, "cache": self.cache}
+
+    @property
+    def key(self) -> str:
+        return f"{self.location}\n{self.cache}"
+
+    def close(self) -> None:
+        """Forget this process's StreamingDataset of the archive (its shared memory goes with it)."""
+        _OPEN.pop(self.key, None)
 
     def rows(self) -> Any:
-        rows = _OPEN.get(self.location)
+        rows = _OPEN.get(self.key)
         if rows is None:
             from streaming import StreamingDataset
 
-            if is_remote(self.location):
-                rows = StreamingDataset(remote=self.location, local=str(cache_folder(self.location)), batch_size=1)
-            else:
-                rows = StreamingDataset(local=self.location, batch_size=1)
+            try:
+                if self.cache is not None:  # only index.json now; a shard when one of its samples is read
+                    rows = StreamingDataset(remote=streaming_remote(self.location), local=str(self.cache),
+                                            batch_size=1, download_timeout=DOWNLOAD_TIMEOUT_S)
+                else:
+                    rows = StreamingDataset(local=self.location, batch_size=1)
+            except Exception as err:
+                raise ValueError(f"{self.location}: cannot open the shards' index.json ({one_line(err)})") from None
             if rows.num_samples != len(self.refs):
                 raise ValueError(f"{self.location}: the shards hold {rows.num_samples} samples, the manifest "
                                  f"{len(self.refs)}; prepare the archive again")
-            _OPEN[self.location] = rows
+            _OPEN[self.key] = rows
         return rows
 
     def read(self, ref: ShardRef) -> Sample:
@@ -161,6 +211,14 @@ class PreparedReader:
         return ref.label if isinstance(ref, ShardRef) else self.adapter.label_of(ref)
 
     def compute_stats(self, refs: Sequence[Any], max_samples: int = 256, seed: int = 0) -> NormStats:
+        """Those stored when the archive was prepared, when ``refs`` are all of it and the settings agree
+        (nothing is read or downloaded); else computed from the samples."""
+        archives = {id(r.archive): r.archive for r in refs if isinstance(r, ShardRef)}
+        archive = next(iter(archives.values()), None)
+        if len(archives) == 1 and all(isinstance(r, ShardRef) for r in refs) and len(refs) == len(archive.refs):
+            stored = archive.manifest.get("stats") or {}
+            if stored.get("max_samples") == max_samples and stored.get("seed") == seed:
+                return NormStats.from_dict(from_json(stored["values"]))
         return Adapter.compute_stats(self, refs, max_samples, seed)  # type: ignore[arg-type]
 
 
@@ -196,3 +254,21 @@ def prepared_reader(adapter: Any, refs: Sequence[Any]) -> Any:
     if isinstance(adapter, PreparedReader) or not any(isinstance(r, ShardRef) for r in refs):
         return adapter
     return PreparedReader(adapter)
+
+
+def shard_groups(refs: Sequence[Any], count: int) -> list[int] | None:
+    """The group of every sample when the prepared shards are split into ``count`` groups of consecutive
+    shards (as many shards each as can be), or None for one group. Only shards hold groups."""
+    if count == 1:
+        return None
+    archives = {id(r.archive): r.archive for r in refs if isinstance(r, ShardRef)}
+    if count < 1 or len(archives) != 1 or not all(isinstance(r, ShardRef) for r in refs):
+        raise ValueError(f"data.shard_groups={count}: groups split the shards of one prepared archive (and need at "
+                         "least 1); for source files set data.shard_groups=1")
+    archive = next(iter(archives.values()))
+    sizes = [int(shard.samples) for shard in archive.rows().shards]
+    if count > len(sizes):
+        raise ValueError(f"data.shard_groups={count}: {archive.location} holds {len(sizes)} shard file(s); prepare it "
+                         "with a smaller --part-size, or use fewer groups")
+    group_of = [k * count // len(sizes) for k, size in enumerate(sizes) for _ in range(size)]
+    return [group_of[r.index] for r in refs]

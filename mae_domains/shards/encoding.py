@@ -4,7 +4,9 @@ Columns: ``image`` and ``valid`` (MDS ``ndarray``: any numeric dtype and shape, 
 validity is stored as uint8 because MDS has no bool arrays), ``layout`` (JSON: the image's dtype, whether
 there is a validity mask, or why the sample was bad), ``meta`` and ``label`` (JSON, numpy values tagged
 so they come back with their dtype). A float image whose values are all integers in the range of a narrower integer
-dtype (decoded uint8/uint16/int16 pixels) is stored in that dtype and restored to float exactly.
+dtype (decoded uint8/uint16/int16 pixels) is stored in that dtype and restored to float exactly;
+``prepare --dtype`` stores other types (:mod:`mae_domains.shards.storage`), ``layout`` then holds the
+divisor that restores them.
 """
 
 from __future__ import annotations
@@ -15,26 +17,12 @@ from typing import Any
 import numpy as np
 
 from mae_domains.data.sample import Sample
+from mae_domains.shards.storage import restored_pixels, stored_pixels
 
 COLUMNS = {"image": "ndarray", "valid": "ndarray", "layout": "str", "meta": "str", "label": "str"}
 PLACEHOLDER = np.zeros(1, np.uint8)  # MDS encodes no empty arrays
-NARROW_DTYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32)
 ARRAY_TAG = "__ndarray__"
 TUPLE_TAG = "__tuple__"
-
-
-def narrowest_exact(image: np.ndarray) -> np.ndarray:
-    """``image`` in the narrowest integer dtype that holds every value exactly, else unchanged."""
-    if image.dtype.kind != "f" or image.size == 0 or not np.isfinite(image).all():
-        return image
-    low, high = float(image.min()), float(image.max())
-    if not np.array_equal(image, np.round(image)):
-        return image
-    for dtype in NARROW_DTYPES:
-        info = np.iinfo(dtype)
-        if info.min <= low and high <= info.max and np.dtype(dtype).itemsize < image.dtype.itemsize:
-            return image.astype(dtype)
-    return image
 
 
 def to_json(value: Any) -> Any:
@@ -67,13 +55,17 @@ def from_json(value: Any) -> Any:
     return value
 
 
-def encode_sample(sample: Sample) -> dict[str, Any]:
+def encode_sample(sample: Sample, dtype: str = "as-read") -> dict[str, Any]:
+    """The row of ``sample``, its pixels stored as ``dtype`` (see :mod:`mae_domains.shards.storage`)."""
     image = np.ascontiguousarray(sample.image)
     if image.size == 0:
         raise ValueError(f"{sample.source}: the reader returned an empty image")
     valid = PLACEHOLDER if sample.valid is None else np.ascontiguousarray(sample.valid, dtype=bool).view(np.uint8)
+    stored, divisor = stored_pixels(image, dtype, str(sample.source))
     layout = {"dtype": image.dtype.str, "valid": sample.valid is not None}
-    return {"image": narrowest_exact(image), "valid": valid, "layout": json.dumps(layout),
+    if divisor is not None:
+        layout["divisor"] = divisor
+    return {"image": stored, "valid": valid, "layout": json.dumps(layout),
             "meta": json.dumps(to_json(sample.meta)), "label": json.dumps(to_json(sample.label))}
 
 
@@ -88,6 +80,6 @@ def decode_sample(row: dict[str, Any]) -> Sample | str:
     layout = json.loads(row["layout"])
     if "bad" in layout:
         return str(layout["bad"])
-    image = np.array(row["image"], dtype=np.dtype(layout["dtype"]))  # a writable copy, as a reader gives
+    image = restored_pixels(row["image"], layout["dtype"], layout.get("divisor"))  # writable, as a reader gives
     valid = np.array(row["valid"]).view(bool) if layout["valid"] else None
     return Sample(image, from_json(json.loads(row["meta"])), valid, from_json(json.loads(row["label"])))

@@ -25,6 +25,7 @@ from mae_domains.adapter_api import Adapter
 from mae_domains.data.sample import BadSampleError
 from mae_domains.shards.archive import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, is_remote
 from mae_domains.shards.encoding import COLUMNS, encode_bad, encode_sample, to_json
+from mae_domains.shards.storage import Storage, at_resolution
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,11 @@ def part_name(k: int) -> str:
     return f"part-{k:05d}"
 
 
-def _settings(config: Any, compression: str, part_size: int) -> dict[str, Any]:
+def _settings(config: Any, compression: str, part_size: int, storage: Storage) -> dict[str, Any]:
     return {"adapter": config.adapter, "options": to_json(dict(config.data.options)), "sources":
             [str(s) for s in config.data.sources], "img_size": config.model.img_size, "seed": config.engine.seed,
-            "compression": compression, "part_size": part_size}
+            "compression": compression, "part_size": part_size,
+            **({} if storage == Storage() else {"dtype": storage.dtype, "resolution": storage.resolution})}
 
 
 # ----- one part, in a worker process -----------------------------------------------------------------
@@ -69,11 +71,12 @@ def _init_worker(config: Any) -> None:
     _WORKER.update(adapter=adapter, refs=discover_refs(adapter, config.data.sources))
 
 
-def _write_part(task: tuple[str, int, int, int, str]) -> tuple[int, int, int]:
-    """Write samples ``[start, stop)`` into part ``k``; returns (k, samples, decoded bytes)."""
+def _write_part(task: tuple[str, int, int, int, str, Storage]) -> tuple[int, int, int]:
+    """Write samples ``[start, stop)`` into part ``k``; returns (k, samples, decoded bytes). A sample that
+    does not fit the chosen dtype stops the preparation (a setting, not a bad file)."""
     from streaming import MDSWriter
 
-    out, k, start, stop, compression = task
+    out, k, start, stop, compression, storage = task
     adapter, refs = _WORKER["adapter"], _WORKER["refs"]
     folder = Path(out) / part_name(k)
     shutil.rmtree(folder, ignore_errors=True)
@@ -85,13 +88,16 @@ def _write_part(task: tuple[str, int, int, int, str]) -> tuple[int, int, int]:
             try:
                 sample = adapter.read(ref)
                 sample.check_finite()
-                row = encode_sample(sample)
                 decoded += sample.image.nbytes + (0 if sample.valid is None else sample.valid.nbytes)
             except Exception as err:  # stored as bad: training skips and replaces it, as from the files
                 reason = err.reason if isinstance(err, BadSampleError) else f"unreadable ({type(err).__name__}: {err})"
                 record["source"] = err.source if isinstance(err, BadSampleError) else record["source"]
                 record["bad"] = reason
                 row = encode_bad(reason)
+            else:
+                if storage.resolution is not None:
+                    sample = at_resolution(sample, storage.resolution)
+                row = encode_sample(sample, storage.dtype)
             record["signature"] = to_json(adapter.grid_signature(ref))
             label = adapter.label_of(ref)
             record["label"] = label if label is None or isinstance(label, (str, int, float)) else to_json(label)
@@ -103,9 +109,12 @@ def _write_part(task: tuple[str, int, int, int, str]) -> tuple[int, int, int]:
 
 # ----- the whole archive -----------------------------------------------------------------------------
 def prepare_archive(config: Any, out: str | os.PathLike, *, workers: int | None = None, part_size: int = 256,
-                    compression: str = "zstd", progress: bool = True) -> PrepareSummary:
+                    compression: str = "zstd", progress: bool = True, dtype: str = "as-read",
+                    resolution: int | None = None) -> PrepareSummary:
     """Prepare the archive of ``config`` (adapter, ``data.sources``, options, ``model.img_size``) into the
-    shard folder ``out``; resumes a folder prepared with the same settings, refuses one of others."""
+    shard folder ``out``, pixels stored as ``dtype`` and, for adapters that resize whole images, with the
+    shorter side at most ``resolution`` (:mod:`mae_domains.shards.storage`); resumes a folder prepared with
+    the same settings, refuses one of others."""
     from mae_domains.registry import discover_refs, get_adapter
 
     if is_remote(str(out)):
@@ -115,7 +124,10 @@ def prepare_archive(config: Any, out: str | os.PathLike, *, workers: int | None 
         raise ValueError(f"compression {compression!r}: choose one of {', '.join(COMPRESSIONS)}")
     started = time.perf_counter()
     out = Path(out)
-    settings = _settings(config, compression, part_size)
+    storage = Storage(dtype, resolution)
+    adapter = get_adapter(config.adapter, config.data.options).bind(config)
+    storage.check(adapter)
+    settings = _settings(config, compression, part_size, storage)
     settings_file = out / SETTINGS_NAME
     if out.exists() and any(out.iterdir()):
         if not settings_file.is_file():
@@ -127,7 +139,6 @@ def prepare_archive(config: Any, out: str | os.PathLike, *, workers: int | None 
                              "remove the folder")
     out.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(settings, indent=1))
-    adapter = get_adapter(config.adapter, config.data.options).bind(config)
     refs = discover_refs(adapter, config.data.sources)
     if type(adapter).read_training is not Adapter.read_training:
         log.warning("%s draws a new window for every epoch when it reads for training; the shards hold the sample "
@@ -135,7 +146,7 @@ def prepare_archive(config: Any, out: str | os.PathLike, *, workers: int | None 
                     "every epoch (remote sensing: data.options.sampling=grid stores every window of a scene)",
                     adapter.name)
     spans = [(k, start, min(start + part_size, len(refs))) for k, start in enumerate(range(0, len(refs), part_size))]
-    todo = [(str(out), k, a, b, compression) for k, a, b in spans if not (out / part_name(k) / DONE_NAME).is_file()]
+    todo = [(str(out), k, a, b, compression, storage) for k, a, b in spans if not (out / part_name(k) / DONE_NAME).is_file()]
     kept = len(spans) - len(todo)
     if kept:
         log.info("%s: %d of %d part(s) already prepared, kept", out, kept, len(spans))
@@ -165,7 +176,33 @@ def prepare_archive(config: Any, out: str | os.PathLike, *, workers: int | None 
                 pool.join()
     if bar is not None:
         bar.close()
-    return finish(out, spans, settings, compression, kept, len(todo), started)
+    summary = finish(out, spans, settings, compression, kept, len(todo), started)
+    store_stats(out, adapter, config.data.stats_samples, config.engine.seed)
+    return summary
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    (out / (MANIFEST_NAME + ".tmp")).write_text(json.dumps(manifest))
+    os.replace(out / (MANIFEST_NAME + ".tmp"), out / MANIFEST_NAME)
+
+
+def store_stats(out: Path, adapter: Adapter, max_samples: int, seed: int) -> None:
+    """The normalization statistics a run with ``data.stats_samples`` and ``engine.seed`` computes from
+    these shards, into the manifest: a run from object storage then starts without reading samples (a
+    rank would download shards outside its share for them). Read through a temporary cache: the shard
+    folder keeps only its compressed shards."""
+    import tempfile
+
+    from mae_domains.shards.archive import PreparedArchive, PreparedReader
+
+    with tempfile.TemporaryDirectory(prefix="mae_domains_stats_") as cache:
+        archive = PreparedArchive(out, cache=cache)
+        try:
+            stats = PreparedReader(adapter).compute_stats(archive.refs, max_samples, seed)
+        finally:
+            archive.close()
+    write_manifest(out, {**archive.manifest, "stats": {"max_samples": max_samples, "seed": seed,
+                                                       "values": to_json(stats.as_dict())}})
 
 
 def finish(out: Path, spans: list[tuple[int, int, int]], settings: dict[str, Any], compression: str, kept: int,
@@ -186,8 +223,7 @@ def finish(out: Path, spans: list[tuple[int, int, int]], settings: dict[str, Any
         logging.disable(logging.NOTSET)
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **settings, "decoded_bytes": decoded,
                 "samples": records, "complete": True}
-    (out / (MANIFEST_NAME + ".tmp")).write_text(json.dumps(manifest))
-    os.replace(out / (MANIFEST_NAME + ".tmp"), out / MANIFEST_NAME)
+    write_manifest(out, manifest)
     shard_bytes = sum(p.stat().st_size for p in out.rglob("*.mds*"))
     bad = sum(1 for r in records if "bad" in r)
     if records and bad == len(records):

@@ -10,6 +10,7 @@ from mae_microscopy.channels import ChannelResolver
 from mae_microscopy.crops import (
     Foreground, crops_for_area, grid_windows, normalize_crop, otsu_threshold, project_planes, seeded_flips,
 )
+from mae_microscopy.sorted_percentiles import sorted_percentiles
 from mae_microscopy.synthetic import synthetic_field
 from tests.microscopy.conftest import make_adapter
 from tests.microscopy.files import write_ome_tiff
@@ -47,6 +48,53 @@ def test_percentile_and_instance_normalization_match_numpy():
     np.testing.assert_allclose(arch[0], (image[0] - 20.0) / 4.0, rtol=1e-5)
     np.testing.assert_allclose(arch[1], (image[1] - 10.0) / 2.0, rtol=1e-5)
     np.testing.assert_array_equal(normalize_crop(image, np.ones((16, 16), bool), "none", "abc"), image)
+
+
+def numpy_normalization(image, valid, mode, percentiles=(1.0, 99.0)):
+    """Per-channel normalization with ``np.percentile`` and ``np.where``: the formulation the fast one replaced."""
+    image = image.astype(np.float32, copy=True)
+    mask = np.broadcast_to(valid, image.shape[1:])
+    for c in range(image.shape[0]):
+        values = image[c][mask]
+        if values.size == 0:
+            continue
+        if mode == "instance":
+            image[c] = (image[c] - values.mean()) / max(float(values.std()), 1e-6)
+        else:
+            low, high = np.percentile(values, [float(percentiles[0]), float(percentiles[1])])
+            image[c] = (image[c] - low) / max(float(high - low), 1e-6) if high > low else 0.0
+    return np.where(mask[None], image, 0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("values", ["uint16 counts", "fractional", "three levels", "float64"])
+@pytest.mark.parametrize("count", [1, 2, 5, 1000, 65536])
+def test_sorted_percentiles_equal_numpy_bit_for_bit(values, count):
+    rng = np.random.default_rng(count)
+    data = {"uint16 counts": lambda: rng.gamma(2.0, 300.0, count).round().astype(np.float32),
+            "fractional": lambda: rng.normal(0.0, 1.0, count).astype(np.float32),
+            "three levels": lambda: rng.integers(0, 3, count).astype(np.float32),
+            "float64": lambda: rng.normal(5.0, 2.0, count)}[values]()
+    for percentiles in ([1.0, 99.0], [0.0, 100.0], [0.5, 99.5], [2.0, 98.0], [33.3, 66.7], [0.1, 50.0]):
+        expected = np.percentile(data, percentiles)
+        got = sorted_percentiles(data, percentiles)
+        assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), (percentiles, got, expected)
+
+
+@pytest.mark.parametrize("mode", ["percentile", "instance"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_normalization_is_bitwise_that_of_numpy(mode, padded):
+    """The sorted percentiles and the all-valid shortcut change no bit of a 16-bit crop (as the shards
+    store it) or of a padded, flipped (non-contiguous) one."""
+    image = synthetic_field(3, ["DNA", "RNA", "ER", "AGP", "Mito"], 64, 64, cells=4).astype(np.float32)
+    valid = np.ones((64, 64), bool)
+    if padded:
+        valid[:, 50:] = False
+        image = np.rot90(image, 1, axes=(-2, -1))
+        valid = np.rot90(valid, 1)
+    got = normalize_crop(image, valid, mode, list("abcde"))
+    expected = numpy_normalization(image, valid, mode)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert got.tobytes() == expected.tobytes()
 
 
 def test_planes_and_flips():
