@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/real/readme_table.py runs/real/remote_sensing-cpu runs/real/microscopy-cpu ...``
 Each row: the final checkpoint against random init and raw pixels on balanced accuracy, at 10 % and 100 % of
-the training labels, with the command that reproduces it.
+the training labels (classification), or on the segmentation metric (mIoU, mean Dice) with all labels, with
+the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -14,30 +15,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_report import base_of, cell, fraction_of  # noqa: E402
 
-PROTOCOLS = ("knn", "linear_probe", "finetune")
-METRIC = "balanced_accuracy"
+PROTOCOLS = ("knn", "linear_probe", "finetune", "segmentation", "scene_segmentation")
+METRICS = {"segmentation": "dice_mean", "scene_segmentation": "miou"}  # others: balanced accuracy
 
 
 def rows(out: Path) -> list[str]:
     headline = json.loads((out / "headline.json").read_text())
     field, budget = headline["field"], headline["budget"]
-    study = f"benchmarks/real/{field}.yaml" if field != "medical" else "benchmarks/real/medical.yaml"
+    study = f"benchmarks/real/{field}.yaml"
     command = f"`python benchmarks/real/study.py {study} --budget {budget}`"
     lines = []
     for protocol in PROTOCOLS:
         for row in headline["rows"]:
-            if row["protocol"] != protocol or row["metric"] != METRIC or fraction_of(row["dataset"]) not in (0.1, 1.0):
+            metric = METRICS.get(protocol, "balanced_accuracy")
+            if row["protocol"] != protocol or row["metric"] != metric or fraction_of(row["dataset"]) not in (0.1, 1.0):
                 continue
             labels = f"{fraction_of(row['dataset']) * 100:g} %"
-            lines.append(f"| {field} ({base_of(row['dataset'])}) | {protocol} | {labels} | {cell(row['mae'])} | "
+            lines.append(f"| {field} ({base_of(row['dataset'])}) | {protocol} | {labels} | {metric} | {cell(row['mae'])} | "
                          f"{cell(row['random'])} | {cell(row['pixels'])} | {row['vs_random']} / {row['vs_pixels']} | "
                          f"{command} |")
     return lines
 
 
 def main(argv: list[str]) -> int:
-    print("| field (task) | protocol | labels | MAE | random init | raw pixels | MAE vs random / pixels | reproduce |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| field (task) | protocol | labels | metric | MAE | random init | raw pixels | MAE vs random / pixels | reproduce |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for folder in argv:
         print("\n".join(rows(Path(folder))))
     return 0
