@@ -98,6 +98,9 @@ class EvaluationProtocol(ABC):
     deterministic protocol (kNN), run once whatever the seeds. A ``pool`` setting (``cls`` or ``avg``)
     decides how the frozen features of ``context.features`` are pooled. ``needs_train``: False for a
     protocol that only scores the test split (anomaly scoring), so no training split need be given.
+    ``build_loaders``: the benchmark runner's dataset builder for this protocol when the caller gives none
+    (``(entry, checkpoint, options, root) -> DownstreamData``; segmentation reads image/label pairs); None:
+    the labelled-archive builder.
     """
 
     name: ClassVar[str] = ""
@@ -105,6 +108,7 @@ class EvaluationProtocol(ABC):
     trains_encoder: ClassVar[bool] = False
     seeded: ClassVar[bool] = True
     needs_train: ClassVar[bool] = True
+    build_loaders: ClassVar[Callable[..., Any] | None] = None
 
     def defaults(self) -> dict[str, Any]:
         """Every setting with its default value (the seed is passed separately)."""

@@ -229,7 +229,8 @@ def run_benchmark(
     """Run every entry of a benchmark spec (a parsed benchmark file) and write the reports to ``out_dir``.
 
     ``load_checkpoint_fn(entry, root, loaded) -> LoadedCheckpoint`` and ``build_loaders(entry, checkpoint,
-    options, root) -> DownstreamData`` default to the adapter-based loaders. Relative paths resolve against
+    options, root) -> DownstreamData`` default to the adapter-based loaders (a protocol's own
+    ``build_loaders``, e.g. segmentation's image/label pairs, else the labelled archive's). Relative paths resolve against
     ``root`` (argument, else the spec's ``root``, else the working directory). Linear probe and fine-tuning
     run once per seed, kNN (deterministic) once. ``results.jsonl`` is rewritten after every entry.
     """
@@ -237,7 +238,6 @@ def run_benchmark(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     root_path = Path(root if root is not None else spec.get("root", "."))
-    build_loaders = build_loaders or build_archive_loaders
     load_checkpoint_fn = load_checkpoint_fn or load_checkpoint
     device = device or str(spec.get("device", "auto"))
     progress = progress if progress is not None else spec.get("progress")
@@ -262,18 +262,20 @@ def run_benchmark(
             loaded[name] = load_checkpoint_fn(checkpoint_specs[name], root_path, loaded)
         return loaded[name]
 
-    data_memo: dict[tuple[str, str], DownstreamData] = {}
+    data_memo: dict[tuple[str, str, Any], DownstreamData] = {}
     records: list[ResultRecord] = []
     for checkpoint_name, dataset_name, protocol_name in expand_runs(spec):
         ckpt = get_checkpoint(checkpoint_name)
-        key = (checkpoint_name, dataset_name)
-        if key not in data_memo:
-            data_memo[key] = build_loaders(dataset_specs[dataset_name], ckpt, options, root_path)
-        data = data_memo[key]
         protocol_entry = protocol_specs[protocol_name]
         protocol = str(protocol_entry.get("protocol", protocol_name))
         settings = {k: v for k, v in protocol_entry.items() if k not in ("name", "protocol")}
         handler = get_protocol(protocol)
+        # the caller's builder, else the protocol's own (segmentation reads image/label pairs), else the archive's
+        builder = build_loaders or handler.build_loaders or build_archive_loaders
+        key = (checkpoint_name, dataset_name, builder)
+        if key not in data_memo:
+            data_memo[key] = builder(dataset_specs[dataset_name], ckpt, options, root_path)
+        data = data_memo[key]
         if handler.trains_encoder and ckpt.encoder is None:
             log.warning("skipping %s for %s: it has no encoder to train", protocol, checkpoint_name)
             continue
