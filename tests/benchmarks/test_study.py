@@ -128,6 +128,28 @@ def test_report_combines_seeds_and_says_beats_only_for_disjoint_intervals(tmp_pa
                      "`python benchmarks/real/study.py benchmarks/real/remote_sensing.yaml --budget cpu` |"]
 
 
+def test_report_tables_and_verdicts_for_segmentation_records(tmp_path):
+    records = [record(c, "nuclei-masks", "segmentation", m, v, v - 0.05, v + 0.05, seed=s, step=4 if c == "mae-step4" else None)
+               for c, base in (("mae-step4", 0.7), ("random-init", 0.5)) for s in (0, 1)
+               for m, v in (("dice_mean", base + 0.01 * s), ("iou_mean", base - 0.2 + 0.01 * s))]
+    records.append({**record("mae-step4", "nuclei-masks", "segmentation", "dice", 0.7, None, None, step=4),
+                    "class_name": "nucleus"})  # per-class values stay out of the tables
+    records.append(record("mae-step4", "landcover", "knn", "balanced_accuracy", 0.9, 0.85, 0.95, step=4))
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pretrained = {"kept": {"2": "a", "4": "b"}, "steps": 4, "wall_s": 12.0, "batch_size": 4,
+                  "loss": {"2": 0.9, "4": 0.8}, "machine": {"cpu": "x86_64", "cpus_available": 2}}
+    text = report.write_results(TINY_STUDY, "cpu", tmp_path, pretrained, command="python study.py").read_text()
+    assert "### segmentation on nuclei-masks (10 train, 5 test)" in text
+    assert "| checkpoint | dice_mean | iou_mean |" in text
+    assert "| mae-step4 | 0.705 [0.650, 0.760] | 0.505 [0.450, 0.560] |" in text
+    assert "| random-init | 0.505 [0.450, 0.560] | 0.305 [0.250, 0.360] |" in text
+    headline = json.loads((tmp_path / "headline.json").read_text())["rows"]
+    dense = {r["metric"]: (r["vs_random"], r["vs_pixels"]) for r in headline if r["protocol"] == "segmentation"}
+    assert dense == {"dice_mean": ("beats", "n/a"), "iou_mean": ("beats", "n/a")}  # no raw-pixel segmentation
+    assert not list((tmp_path / "plots").glob("*segmentation*"))  # one checkpoint step, one label fraction: no curve
+
+
 @pytest.mark.slow
 def test_the_whole_study_runs_on_a_tiny_prepared_scene(wheel, tmp_path):  # noqa: F811
     path, pins = wheel
