@@ -11,7 +11,8 @@ working resolution; ``microscopy.channel_agnostic``: a whole field normalized as
 disagree are skipped and listed. A dataset entry's ``mask_ids: instances`` reads instance ids as one
 foreground class (id > 0 -> 1, e.g. nuclei), ``classes:`` names the classes (background first).
 
-Training draws seeded random ``roi`` crops (a ``fg_ratio`` share of them centred on a labelled voxel) and
+Training draws seeded random ``roi`` crops (a ``fg_ratio`` share of them centred on a labelled voxel, of an
+image that has labels: slices without foreground are most of a medical set) and
 minimizes Dice + cross-entropy (MONAI's ``DiceCELoss``); the test images are predicted whole with MONAI's
 ``sliding_window_inference`` (``roi`` windows, e.g. the model's ``img_size``) and scored per image with
 ``DiceMetric`` and ``MeanIoU`` (background excluded; an image whose truth lacks a label is left out of that
@@ -165,9 +166,10 @@ def collect(loader: Iterable[Mapping[str, Any]]) -> list[LabelledVolume]:
 
 
 def random_crop(volume: LabelledVolume, roi: int, rng: np.random.Generator,
-                fg_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+                fg_ratio: float, draw: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A ``roi`` crop of image and label (zero / background padding where the image is smaller); with
-    probability ``fg_ratio`` centred on a random labelled voxel."""
+    probability ``fg_ratio`` (``draw``: the uniform draw deciding it, else drawn here) centred on a random
+    labelled voxel."""
     spatial = volume.label.shape
     pads = [max(0, roi - s) for s in spatial]
     image, label = volume.image, volume.label
@@ -176,7 +178,7 @@ def random_crop(volume: LabelledVolume, roi: int, rng: np.random.Generator,
         image = nn.functional.pad(image, pad)
         label = nn.functional.pad(label, pad)
         spatial = label.shape
-    foreground = torch.nonzero(label > 0) if rng.random() < fg_ratio else None
+    foreground = torch.nonzero(label > 0) if (rng.random() if draw is None else draw) < fg_ratio else None
     if foreground is not None and len(foreground):
         centre = foreground[int(rng.integers(len(foreground)))].tolist()
         start = [int(min(max(c - roi // 2, 0), s - roi)) for c, s in zip(centre, spatial)]
@@ -219,18 +221,33 @@ def finetune_segmentation(encoder: nn.Module, volumes: Sequence[LabelledVolume],
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     rng = np.random.default_rng(seed)
+    labelled = [i for i, v in enumerate(volumes) if bool((v.label > 0).any())]
     model.train()
     for _ in range(config.steps):
-        picks = rng.integers(len(volumes), size=config.batch_size)
-        crops = [random_crop(volumes[int(i)], config.roi, rng, config.fg_ratio) for i in picks]
+        picks, crops = training_crops(volumes, labelled, config, rng)
         images = torch.stack([c[0] for c in crops]).to(device)
         labels = torch.stack([c[1] for c in crops]).unsqueeze(1).to(device)
-        logits = model(images, meta_fn([_meta(volumes[int(i)]) for i in picks], images))
+        logits = model(images, meta_fn([_meta(volumes[i]) for i in picks], images))
         loss = loss_fn(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+def training_crops(volumes: Sequence[LabelledVolume], labelled: Sequence[int], config: SegmentationConfig,
+                   rng: np.random.Generator) -> tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """One batch: images drawn uniformly, then a ``fg_ratio`` share of the crops centred on a labelled voxel; a
+    foreground crop drawn on an image without labels (most slices of a medical set) moves to one of the
+    ``labelled`` images. Returns the images' indices and the crops."""
+    picks = [int(i) for i in rng.integers(len(volumes), size=config.batch_size)]
+    crops = []
+    for k, i in enumerate(picks):
+        draw = float(rng.random())
+        if draw < config.fg_ratio and labelled and i not in labelled:
+            picks[k] = i = labelled[int(rng.integers(len(labelled)))]
+        crops.append(random_crop(volumes[i], config.roi, rng, config.fg_ratio, draw))
+    return picks, crops
 
 
 def _meta(volume: LabelledVolume) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from mae_domains.evaluation.loading import LoadedCheckpoint
 from mae_domains.evaluation.metrics import bootstrap_ci
 from mae_domains.evaluation.runner import run_benchmark
 from mae_domains.evaluation.segmentation import (
-    LabelledVolume, SegmentationConfig, label_mean, mean_over_images, per_image_scores,
+    LabelledVolume, SegmentationConfig, label_mean, mean_over_images, per_image_scores, training_crops,
 )
 from tests.microscopy.conftest import make_adapter
 from tests.microscopy.files import write_ome_tiff
@@ -48,6 +48,17 @@ def test_dice_and_iou_per_image_over_sliding_windows_and_their_means():
     np.testing.assert_allclose(mean_over_images(scores["dice"]), [0.375, 1.0])
     assert label_mean(scores["dice"]) == pytest.approx((0.375 + 1.0) / 2)
     assert label_mean(scores["iou"]) == pytest.approx((0.3 + 1.0) / 2)
+
+
+def test_foreground_crops_come_from_the_few_labelled_images():
+    volumes = [LabelledVolume(torch.zeros(1, 16, 16), torch.zeros(16, 16, dtype=torch.long), None, str(i))
+               for i in range(10)]
+    volumes[7].label[3:5, 3:5] = 1  # one slice in ten holds the tumour
+    rng = np.random.default_rng(0)
+    picks, crops = training_crops(volumes, [7], SegmentationConfig(batch_size=16, roi=8, fg_ratio=1.0), rng)
+    assert picks == [7] * 16 and all(label.sum() == 4 for _, label in crops)  # centred on it: all 4 px inside
+    picks, _ = training_crops(volumes, [7], SegmentationConfig(batch_size=64, roi=8, fg_ratio=0.0), rng)
+    assert len(set(picks)) == 10  # background crops: every image
 
 
 def write_tiles(root, count: int) -> list[tuple[str, str]]:
