@@ -80,6 +80,31 @@ def test_a_dataset_with_its_own_protocols_runs_only_those_on_the_final_checkpoin
         study.benchmark_spec(dict(TINY_STUDY, evaluate=evaluate), tmp_path, pretrained)
 
 
+@pytest.mark.parametrize("name", ["remote_sensing", "microscopy", "medical", "medical_fold_b", "medical_norm_pix"])
+def test_the_shipped_study_files_make_valid_benchmark_specs(tmp_path, name):
+    from pathlib import Path
+
+    from mae_domains.evaluation.runner import expand_runs, validate_spec
+
+    shipped = study.load_study(Path(study.__file__).parent / f"{name}.yaml")
+    for entry in shipped["evaluate"]["datasets"]:  # the prepared layout, empty
+        for key in ("train", "test", "manifest"):
+            for value in ([entry[key]] if isinstance(entry.get(key), str) else entry.get(key, [])):
+                (tmp_path / value).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / value).touch() if key == "manifest" else (tmp_path / value).mkdir(exist_ok=True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("data: {options: {}}\n")  # read for adapter_options
+    kept = {"100": str(tmp_path / "run" / "a.pt"), "400": str(tmp_path / "run" / "b.pt")}
+    spec = study.benchmark_spec(shipped, tmp_path, {"kept": kept})
+    validate_spec(spec)  # protocol settings are known keys
+    masks = {r[1] for r in expand_runs(spec) if r[2] == "segmentation"}
+    expected = {"microscopy": {"nuclei-masks"}, "medical": {"fold-a-masks"}, "medical_fold_b": {"fold-b-masks"},
+                "medical_norm_pix": {"fold-a-masks"}}.get(name, set())
+    assert masks == expected
+    for dataset in masks:
+        assert {r[0] for r in expand_runs(spec) if r[1] == dataset} == {"mae-step400", "random-init"}
+
+
 def test_bad_study_and_missing_data_end_in_one_line_with_exit_code_2(tmp_path, capsys):
     bad = dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "fractions": [0.1]})
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
