@@ -31,7 +31,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 
-from mae_domains.data.sample import NormStats, Sample  # noqa: E402
+from mae_domains.data.sample import BadSampleError, NormStats, Sample  # noqa: E402
 from mae_domains.grid_adapter import GridAdapter  # noqa: E402
 from mae_domains.models.embeddings import PatchEmbed2D  # noqa: E402
 from mae_domains.data.pixel_limit import check_pixel_count, image_file_shape  # noqa: E402
@@ -178,6 +178,31 @@ class MedicalImageAdapter(GridAdapter):
         """One frame, ``(1, H, W)`` in [0, 1]; labels are the evaluation runner's (``label_of``)."""
         image, meta, _ = self.read_gray(ref)
         return Sample(image[None], meta)
+
+    def read_labelled(self, image: Any, label: Any, stats: NormStats | None = None) -> tuple[Sample, np.ndarray]:
+        """An image (DICOM frame as displayed, or PNG/JPEG/TIFF) and its 2D mask of class ids (PNG or TIFF) on
+        the same grid, for segmentation, at the evaluation path's working resolution: both resized like
+        ``transform`` resizes for evaluation (shorter side to ``model.img_size``; bicubic / area for the image,
+        nearest neighbour for the mask) but not centre-cropped (the whole image is predicted by sliding
+        windows), then normalized with ``stats``. A mask on another grid is a :class:`BadSampleError`."""
+        from mae_domains.data.label_masks import check_mask_grid, read_label_mask
+
+        sample = self.read(image)
+        labels = read_label_mask(label, self.config.data.max_pixels)
+        check_mask_grid(labels, sample.image.shape, sample.source, label)
+        if labels.max(initial=0) > np.iinfo(np.uint16).max:
+            raise BadSampleError(str(label), f"label ids up to {int(labels.max())}; at most 65535 are supported")
+        resize = A.Compose([A.SmallestMaxSize(max_size=self.size, interpolation=cv2.INTER_CUBIC,
+                                              mask_interpolation=cv2.INTER_NEAREST, area_for_downscale="image")])
+        masks = [labels.astype(np.uint16)] + ([] if sample.valid is None else [sample.valid.astype(np.uint8)])
+        out = resize(image=sample.image[0], masks=masks)
+        pixels = np.clip(out["image"], 0.0, 1.0).astype(np.float32)
+        valid = None if sample.valid is None else out["masks"][1].astype(bool)
+        if valid is not None:
+            pixels = np.where(valid, pixels, 0.0).astype(np.float32)
+        pixels = pixels[None] if stats is None else stats.normalize(pixels[None])
+        meta = {**sample.meta, "label_source": str(label)}
+        return Sample(pixels, meta, valid), np.asarray(out["masks"][0]).astype(np.int64)
 
     # ----- augmentation ----------------------------------------------------------------------------
     def pipeline(self, train: bool) -> A.Compose:

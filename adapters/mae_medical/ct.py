@@ -237,11 +237,12 @@ class CTAdapter(GridAdapter):
         meta = {**meta, "source": ref.source, "sample_id": f"{ref.source}#crop{ref.crop}", "crop_index": ref.crop}
         return Sample(np.asarray(array, np.float32)[None], meta)
 
-    def read_labelled(self, image: Any, label: Any) -> tuple[Sample, np.ndarray]:
+    def read_labelled(self, image: Any, label: Any, stats: NormStats | None = None) -> tuple[Sample, np.ndarray]:
         """An image volume and its label volume, preprocessed alike: the label is brought to the image's grid
         (reoriented first, resampled by nearest neighbour only where the grids differ; a label that does not
         cover the image is a :class:`BadSampleError` naming both), then resampled by nearest neighbour to
-        the target spacing and cropped to the image's foreground box."""
+        the target spacing and cropped to the image's foreground box; the image normalized with ``stats``
+        as ``transform`` does."""
         image_ref, label_ref = self.as_ref(image), self.as_ref(label)
         volume = self.load_volume(image_ref)
         labels = label_on_image_grid(volume, self.load_volume(label_ref))
@@ -249,7 +250,9 @@ class CTAdapter(GridAdapter):
         label_array, _, _ = canonical_array(labels, self.options["target_spacing"], mode="nearest")
         label_array = crop_box(label_array, meta["crop_start"], meta["crop_end"])
         meta.update(source=image_ref.source, sample_id=image_ref.source, label_source=label_ref.source)
-        return Sample(array[None].astype(np.float32), meta), np.ascontiguousarray(label_array).astype(np.int64)
+        pixels = array[None].astype(np.float32)
+        return Sample(pixels if stats is None else stats.normalize(pixels), meta), \
+            np.ascontiguousarray(label_array).astype(np.int64)
 
     def compute_stats(self, refs: Sequence[Any], max_samples: int = 256, seed: int = 0) -> NormStats:
         """Identity statistics: intensities are already scaled to [0, 1] by the window or percentiles."""

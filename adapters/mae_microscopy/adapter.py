@@ -290,6 +290,34 @@ class ChannelAgnosticAdapter(GridAdapter):
         label = entry.id("label")
         return Sample(image.astype(np.float32), meta, valid, self.classes.index(label) if label in self.classes else None)
 
+    def read_labelled(self, image: Any, label: Any, stats: NormStats | None = None) -> tuple[Sample, np.ndarray]:
+        """A whole field (a TIFF / OME-TIFF tile) and its 2D mask of class or instance ids (TIFF or PNG) on the
+        same grid, for segmentation: the field read as crops are (channels by name, planes projected), then
+        normalized per channel as ``transform`` normalizes a crop (``normalize`` over the whole tile); the
+        model's ``img_size`` is the sliding window, not a resize. A field that is not one 2D plane per channel
+        (time series, ``z_mode`` slices or volume) or a mask on another grid is a :class:`BadSampleError`."""
+        from mae_domains.data.label_masks import check_mask_grid, read_label_mask
+
+        entries = discover_fields([image], replace(self.settings, max_pixels=self.config.data.max_pixels))
+        if len(entries) != 1:
+            raise BadSampleError(str(image), f"expected one field for a labelled image, found {len(entries)}")
+        entry = entries[0]
+        if entry.info is None:
+            raise BadSampleError(entry.source, entry.error or "unreadable")
+        if entry.info.frames > 1 or self.volume or (self.options["z_mode"] == "slices" and entry.info.planes > 1):
+            raise BadSampleError(entry.source, f"2D segmentation reads one plane per channel; this field has "
+                                               f"{entry.info.frames} time points and {entry.info.planes} planes "
+                                               f"with z_mode={self.options['z_mode']}")
+        height, width = entry.info.height, entry.info.width
+        sample = self.read_crop(CropRef(entry, window=(0, 0, height, width)), 0)
+        labels = read_label_mask(label, self.config.data.max_pixels)
+        check_mask_grid(labels, (height, width), entry.source, label)
+        valid = np.ones((height, width), bool) if sample.valid is None else sample.valid
+        pixels = normalize_crop(sample.image, valid, str(self.options["normalize"]), sample.meta["channel_names"],
+                                tuple(self.options["percentiles"]), stats)
+        meta = {**sample.meta, "sample_id": Path(entry.source).name, "label_source": str(label)}
+        return Sample(pixels, meta, valid), labels
+
     def option_pixel_size(self) -> tuple[float, float] | None:
         value = self.options["pixel_size"]
         if value is None:

@@ -13,9 +13,14 @@ Output (``--out``, default ``data/real/nuclei``):
 - ``crops/{train,test}/{nucleus,background}/y<row>_x<col>.ome.tif``: 32 x 32 px crops centred on a 16 px grid
   inside each part, labelled by the 2 x 2 centre pixels of the mask (all inside a nucleus, or all outside;
   mixed centres on a boundary are left out and counted); ``labels.csv`` (``path,labels,split,y,x``),
-  ``crops_{train,test}.csv`` (the microscopy adapter's manifest: ``path,label,y,x``), ``summary.json``.
+  ``crops_{train,test}.csv`` (the microscopy adapter's manifest: ``path,label,y,x``), ``summary.json``;
+- ``seg/{train,test}/y<row>_x<col>.ome.tif`` with ``..._mask.tif``: each part cut into 64 x 48 px tiles
+  (rows x columns; 8 x 5 tiles cover a 512 x 240 part exactly, no overlap) with their instance labels
+  (uint16, as in ``mask2d.tif``), for the ``segmentation`` protocol (nuclei = id > 0); ``seg_manifest.csv``
+  (``image,label,split``, the same left/right split) and ``seg_summary.json``.
 
-The crop task (is the crop centred on a nucleus?) is a sampled form of foreground segmentation of real masks.
+The crop task (is the crop centred on a nucleus?) is a sampled form of foreground segmentation of real masks;
+the tiles give the segmentation itself (Dice / IoU of the nucleus pixels).
 
 Run: ``python benchmarks/real/prepare_nuclei.py [--out DIR] [--source stardist-0.9.2-...whl]``
 """
@@ -45,6 +50,7 @@ TEST_COLUMNS = (272, 512)
 CROP = 32
 STRIDE = 16
 CHANNEL = "DNA"
+SEG_TILE = (64, 48)  # rows, columns: a multiple of 16 px that cuts each 512 x 240 part exactly
 
 
 def write_ome(path: Path, image: np.ndarray) -> None:
@@ -98,6 +104,39 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
                "crops": {s: {c: counts[(s, c)] for c in ("nucleus", "background")} for s in ("train", "test")},
                "boundary_crops_left_out": dict(mixed)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["segmentation"] = write_segmentation_tiles(out, image, mask)
+    return summary
+
+
+def write_segmentation_tiles(out: Path, image: np.ndarray, mask: np.ndarray) -> dict:
+    """Image tiles (OME-TIFF) and their instance-mask tiles of each split's part, ``seg_manifest.csv`` and
+    ``seg_summary.json``; a tile lies inside one part, so no test pixel is in a training tile."""
+    rows, counts = [], {}
+    height, width = SEG_TILE
+    for split, (left, right) in (("train", TRAIN_COLUMNS), ("test", TEST_COLUMNS)):
+        if image.shape[0] % height or (right - left) % width:
+            raise PreparationError(f"a {image.shape[0]} x {right - left} part does not cut into {height} x {width} tiles")
+        counts[split] = {"tiles": 0, "tiles_with_nuclei": 0, "nucleus_pixels": 0, "pixels": 0}
+        for y in range(0, image.shape[0], height):
+            for x in range(left, right, width):
+                tile, labels = image[y:y + height, x:x + width], mask[y:y + height, x:x + width].astype(np.uint16)
+                path = out / "seg" / split / f"y{y:03d}_x{x:03d}.ome.tif"
+                write_ome(path, tile)
+                tifffile.imwrite(path.with_name(f"y{y:03d}_x{x:03d}_mask.tif"), labels)
+                rows.append({"image": path.relative_to(out).as_posix(),
+                             "label": path.with_name(f"y{y:03d}_x{x:03d}_mask.tif").relative_to(out).as_posix(),
+                             "split": split})
+                c = counts[split]
+                c["tiles"] += 1
+                c["tiles_with_nuclei"] += int(labels.any())
+                c["nucleus_pixels"] += int((labels > 0).sum())
+                c["pixels"] += int(labels.size)
+    with open(out / "seg_manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "label", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = {"tile_px": list(SEG_TILE), "mask": "instance ids (0 = background)", "splits": counts}
+    (out / "seg_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -16,7 +16,11 @@ Output (``--out``, default ``data/real/radiomics``):
   any tumour voxel in that slice; ``slices.csv`` lists them (``path,labels,volume,z,tumour_voxels``);
 - ``folds.json``: the volume-level split: two folds, each volume in the test set of exactly one
   (fold A tests brain2 + lung2, fold B tests brain1 + lung1; breast1, with three tumour slices only, always
-  trains), so both test sets hold MR and CT and both classes, and no slice of a test volume is trained on.
+  trains), so both test sets hold MR and CT and both classes, and no slice of a test volume is trained on;
+- ``masks/<name>/<name>_z<k>.png``: the tumour mask of every slice on the slice PNG's grid (8-bit, 1 =
+  tumour), and ``seg_fold_a.csv`` / ``seg_fold_b.csv`` (``image,label,split``: every slice of the fold's
+  training volumes, then of its test volumes) for the ``segmentation`` protocol, with the folds of
+  ``folds.json``.
 
 Run: ``python benchmarks/real/prepare_radiomics.py [--out DIR] [--source pyradiomics-source-folder-or-archive]``
 """
@@ -117,6 +121,9 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
             path = folder / f"{name}_z{z:03d}.png"
             # (x, y) index order -> rows = y (posterior-ward), columns = x, as an axial viewer shows it
             Image.fromarray(np.ascontiguousarray(shown[:, :, z].T)).save(path)
+            mask_path = out / "masks" / name / f"{name}_z{z:03d}.png"
+            mask_path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.ascontiguousarray((label[:, :, z] > 0).T.astype(np.uint8))).save(mask_path)
             rows.append({"path": path.relative_to(out).as_posix(), "labels": cls, "volume": name, "z": z,
                          "tumour_voxels": voxels})
             counts[name][cls] += 1
@@ -128,7 +135,19 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
     summary = {"source": REQUIREMENT, "volumes": counts, "folds": folds,
                "ct_window_hu": list(CT_WINDOW), "mr_percentiles": list(MR_PERCENTILES)}
     (out / "folds.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_segmentation_manifests(out, rows, folds)
     return summary
+
+
+def write_segmentation_manifests(out: Path, rows: list[dict], folds: dict[str, dict[str, list[str]]]) -> None:
+    """``seg_fold_<a|b>.csv``: slice PNG, its mask PNG and the fold's split of its volume."""
+    for fold, split in folds.items():
+        with open(out / f"seg_fold_{fold.lower()}.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["image", "label", "split"])
+            writer.writeheader()
+            for part in ("train", "test"):
+                writer.writerows({"image": r["path"], "label": f"masks/{r['volume']}/{r['volume']}_z{r['z']:03d}.png",
+                                  "split": part} for r in rows if r["volume"] in split[part])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean", "miou")
+METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean", "iou_mean", "miou")
+DENSE = ("dice_mean", "iou_mean", "miou")  # segmentation: intervals over test images or spatial blocks
 BALANCED = ("balanced_accuracy", "macro_f1")
 
 
@@ -169,14 +170,15 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
             lines.append("")
     headline = []
     lines += ["## Does pretraining help?", "",
-              "Final checkpoint against each baseline on the class-balanced metrics and the threshold-free ROC-AUC "
-              "(beats / overlaps / loses: "
+              "Final checkpoint against each baseline on the class-balanced metrics and the threshold-free ROC-AUC, "
+              "and on Dice / IoU for segmentation (fine-tuned from the final checkpoint and from random init only; "
+              "intervals resample the test images) (beats / overlaps / loses: "
               "whether the 95 % intervals are disjoint).", "",
               "| protocol | dataset | metric | MAE | random init | raw pixels | vs random | vs pixels |",
               "|---|---|---|---|---|---|---|---|"]
     for protocol in protocols:
         for dataset in datasets:
-            for metric in BALANCED + ("mean_roc_auc", "dice_mean", "miou"):
+            for metric in BALANCED + ("mean_roc_auc",) + DENSE:
                 mae = combined.get((final, dataset, protocol, metric))
                 if mae is None:
                     continue

@@ -234,7 +234,8 @@ def run_benchmark(
 
     ``load_checkpoint_fn(entry, root, loaded) -> LoadedCheckpoint`` and ``build_loaders(entry, checkpoint,
     options, root) -> DownstreamData`` default to the adapter-based loaders; a protocol with its own
-    ``dataset_builder`` (scene / label raster pairs) reads its datasets with that. Relative paths resolve against
+    ``dataset_builder`` (segmentation's image/label pairs, scene / label raster pairs) reads its datasets with
+    that. Relative paths resolve against
     ``root`` (argument, else the spec's ``root``, else the working directory). Linear probe and fine-tuning
     run once per seed, kNN (deterministic) once. ``results.jsonl`` is rewritten after every entry.
     ``resume``: a run already finished in ``out_dir`` with the same checkpoint, data and settings is reused,
@@ -442,15 +443,10 @@ def evaluate_checkpoint(
         "datasets": [dataset],
         "protocols": [{"name": name, **values} for name, values in merged_settings(defaults, protocols, settings).items()],
     }
-    build_loaders = None
-    if "segmentation" in protocols:  # image/label pairs, not labelled samples
-        if len(protocols) > 1 or manifest is None:
-            raise ValueError("the segmentation protocol runs on its own, from --manifest CSV with image,label,split "
-                             "columns (image/label pairs on the same grid)")
-        from mae_domains.evaluation.segmentation import build_segmentation_loaders
-
-        build_loaders = build_segmentation_loaders
-    return run_benchmark(spec, out_dir, build_loaders, root=Path.cwd(), device=device, progress=progress)
+    if "segmentation" in protocols and (len(protocols) > 1 or manifest is None):  # image/label pairs
+        raise ValueError("the segmentation protocol runs on its own, from --manifest CSV with image,label,split "
+                         "columns (image/label pairs on the same grid)")
+    return run_benchmark(spec, out_dir, root=Path.cwd(), device=device, progress=progress)
 
 
 __all__ = [

@@ -6,7 +6,8 @@
   resolution. For 16^3 patches this is UNETR's layout (skips from blocks 3, 6, 9 of 12); other patch
   sizes (a power of two) get log2(patch) - 1 skips.
 - :class:`MultiLevelDecoder2D` (a light FPN-style head for 2D encoders): four block outputs projected by
-  1x1 convolutions, merged coarse-to-fine at the token resolution, upsampled to the image and classified.
+  1x1 convolutions, merged coarse-to-fine at the token resolution, upsampled to the image and classified;
+  grid axes before ``(y, x)`` (a channel-agnostic encoder's ``channel``, band groups) are averaged per place.
 
 :class:`GridSegmenter` wires an encoder (a :class:`~mae_domains.models.grid_mae.GridEncoder`) to a decoder.
 """
@@ -132,4 +133,6 @@ class GridSegmenter(nn.Module):
 
     def forward(self, images: torch.Tensor, meta: Mapping[str, Any] | None = None) -> torch.Tensor:
         features, _ = encoder_features(self.encoder, GridBatch(images, None, dict(meta or {})), self.blocks)
+        lead = self.spatial_dims + 2  # grid axes before the spatial ones (microscopy channels) are averaged per place
+        features = [f.mean(dim=tuple(range(2, f.ndim - self.spatial_dims))) if f.ndim > lead else f for f in features]
         return self.decoder(images, features)

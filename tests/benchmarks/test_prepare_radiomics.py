@@ -72,6 +72,34 @@ def test_slices_are_windowed_labelled_by_tumour_presence_and_split_by_volume(sou
     assert summary["volumes"]["lung2"]["tumour"] == 2 and summary["volumes"]["brain2"]["tumour"] == 1
 
 
+def test_slice_masks_lie_on_the_slice_grid_and_seg_manifests_follow_the_volume_folds(source, tmp_path):
+    root, pins = source
+    prep.prepare(tmp_path, str(root), pins)
+    label = np.zeros((8, 6, 4), np.uint8)  # (x, y, z) as in the fixture
+    label[2:4, 2:4, 1] = 1
+    mask = np.asarray(Image.open(tmp_path / "masks" / "brain1" / "brain1_z001.png"))
+    assert mask.dtype == np.uint8 and mask.shape == (6, 8)  # rows = y, columns = x, like the slice PNG
+    np.testing.assert_array_equal(mask, label[:, :, 1].T)
+    lung = np.asarray(Image.open(tmp_path / "masks" / "lung1" / "lung1_z002.png"))
+    assert lung.sum() == 1 and lung[3, 3] == 1
+    assert not np.asarray(Image.open(tmp_path / "masks" / "lung1" / "lung1_z000.png")).any()
+    folds = json.loads((tmp_path / "folds.json").read_text())["folds"]
+    for fold in ("A", "B"):
+        rows = list(csv.DictReader(open(tmp_path / f"seg_fold_{fold.lower()}.csv")))
+        assert len(rows) == 5 * 4 and list(rows[0]) == ["image", "label", "split"]
+        for r in rows:
+            volume = r["image"].split("/")[1]
+            assert volume in folds[fold][r["split"]] and r["label"].startswith(f"masks/{volume}/")
+            assert r["label"].endswith(r["image"].rsplit("/", 1)[1])
+            shown = np.asarray(Image.open(tmp_path / r["image"]))
+            assert np.asarray(Image.open(tmp_path / r["label"])).shape == shown.shape
+        tumour = [r for r in rows if r["split"] == "test" and "/tumour/" in r["image"]]
+        assert all(np.asarray(Image.open(tmp_path / r["label"])).any() for r in tumour) and tumour
+    from mae_domains.data.label_masks import read_label_mask
+    np.testing.assert_array_equal(read_label_mask(tmp_path / "masks" / "brain1" / "brain1_z001.png"),
+                                  label[:, :, 1].T.astype(np.int64))
+
+
 def test_label_values_other_than_0_and_1_are_refused(source, tmp_path):
     root, pins = source
     bad_root = tmp_path / "src"

@@ -80,6 +80,31 @@ def test_a_dataset_with_its_own_protocols_runs_only_those_on_the_final_checkpoin
         study.benchmark_spec(dict(TINY_STUDY, evaluate=evaluate), tmp_path, pretrained)
 
 
+@pytest.mark.parametrize("name", ["remote_sensing", "microscopy", "medical", "medical_fold_b", "medical_norm_pix"])
+def test_the_shipped_study_files_make_valid_benchmark_specs(tmp_path, name):
+    from pathlib import Path
+
+    from mae_domains.evaluation.runner import expand_runs, validate_spec
+
+    shipped = study.load_study(Path(study.__file__).parent / f"{name}.yaml")
+    for entry in shipped["evaluate"]["datasets"]:  # the prepared layout, empty
+        for key in ("train", "test", "manifest"):
+            for value in ([entry[key]] if isinstance(entry.get(key), str) else entry.get(key, [])):
+                (tmp_path / value).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / value).touch() if key == "manifest" else (tmp_path / value).mkdir(exist_ok=True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("data: {options: {}}\n")  # read for adapter_options
+    kept = {"100": str(tmp_path / "run" / "a.pt"), "400": str(tmp_path / "run" / "b.pt")}
+    spec = study.benchmark_spec(shipped, tmp_path, {"kept": kept})
+    validate_spec(spec)  # protocol settings are known keys
+    masks = {r[1] for r in expand_runs(spec) if r[2] == "segmentation"}
+    expected = {"microscopy": {"nuclei-masks"}, "medical": {"fold-a-masks"}, "medical_fold_b": {"fold-b-masks"},
+                "medical_norm_pix": {"fold-a-masks"}}.get(name, set())
+    assert masks == expected
+    for dataset in masks:
+        assert {r[0] for r in expand_runs(spec) if r[1] == dataset} == {"mae-step400", "random-init"}
+
+
 def test_bad_study_and_missing_data_end_in_one_line_with_exit_code_2(tmp_path, capsys):
     bad = dict(TINY_STUDY, evaluate={**TINY_STUDY["evaluate"], "fractions": [0.1]})
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
@@ -130,6 +155,28 @@ def test_report_combines_seeds_and_says_beats_only_for_disjoint_intervals(tmp_pa
                      f"0.500 [0.400, 0.600] | 0.920 [0.880, 0.960] | beats / overlaps | {command} |",
                      "| remote_sensing (landcover-map) | scene_segmentation | 100 % | miou | 0.400 [0.350, 0.450] | "
                      f"0.300 [0.250, 0.340] | - | beats / n/a | {command} |"]
+
+
+def test_report_tables_and_verdicts_for_segmentation_records(tmp_path):
+    records = [record(c, "nuclei-masks", "segmentation", m, v, v - 0.05, v + 0.05, seed=s, step=4 if c == "mae-step4" else None)
+               for c, base in (("mae-step4", 0.7), ("random-init", 0.5)) for s in (0, 1)
+               for m, v in (("dice_mean", base + 0.01 * s), ("iou_mean", base - 0.2 + 0.01 * s))]
+    records.append({**record("mae-step4", "nuclei-masks", "segmentation", "dice", 0.7, None, None, step=4),
+                    "class_name": "nucleus"})  # per-class values stay out of the tables
+    records.append(record("mae-step4", "landcover", "knn", "balanced_accuracy", 0.9, 0.85, 0.95, step=4))
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pretrained = {"kept": {"2": "a", "4": "b"}, "steps": 4, "wall_s": 12.0, "batch_size": 4,
+                  "loss": {"2": 0.9, "4": 0.8}, "machine": {"cpu": "x86_64", "cpus_available": 2}}
+    text = report.write_results(TINY_STUDY, "cpu", tmp_path, pretrained, command="python study.py").read_text()
+    assert "### segmentation on nuclei-masks (10 train, 5 test)" in text
+    assert "| checkpoint | dice_mean | iou_mean |" in text
+    assert "| mae-step4 | 0.705 [0.650, 0.760] | 0.505 [0.450, 0.560] |" in text
+    assert "| random-init | 0.505 [0.450, 0.560] | 0.305 [0.250, 0.360] |" in text
+    headline = json.loads((tmp_path / "headline.json").read_text())["rows"]
+    dense = {r["metric"]: (r["vs_random"], r["vs_pixels"]) for r in headline if r["protocol"] == "segmentation"}
+    assert dense == {"dice_mean": ("beats", "n/a"), "iou_mean": ("beats", "n/a")}  # no raw-pixel segmentation
+    assert not list((tmp_path / "plots").glob("*segmentation*"))  # one checkpoint step, one label fraction: no curve
 
 
 @pytest.mark.slow
