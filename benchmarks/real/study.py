@@ -228,6 +228,11 @@ def evaluate_stage(study: Mapping[str, Any], data_dir: Path, out: Path, pretrain
     from mae_domains.evaluation import run_benchmark
 
     spec = benchmark_spec(study, data_dir, pretrained)
+    threads = (pretrained.get("config") or {}).get("engine", {}).get("threads")
+    if threads:  # the budget's CPU threads apply to evaluation too (2 spinning threads on 2 busy cores: 7x slower)
+        import torch
+
+        torch.set_num_threads(int(threads))
     eval_dir = out / "eval"
     eval_dir.mkdir(parents=True, exist_ok=True)
     (eval_dir / "benchmark.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -258,3 +258,20 @@ def test_report_shows_miou_with_its_verdict_against_random_init(tmp_path):
     row = json.loads((tmp_path / "headline.json").read_text())["rows"][0]
     assert (row["protocol"], row["metric"], row["vs_random"], row["vs_pixels"]) == (
         "scene_segmentation", "miou", "beats", "n/a")
+
+
+def test_the_budgets_cpu_threads_apply_to_evaluation(tmp_path, monkeypatch):
+    import torch
+
+    import mae_domains.evaluation as evaluation
+
+    (tmp_path / "chips" / "train").mkdir(parents=True)
+    (tmp_path / "chips" / "test").mkdir(parents=True)
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(evaluation, "run_benchmark", lambda spec, out, root: [])
+    pretrained = {"kept": {"4": "/r/steps/step0000004/checkpoint.pt"}, "config": {"engine": {"threads": 1}}}
+    study.evaluate_stage(TINY_STUDY, tmp_path, tmp_path / "out", pretrained)
+    assert threads == [1] and (tmp_path / "out" / "eval" / "benchmark.yaml").is_file()
+    study.evaluate_stage(TINY_STUDY, tmp_path, tmp_path / "out", {**pretrained, "config": {"engine": {"threads": None}}})
+    assert threads == [1]  # unset (the GPU budget): torch's default
