@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 for plot in (out / "plots").glob("*.png"):
                     shutil.copyfile(plot, args.report_to / plot.name)
             print(path)
-    except (StudyError, FileNotFoundError) as err:
+    except (StudyError, FileNotFoundError, ValueError) as err:  # ValueError: a bad entry of the study file
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

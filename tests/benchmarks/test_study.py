@@ -116,6 +116,25 @@ def test_bad_study_and_missing_data_end_in_one_line_with_exit_code_2(tmp_path, c
     assert err.startswith("error: ") and "not found; prepare it with" in err and len(err.splitlines()) == 1
 
 
+def test_a_bad_entry_found_while_evaluating_ends_in_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch):
+    import mae_domains.evaluation as evaluation
+
+    def refuse(spec, out, root):
+        raise ValueError("dataset nuclei-masks: mask_ids must be 'classes' or 'instances', got 'ids'")
+
+    monkeypatch.setattr(evaluation, "run_benchmark", refuse)
+    (tmp_path / "landsat" / "chips" / "train").mkdir(parents=True)
+    (tmp_path / "landsat" / "chips" / "test").mkdir(parents=True)
+    out = tmp_path / "out"
+    (out / "pretrain").mkdir(parents=True)
+    (out / "pretrain" / "study.json").write_text(json.dumps({"kept": {"4": "/r/step4/checkpoint.pt"}}))
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(TINY_STUDY))
+    assert study.main([str(tmp_path / "ok.yaml"), "--data-root", str(tmp_path), "--out", str(out),
+                       "--stages", "evaluate"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: dataset nuclei-masks: mask_ids must be 'classes' or "
+                                              "'instances', got 'ids'")
+
+
 def record(checkpoint, dataset, protocol, metric, value, low, high, seed=0, step=None):
     return {"checkpoint": checkpoint, "dataset": dataset, "protocol": protocol, "metric": metric, "value": value,
             "ci_low": low, "ci_high": high, "seed": seed, "class_name": None, "n_train": 10, "n_test": 5, "step": step}
