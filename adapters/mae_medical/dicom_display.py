@@ -9,6 +9,12 @@ VOI is shown over its stored range when that is 8 bits or less, else from its mi
 
 Colour (RGB, YBR_* already converted to RGB by the decoder, PALETTE COLOR through its lookup tables)
 becomes luma ``0.299 R + 0.587 G + 0.114 B`` (the Y of YBR_FULL) over the nominal range.
+
+Why not pydicom's ``apply_modality_lut`` / ``apply_voi`` / ``apply_windowing``: tried (session 33, every
+pixel test passing), they compute in float64 with boolean masks, 151 ms per 2048 x 2048 frame with a
+window against 22 ms here (184 vs 54 ms with a VOI LUT), they scale to the input's range, not [0, 1], and
+they misread four LUT variants the standard allows (a signed first value written as US, 8-bit entries
+packed two per word, 12-bit entries, OW data without the file's byte order), each needing a fix-up first.
 """
 
 from __future__ import annotations
