@@ -5,7 +5,9 @@ Intercept) -> VOI (LUT sequence, or window centre/width with its VOI LUT Functio
 MONOCHROME1 is then inverted so that air is dark. Several windows or VOI LUTs: the first, unless
 :class:`DisplaySettings` picks another by index or by its explanation (``"LUNG"``). A frame without any
 VOI is shown over its stored range when that is 8 bits or less, else from its minimum to its maximum
-(what viewers do).
+(what viewers do). The LUT and window arithmetic is pydicom's (``apply_modality_lut``, ``apply_voi``,
+``apply_windowing``); this module picks the window or LUT, scales to [0, 1], inverts MONOCHROME1, and
+normalises the LUT items pydicom would misread (:func:`readable_lut`).
 
 Colour (RGB, YBR_* already converted to RGB by the decoder, PALETTE COLOR through its lookup tables)
 becomes luma ``0.299 R + 0.587 G + 0.114 B`` (the Y of YBR_FULL) over the nominal range.
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply_windowing
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 COLOUR_INTERPRETATIONS = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420"}
@@ -71,13 +73,19 @@ def _pick(names: list[str], count: int, window: int | str) -> int:
     return int(window) if 0 <= int(window) < count else 0
 
 
-def lut_table(item: Dataset, little_endian: bool, signed_input: bool = False) -> tuple[np.ndarray, int, int]:
-    """``(table, first_mapped, bits)`` of a LUT item (LUTDescriptor + LUTData, VR US or OW; an OW table
-    of 8-bit entries may be packed two per word). ``signed_input``: the LUT maps signed values, so a
-    first-mapped value written as US (e.g. 63536) means a negative one (-2000)."""
-    descriptor = [int(v) for v in item.LUTDescriptor]
-    entries = descriptor[0] or 65536
-    first, bits = descriptor[1], descriptor[2]
+def readable_lut(item: Dataset, little_endian: bool, signed_input: bool) -> tuple[Dataset, int, int, int]:
+    """A copy of a LUT item as pydicom's ``apply_modality_lut`` / ``apply_voi`` read it correctly, with its
+    first mapped input, entry count and bits per entry (for the scaling to [0, 1]).
+
+    Where pydicom reads an item otherwise than the standard (PS3.3 C.11.1.1.1, C.11.2.1.1, CP-522), the
+    copy is normalised: the first mapped value is signed when the LUT input is, even when the file encodes
+    it as US (63536 = -2000); 8-bit entries are packed two per 16-bit word of OW data; OW data is read in
+    the file's byte order (a frame's attributes carry none). Entries wider than the descriptor says (seen
+    in the wild) widen the bits; entries of 9-15 bits sit in 16-bit words."""
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 65536
+    if signed_input and first >= 32768:
+        first -= 65536
     data = item.LUTData
     if isinstance(data, (bytes, bytearray)):
         if len(data) >= 2 * entries:
@@ -88,44 +96,39 @@ def lut_table(item: Dataset, little_endian: bool, signed_input: bool = False) ->
             raise ValueError(f"LUT data holds {len(data)} bytes for {entries} entries")
     else:
         table = np.asarray(_as_list(data), dtype=np.int64)
-    if signed_input and first >= 32768:
-        first -= 65536
     peak = int(table.max()) if table.size else 0
-    if peak > 2**bits - 1:  # descriptor understates the entries' depth (seen in the wild)
+    if peak > 2**bits - 1:
         bits = max(bits, int(math.ceil(math.log2(peak + 1))))
-    return table.astype(np.float32), first, bits
+    readable = Dataset()
+    readable.LUTDescriptor = [entries % 65536, first, 8 if bits <= 8 else 16]
+    readable.add_new(0x00283006, "US", table.astype(np.int64).tolist())  # LUTData
+    return readable, first, entries, bits
 
 
-def apply_lut(values: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
-    """Look ``values`` up in ``table``: below ``first`` -> first entry, past the end -> last entry."""
-    index = np.rint(values).astype(np.int64) if values.dtype.kind == "f" else values.astype(np.int64)
-    np.subtract(index, first, out=index)
-    np.clip(index, 0, table.size - 1, out=index)
-    return table[index]
+def lookup(values: np.ndarray, item: Dataset, little_endian: bool, signed_input: bool, sequence: str) -> tuple[np.ndarray, int]:
+    """``values`` through the LUT ``item`` of ``sequence`` (ModalityLUTSequence or VOILUTSequence) by
+    pydicom, and the bits per entry. Inputs are rounded to integers and clipped to the LUT's input range
+    first (below it: the first entry, past it: the last, C.11.2.1.1): pydicom truncates floats and its
+    uint16 index wraps for inputs 65536 past the first mapped value."""
+    readable, first, entries, bits = readable_lut(item, little_endian, signed_input)
+    index = np.rint(values) if values.dtype.kind == "f" else values
+    index = np.clip(index, first, first + entries - 1).astype(np.int64)
+    lut = Dataset()
+    setattr(lut, sequence, [readable])
+    apply = apply_modality_lut if sequence == "ModalityLUTSequence" else apply_voi
+    return apply(index, lut), bits
 
 
 def window_to_unit(values: np.ndarray, centre: float, width: float, function: str = "LINEAR") -> np.ndarray:
     """PS3.3 C.11.2.1.2: window ``values`` into [0, 1] with the VOI LUT Function LINEAR (width >= 1),
-    LINEAR_EXACT (width > 0) or SIGMOID. float32, computed in place on a copy."""
-    out = values.astype(np.float32)  # a copy: the caller's array is left as it is
-    function = (function or "LINEAR").upper()
-    if function == "SIGMOID":
-        out -= centre
-        out *= -4.0 / max(width, 1e-12)
-        np.exp(out, out=out)
-        out += 1.0
-        return np.reciprocal(out, out=out)
-    if function == "LINEAR_EXACT":
-        out -= centre
-        out *= 1.0 / max(width, 1e-12)
-    else:
-        width = max(width, 1.0)
-        if width == 1.0:  # a threshold at the centre
-            return (values > centre - 0.5).astype(np.float32)
-        out -= centre - 0.5
-        out *= 1.0 / (width - 1.0)
-    out += 0.5
-    return np.clip(out, 0.0, 1.0, out=out)
+    LINEAR_EXACT (width > 0) or SIGMOID, by pydicom's ``apply_windowing``; float32."""
+    window = Dataset()
+    window.PhotometricInterpretation = "MONOCHROME2"
+    # pydicom's output range is the range of the stored values: one unsigned bit is [0, 1].
+    window.BitsStored, window.PixelRepresentation = 1, 0
+    window.WindowCenter, window.WindowWidth = centre, width
+    window.VOILUTFunction = (function or "LINEAR").upper()
+    return apply_windowing(values, window).astype(np.float32)
 
 
 def signed_values(frame: Dataset) -> bool:
@@ -141,9 +144,9 @@ def signed_values(frame: Dataset) -> bool:
 def voi_to_unit(values: np.ndarray, frame: Dataset, settings: DisplaySettings, little_endian: bool,
                 stored_bits: int, rescaled: bool) -> tuple[np.ndarray, str]:
     """The VOI stage: LUT sequence, window, or the fallbacks in the module docstring; also says which."""
+    function = str(frame.get("VOILUTFunction") or "LINEAR")
     if settings.override is not None:
         c, w = settings.override
-        function = str(frame.get("VOILUTFunction") or "LINEAR")
         return window_to_unit(values, float(c), float(w), function), f"window {c:g}/{w:g} (configured)"
     luts = frame.get("VOILUTSequence") or []
     centres, widths = _as_list(frame.get("WindowCenter")), _as_list(frame.get("WindowWidth"))
@@ -151,15 +154,14 @@ def voi_to_unit(values: np.ndarray, frame: Dataset, settings: DisplaySettings, l
     use_lut = bool(luts) and (settings.prefer_lut or not windows)
     if use_lut:
         k = _pick([item.get("LUTExplanation", "") for item in luts], len(luts), settings.window)
-        table, first, bits = lut_table(luts[k], little_endian, signed_values(frame))
-        which = f" {k + 1} of {len(luts)}" if len(luts) > 1 else ""
-        unit = apply_lut(values, table, first)
+        entries, bits = lookup(values, luts[k], little_endian, signed_values(frame), "VOILUTSequence")
+        unit = entries.astype(np.float32)
         unit *= 1.0 / float(2**bits - 1)
+        which = f" {k + 1} of {len(luts)}" if len(luts) > 1 else ""
         return unit, f"VOI LUT{which}"
     if windows:
         k = _pick(_as_list(frame.get("WindowCenterWidthExplanation")), windows, settings.window)
         c, w = float(centres[k]), float(widths[k])
-        function = str(frame.get("VOILUTFunction") or "LINEAR")
         which = f" ({k + 1} of {windows})" if windows > 1 else ""
         shape = "" if function.upper() == "LINEAR" else f" {function}"
         return window_to_unit(values, c, w, function), f"window {c:g}/{w:g}{shape}{which}"
@@ -173,18 +175,13 @@ def voi_to_unit(values: np.ndarray, frame: Dataset, settings: DisplaySettings, l
     return unit, f"min-max {low:g}..{high:g}"
 
 
-def rescale(pixels: np.ndarray, frame: Dataset) -> np.ndarray:
-    """RescaleSlope / RescaleIntercept (when both are present) in float32; stored values otherwise."""
-    if "RescaleSlope" in frame and "RescaleIntercept" in frame:
-        slope, intercept = float(frame.RescaleSlope), float(frame.RescaleIntercept)
-        if slope != 1.0 or intercept != 0.0:
-            values = pixels.astype(np.float32)
-            if slope != 1.0:
-                values *= slope
-            if intercept != 0.0:
-                values += intercept
-            return values
-    return pixels
+def modality_values(pixels: np.ndarray, frame: Dataset, little_endian: bool) -> np.ndarray:
+    """The Modality LUT stage (PS3.3 C.11.1): pydicom's ``apply_modality_lut`` (LUT sequence, or Rescale
+    Slope / Intercept); stored values when the frame has neither."""
+    if frame.get("ModalityLUTSequence"):
+        signed = int(frame.get("PixelRepresentation") or 0) == 1
+        return lookup(pixels, frame.ModalityLUTSequence[0], little_endian, signed, "ModalityLUTSequence")[0]
+    return apply_modality_lut(pixels, frame)
 
 
 def grayscale_to_unit(pixels: np.ndarray, frame: Dataset, settings: DisplaySettings,
@@ -192,12 +189,7 @@ def grayscale_to_unit(pixels: np.ndarray, frame: Dataset, settings: DisplaySetti
     """MONOCHROME1/2 stored values of one frame -> displayed image in [0, 1] (module docstring)."""
     photometric = str(frame.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     rescaled = bool(frame.get("ModalityLUTSequence")) or ("RescaleSlope" in frame and "RescaleIntercept" in frame)
-    if frame.get("ModalityLUTSequence"):
-        signed = int(frame.get("PixelRepresentation") or 0) == 1
-        table, first, _ = lut_table(frame.ModalityLUTSequence[0], little_endian, signed)
-        values = apply_lut(pixels, table, first)
-    else:
-        values = rescale(pixels, frame)
+    values = modality_values(pixels, frame, little_endian)
     stored_bits = int(frame.get("BitsStored") or frame.get("BitsAllocated") or 16)
     unit, voi = voi_to_unit(values, frame, settings, little_endian, stored_bits, rescaled)
     # MONOCHROME1: the minimum is white. A Presentation LUT Shape of INVERSE flips the result again.
