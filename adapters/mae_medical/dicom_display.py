@@ -101,7 +101,7 @@ def readable_lut(item: Dataset, little_endian: bool, signed_input: bool) -> tupl
         bits = max(bits, int(math.ceil(math.log2(peak + 1))))
     readable = Dataset()
     readable.LUTDescriptor = [entries % 65536, first, 8 if bits <= 8 else 16]
-    readable.add_new(0x00283006, "US", table.astype(np.int64).tolist())  # LUTData
+    readable.add_new(0x00283006, "OW", table.astype("<u2").tobytes())  # LUTData, one entry per word
     return readable, first, entries, bits
 
 
@@ -111,9 +111,10 @@ def lookup(values: np.ndarray, item: Dataset, little_endian: bool, signed_input:
     first (below it: the first entry, past it: the last, C.11.2.1.1): pydicom truncates floats and its
     uint16 index wraps for inputs 65536 past the first mapped value."""
     readable, first, entries, bits = readable_lut(item, little_endian, signed_input)
-    index = np.rint(values) if values.dtype.kind == "f" else values
-    index = np.clip(index, first, first + entries - 1).astype(np.int64)
+    index = (np.rint(values) if values.dtype.kind == "f" else values).astype(np.int64)
+    np.clip(index, first, first + entries - 1, out=index)
     lut = Dataset()
+    lut.set_original_encoding(False, True, None)  # the byte order of the OW data above
     setattr(lut, sequence, [readable])
     apply = apply_modality_lut if sequence == "ModalityLUTSequence" else apply_voi
     return apply(index, lut), bits
