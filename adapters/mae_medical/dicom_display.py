@@ -5,18 +5,21 @@ Intercept) -> VOI (LUT sequence, or window centre/width with its VOI LUT Functio
 MONOCHROME1 is then inverted so that air is dark. Several windows or VOI LUTs: the first, unless
 :class:`DisplaySettings` picks another by index or by its explanation (``"LUNG"``). A frame without any
 VOI is shown over its stored range when that is 8 bits or less, else from its minimum to its maximum
-(what viewers do). The LUT and window arithmetic is pydicom's (``apply_modality_lut``, ``apply_voi``,
-``apply_windowing``); this module picks the window or LUT, scales to [0, 1], inverts MONOCHROME1, and
-normalises the LUT items pydicom would misread (:func:`readable_lut`).
+(what viewers do).
 
 Colour (RGB, YBR_* already converted to RGB by the decoder, PALETTE COLOR through its lookup tables)
 becomes luma ``0.299 R + 0.587 G + 0.114 B`` (the Y of YBR_FULL) over the nominal range.
 
-Why not pydicom's ``apply_modality_lut`` / ``apply_voi`` / ``apply_windowing``: tried (session 33, every
-pixel test passing), they compute in float64 with boolean masks, 151 ms per 2048 x 2048 frame with a
-window against 22 ms here (184 vs 54 ms with a VOI LUT), they scale to the input's range, not [0, 1], and
-they misread four LUT variants the standard allows (a signed first value written as US, 8-bit entries
-packed two per word, 12-bit entries, OW data without the file's byte order), each needing a fix-up first.
+The LUT and window arithmetic is pydicom's (``apply_modality_lut``, ``apply_voi``, ``apply_windowing``).
+Ours: choosing the window or LUT (by index, by name, the override), scaling to [0, 1], inverting
+MONOCHROME1, and normalising the LUT items pydicom would misread (:func:`readable_lut`: a signed first
+value written as US, 8-bit entries packed two per word, 12-bit entries, OW data without the file's byte
+order). pydicom computes in float64 with boolean masks over its input (151 ms per 2048 x 2048 frame with
+a window); every step maps each stored value on its own, so for integer pixels of at most 16 bits the
+chain runs once on every possible stored value and the frame indexes the result
+(:mod:`mae_medical.stored_value_table`): the same numbers as pydicom on the frame, one gather per pixel.
+Float or wider pixels go through pydicom directly. ``benchmarks/bench_medical_dicom.py --display`` times
+both against the float32 arithmetic this module had before.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply_windowing
+
+from mae_medical.stored_value_table import stored_value_table
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 COLOUR_INTERPRETATIONS = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420"}
@@ -142,35 +147,62 @@ def signed_values(frame: Dataset) -> bool:
     return int(frame.get("PixelRepresentation") or 0) == 1 or intercept < 0
 
 
-def voi_to_unit(values: np.ndarray, frame: Dataset, settings: DisplaySettings, little_endian: bool,
-                stored_bits: int, rescaled: bool) -> tuple[np.ndarray, str]:
-    """The VOI stage: LUT sequence, window, or the fallbacks in the module docstring; also says which."""
+@dataclass(frozen=True)
+class VoiChoice:
+    """The VOI transform a frame is shown with: ``kind`` is "lut" (the item ``lut``), "window" (``centre``,
+    ``width``, ``function``), "stored range" (0..``stored_max``, 8 bits or less) or "min-max"."""
+
+    kind: str
+    description: str = ""
+    lut: Dataset | None = None
+    centre: float = 0.0
+    width: float = 1.0
+    function: str = "LINEAR"
+    stored_max: int = 255
+
+
+def choose_voi(frame: Dataset, settings: DisplaySettings, stored_bits: int, rescaled: bool) -> VoiChoice:
+    """Which VOI LUT or window to apply (the override, a choice by index or explanation, the fallbacks in
+    the module docstring), and its description for the sample's metadata."""
     function = str(frame.get("VOILUTFunction") or "LINEAR")
     if settings.override is not None:
-        c, w = settings.override
-        return window_to_unit(values, float(c), float(w), function), f"window {c:g}/{w:g} (configured)"
+        c, w = (float(v) for v in settings.override)
+        return VoiChoice("window", f"window {c:g}/{w:g} (configured)", centre=c, width=w, function=function)
     luts = frame.get("VOILUTSequence") or []
     centres, widths = _as_list(frame.get("WindowCenter")), _as_list(frame.get("WindowWidth"))
     windows = min(len(centres), len(widths))
-    use_lut = bool(luts) and (settings.prefer_lut or not windows)
-    if use_lut:
+    if luts and (settings.prefer_lut or not windows):
         k = _pick([item.get("LUTExplanation", "") for item in luts], len(luts), settings.window)
-        entries, bits = lookup(values, luts[k], little_endian, signed_values(frame), "VOILUTSequence")
-        unit = entries.astype(np.float32)
-        unit *= 1.0 / float(2**bits - 1)
         which = f" {k + 1} of {len(luts)}" if len(luts) > 1 else ""
-        return unit, f"VOI LUT{which}"
+        return VoiChoice("lut", f"VOI LUT{which}", lut=luts[k])
     if windows:
         k = _pick(_as_list(frame.get("WindowCenterWidthExplanation")), windows, settings.window)
         c, w = float(centres[k]), float(widths[k])
         which = f" ({k + 1} of {windows})" if windows > 1 else ""
         shape = "" if function.upper() == "LINEAR" else f" {function}"
-        return window_to_unit(values, c, w, function), f"window {c:g}/{w:g}{shape}{which}"
-    unit = values.astype(np.float32)
+        return VoiChoice("window", f"window {c:g}/{w:g}{shape}{which}", centre=c, width=w, function=function)
     if stored_bits <= 8 and not rescaled:
-        unit *= 1.0 / float(2**stored_bits - 1)
-        return unit, f"stored range 0-{2**stored_bits - 1}"
-    low, high = float(np.min(values)), float(np.max(values))
+        return VoiChoice("stored range", f"stored range 0-{2**stored_bits - 1}", stored_max=2**stored_bits - 1)
+    return VoiChoice("min-max")
+
+
+def voi_to_unit(values: np.ndarray, choice: VoiChoice, frame: Dataset, little_endian: bool,
+                frame_range: tuple[float, float] | None = None) -> tuple[np.ndarray, str]:
+    """Modality values -> [0, 1] by ``choice`` (pydicom's ``apply_voi`` / ``apply_windowing``); float32,
+    with the description. "min-max" spans ``frame_range``, the lowest and highest modality value of the
+    frame, by default those of ``values``."""
+    if choice.kind == "lut":
+        entries, bits = lookup(values, choice.lut, little_endian, signed_values(frame), "VOILUTSequence")
+        unit = entries.astype(np.float32)
+        unit *= 1.0 / float(2**bits - 1)
+        return unit, choice.description
+    if choice.kind == "window":
+        return window_to_unit(values, choice.centre, choice.width, choice.function), choice.description
+    unit = values.astype(np.float32)
+    if choice.kind == "stored range":
+        unit *= 1.0 / float(choice.stored_max)
+        return unit, choice.description
+    low, high = frame_range if frame_range is not None else (float(np.min(values)), float(np.max(values)))
     unit -= low
     unit *= 1.0 / max(high - low, 1e-12)
     return unit, f"min-max {low:g}..{high:g}"
@@ -185,14 +217,36 @@ def modality_values(pixels: np.ndarray, frame: Dataset, little_endian: bool) -> 
     return apply_modality_lut(pixels, frame)
 
 
-def grayscale_to_unit(pixels: np.ndarray, frame: Dataset, settings: DisplaySettings,
-                      little_endian: bool) -> DisplayImage:
-    """MONOCHROME1/2 stored values of one frame -> displayed image in [0, 1] (module docstring)."""
+def modality_float32(pixels: np.ndarray, frame: Dataset, little_endian: bool) -> np.ndarray:
+    """:func:`modality_values` of a frame as float32 (e.g. Hounsfield units), through the stored-value
+    table where the pixels have one."""
+    table = stored_value_table(pixels)
+    if table is None:
+        return modality_values(pixels, frame, little_endian).astype(np.float32)
+    results = modality_values(table.inputs, frame, little_endian).astype(np.float32)
+    return table.look_up(results, pixels)
+
+
+def grayscale_to_unit(pixels: np.ndarray, frame: Dataset, settings: DisplaySettings, little_endian: bool,
+                      use_table: bool = True) -> DisplayImage:
+    """MONOCHROME1/2 stored values of one frame -> displayed image in [0, 1] (module docstring).
+    ``use_table=False`` runs the chain on the frame itself even where a stored-value table exists."""
     photometric = str(frame.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     rescaled = bool(frame.get("ModalityLUTSequence")) or ("RescaleSlope" in frame and "RescaleIntercept" in frame)
-    values = modality_values(pixels, frame, little_endian)
     stored_bits = int(frame.get("BitsStored") or frame.get("BitsAllocated") or 16)
-    unit, voi = voi_to_unit(values, frame, settings, little_endian, stored_bits, rescaled)
+    choice = choose_voi(frame, settings, stored_bits, rescaled)
+    table = stored_value_table(pixels) if use_table else None
+    if table is not None and choice.kind == "min-max" and frame.get("ModalityLUTSequence"):
+        table = None  # a LUT need not be monotonic: the range comes from the frame's own modality values
+    if table is None:
+        unit, voi = voi_to_unit(modality_values(pixels, frame, little_endian), choice, frame, little_endian)
+    else:
+        frame_range = None
+        if choice.kind == "min-max":  # rescale is monotonic: the frame's extremes map to the range's ends
+            ends = modality_values(np.array([pixels.min(), pixels.max()], pixels.dtype), frame, little_endian)
+            frame_range = float(np.min(ends)), float(np.max(ends))
+        values = modality_values(table.inputs, frame, little_endian)
+        unit, voi = voi_to_unit(values, choice, frame, little_endian, frame_range)
     # MONOCHROME1: the minimum is white. A Presentation LUT Shape of INVERSE flips the result again.
     invert = photometric == "MONOCHROME1"
     if str(frame.get("PresentationLUTShape", "")).strip().upper() == "INVERSE":
@@ -200,6 +254,8 @@ def grayscale_to_unit(pixels: np.ndarray, frame: Dataset, settings: DisplaySetti
     if invert:
         np.subtract(1.0, unit, out=unit)
     np.clip(unit, 0.0, 1.0, out=unit)
+    if table is not None:
+        unit = table.look_up(unit, pixels)
     return DisplayImage(unit.astype(np.float32, copy=False), voi, photometric)
 
 
