@@ -26,7 +26,7 @@ import numpy as np
 from pydicom import dcmread
 
 from mae_domains.data.sample import BadSampleError
-from mae_medical.dicom_display import modality_values
+from mae_medical.dicom_display import modality_float32
 from mae_medical.dicom_header import is_dicom_file, little_endian, read_header
 from mae_medical.volumes import Volume
 
@@ -215,7 +215,7 @@ def read_series(series: SeriesFiles, irregular: str = "reject") -> Volume:
                              " (set data.options.irregular_slices=interpolate to resample to even steps)")
     if not report.regular:
         log.warning("%s: %s; resampled linearly to %.3f mm steps", name, "; ".join(report.problems()), report.step)
-    slices = np.stack([modality_values(datasets[i].pixel_array, datasets[i], little_endian(datasets[i])).astype(np.float32)
+    slices = np.stack([modality_float32(datasets[i].pixel_array, datasets[i], little_endian(datasets[i]))
                        for i in order])
     depth = (positions @ normal)[order]
     if not report.regular:
