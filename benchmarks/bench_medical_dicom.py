@@ -10,6 +10,14 @@ Modality LUT, VOI, MONOCHROME1 inversion), at full size or as for 224 px trainin
 the reduced resolution that keeps 448 px); "decode" is pydicom's ``pixel_array`` alone. Pretraining runs
 the real engine (``configs/medical_xray_vit_small.yaml``: ViT-S/16, 2-block decoder, mask 0.90) on this
 machine and reads data_time / step_time from its metrics.csv. Prints Markdown tables.
+
+    python benchmarks/bench_medical_dicom.py --display [--display-size 2048] [--repeats 7]
+
+``--display`` times only the grayscale display arithmetic (decoded frame -> [0, 1]) per frame, in one
+process: the float32 arithmetic ``dicom_display`` had before it used pydicom (copied below as
+``previous_*``, the baseline), pydicom's functions on the whole frame (the direct path), and pydicom's
+functions on every possible stored value looked up by the frame (the table path, what is used); then
+a CT slice's Hounsfield units (pydicom's ``apply_modality_lut`` on the slice vs the table path).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import numpy as np
 import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.pixels import pixel_array
+from pydicom.pixels import apply_modality_lut, pixel_array
 from pydicom.pixels.encoders import RLELosslessEncoder
 from pydicom.uid import JPEG2000Lossless, RLELossless, ExplicitVRLittleEndian, generate_uid
 from torch.utils.data import DataLoader, Dataset as TorchDataset
@@ -38,6 +46,7 @@ from mae_domains.config import load_config  # noqa: E402
 from mae_domains.data.loaders import pretraining_loader  # noqa: E402
 from mae_domains.engine import pretrain  # noqa: E402
 from mae_domains.registry import get_adapter  # noqa: E402
+from mae_medical.dicom_display import DisplaySettings, grayscale_to_unit, modality_float32  # noqa: E402
 from mae_medical.dicom_reader import read_dicom_frame  # noqa: E402
 from mae_medical.synthetic import chest_xray, ultrasound_frame  # noqa: E402
 
@@ -196,6 +205,115 @@ def pretraining_wait(folder: Path, run_dir: Path, steps: int, batch: int, worker
     return {"step": step, "wait": wait, "share": wait / step, "steps": len(rows)}
 
 
+# The display arithmetic before pydicom did it (main at 0e933b8), the baseline of --display.
+def previous_lut_table(item: Dataset) -> tuple[np.ndarray, int, int]:
+    descriptor = [int(v) for v in item.LUTDescriptor]
+    table = np.asarray(list(item.LUTData), dtype=np.int64)
+    return table.astype(np.float32), descriptor[1], descriptor[2]
+
+
+def previous_apply_lut(values: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
+    index = np.rint(values).astype(np.int64) if values.dtype.kind == "f" else values.astype(np.int64)
+    np.subtract(index, first, out=index)
+    np.clip(index, 0, table.size - 1, out=index)
+    return table[index]
+
+
+def previous_window_to_unit(values: np.ndarray, centre: float, width: float) -> np.ndarray:
+    out = values.astype(np.float32)
+    out -= centre - 0.5
+    out *= 1.0 / (max(width, 1.0) - 1.0)
+    out += 0.5
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def previous_rescale(pixels: np.ndarray, frame: Dataset) -> np.ndarray:
+    if "RescaleSlope" in frame and "RescaleIntercept" in frame:
+        slope, intercept = float(frame.RescaleSlope), float(frame.RescaleIntercept)
+        if slope != 1.0 or intercept != 0.0:
+            values = pixels.astype(np.float32)
+            if slope != 1.0:
+                values *= slope
+            if intercept != 0.0:
+                values += intercept
+            return values
+    return pixels
+
+
+def previous_grayscale_to_unit(pixels: np.ndarray, frame: Dataset) -> np.ndarray:
+    """LINEAR window, VOI LUT (preferred) or min-max, after rescale; MONOCHROME1 inverted."""
+    values = previous_rescale(pixels, frame)
+    if frame.get("VOILUTSequence"):
+        table, first, bits = previous_lut_table(frame.VOILUTSequence[0])
+        unit = previous_apply_lut(values, table, first)
+        unit *= 1.0 / float(2**bits - 1)
+    elif "WindowCenter" in frame:
+        unit = previous_window_to_unit(values, float(frame.WindowCenter), float(frame.WindowWidth))
+    else:
+        unit = values.astype(np.float32)
+        low, high = float(np.min(values)), float(np.max(values))
+        unit -= low
+        unit *= 1.0 / max(high - low, 1e-12)
+    if frame.PhotometricInterpretation == "MONOCHROME1":
+        np.subtract(1.0, unit, out=unit)
+    return np.clip(unit, 0.0, 1.0, out=unit)
+
+
+def display_frames(size: int) -> dict[str, tuple[np.ndarray, Dataset]]:
+    """Decoded frames with their display attributes: a 12-bit MONOCHROME1 radiograph with a window, the
+    same with a 12-bit VOI LUT, a signed CT-like frame with rescale and a window, one without any VOI."""
+    stored = radiograph(0, size)
+    window = dataset(size, size, ExplicitVRLittleEndian, DX_STORAGE, "MONOCHROME1", 12)
+    window.WindowCenter, window.WindowWidth = 2000, 3600
+    lut = dataset(size, size, ExplicitVRLittleEndian, DX_STORAGE, "MONOCHROME1", 12)
+    item = Dataset()
+    item.LUTDescriptor = [3600, 300, 12]
+    item.LUTData = [int(v) for v in np.round(np.sqrt(np.linspace(0, 1, 3600)) * 4095)]
+    lut.VOILUTSequence = [item]
+    ct = dataset(size, size, ExplicitVRLittleEndian, DX_STORAGE, "MONOCHROME2", 16)
+    ct.PixelRepresentation, ct.RescaleSlope, ct.RescaleIntercept = 1, 1, -1024
+    ct.WindowCenter, ct.WindowWidth = 40, 400
+    plain = dataset(size, size, ExplicitVRLittleEndian, DX_STORAGE, "MONOCHROME2", 12)
+    return {"window (MONOCHROME1)": (stored, window), "VOI LUT (MONOCHROME1)": (stored, lut),
+            "signed, rescale + window": (stored.astype(np.int16) - 1000, ct), "no VOI: min-max": (stored, plain)}
+
+
+def milliseconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn`` in ms over ``repeats`` calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def display_arithmetic(size: int, repeats: int) -> None:
+    """Prints ms per frame of the baseline, the direct path and the table path (checked equal first)."""
+    settings = DisplaySettings()
+    print(f"Display arithmetic, ms per {size} x {size} frame (median of {repeats})\n")
+    print("| frame | previous float32 (baseline) | pydicom on the frame | pydicom on the stored-value table | "
+          "table / baseline |\n|---|---|---|---|---|")
+    for name, (pixels, frame) in display_frames(size).items():
+        table = grayscale_to_unit(pixels, frame, settings, True).image
+        np.testing.assert_allclose(table, previous_grayscale_to_unit(pixels, frame), atol=1e-5)
+        np.testing.assert_allclose(table, grayscale_to_unit(pixels, frame, settings, True, use_table=False).image,
+                                   atol=1e-6)
+        before = milliseconds(lambda: previous_grayscale_to_unit(pixels, frame), repeats)
+        direct = milliseconds(lambda: grayscale_to_unit(pixels, frame, settings, True, use_table=False), repeats)
+        now = milliseconds(lambda: grayscale_to_unit(pixels, frame, settings, True), repeats)
+        print(f"| {name} | {before:.1f} | {direct:.1f} | {now:.1f} | {now / before:.2f} |")
+    hu_slice = radiograph(1, 512).astype(np.int16) - 1000
+    _, ct = display_frames(8)["signed, rescale + window"]
+    np.testing.assert_array_equal(modality_float32(hu_slice, ct, True),
+                                  apply_modality_lut(hu_slice, ct).astype(np.float32))
+    before = milliseconds(lambda: apply_modality_lut(hu_slice, ct).astype(np.float32), repeats * 5)
+    now = milliseconds(lambda: modality_float32(hu_slice, ct, True), repeats * 5)
+    print(f"\nCT slice 512 x 512 int16 -> HU float32: pydicom's apply_modality_lut on the slice {before:.2f} ms, "
+          f"through the stored-value table {now:.2f} ms ({now / before:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="radiograph rows = columns")
@@ -205,7 +323,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--preset", default="small")
+    parser.add_argument("--display", action="store_true", help="time only the display arithmetic per frame")
+    parser.add_argument("--display-size", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
+    if args.display:
+        display_arithmetic(args.display_size, args.repeats)
+        return
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))
     with tempfile.TemporaryDirectory(prefix="bench_medical_") as tmp:
         folder = Path(tmp)

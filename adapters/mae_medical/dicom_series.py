@@ -24,10 +24,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from pydicom import dcmread
-from pydicom.pixels import apply_modality_lut
 
 from mae_domains.data.sample import BadSampleError
-from mae_medical.dicom_header import is_dicom_file, read_header
+from mae_medical.dicom_display import modality_float32
+from mae_medical.dicom_header import is_dicom_file, little_endian, read_header
 from mae_medical.volumes import Volume
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,8 @@ def read_series(series: SeriesFiles, irregular: str = "reject") -> Volume:
                              " (set data.options.irregular_slices=interpolate to resample to even steps)")
     if not report.regular:
         log.warning("%s: %s; resampled linearly to %.3f mm steps", name, "; ".join(report.problems()), report.step)
-    slices = np.stack([apply_modality_lut(datasets[i].pixel_array, datasets[i]).astype(np.float32) for i in order])
+    slices = np.stack([modality_float32(datasets[i].pixel_array, datasets[i], little_endian(datasets[i]))
+                       for i in order])
     depth = (positions @ normal)[order]
     if not report.regular:
         slices = _stack_even(slices, depth, report.step)

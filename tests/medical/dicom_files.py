@@ -135,6 +135,36 @@ def big_endian(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     return write(ds, path), stored, table
 
 
+def signed_modality_lut(path: Path) -> tuple[Path, np.ndarray, int, np.ndarray]:
+    """Signed pixels through a Modality LUT sequence whose descriptor is written as US (first mapped 64512,
+    i.e. -1024 for signed input, PS3.3 C.11.1.1.1) with 12-bit entries, then window 1024/2048. Returns
+    ``(path, stored, first, table)``."""
+    stored = ramp(6, 8, -1500, 3500)
+    table = (np.arange(4096) // 2).astype(np.int64)  # 0..2047
+    ds = base_dataset(6, 8, signed=True, bits_stored=16)
+    item = Dataset()
+    item.add_new(0x00283002, "US", [4096, 64512, 12])  # LUTDescriptor
+    item.add_new(0x00283006, "US", [int(v) for v in table])  # LUTData
+    item.ModalityLUTType = "US"
+    ds.ModalityLUTSequence = DicomSequence([item])
+    ds.WindowCenter, ds.WindowWidth = 1024, 2048
+    ds.PixelData = stored.astype("<i2").tobytes()
+    return write(ds, path), stored, -1024, table
+
+
+def packed_eight_bit_voi_lut(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """8-bit pixels and a VOI LUT of 8-bit entries packed two per 16-bit word of OW data (CP-522)."""
+    stored = ramp(4, 8, 0, 255)
+    table = (255 - np.arange(256)) // 2  # 127..0
+    ds = base_dataset(4, 8, bits_allocated=8, bits_stored=8)
+    item = Dataset()
+    item.LUTDescriptor = [256, 0, 8]
+    item.add_new(0x00283006, "OW", table.astype(np.uint8).tobytes())  # 256 bytes: 128 words
+    ds.VOILUTSequence = DicomSequence([item])
+    ds.PixelData = stored.astype(np.uint8).tobytes()
+    return write(ds, path), stored, table
+
+
 def palette_colour(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     """PALETTE COLOR, 8-bit indices, 256-entry 16-bit red/green/blue tables. Returns the indices and the
     ``(256, 3)`` palette."""

@@ -7,10 +7,12 @@ import cv2
 import imagecodecs
 import numpy as np
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import JPEG2000Lossless
 
+from mae_domains.data.sample import BadSampleError
 from mae_medical import DisplaySettings, read_dicom_frame
 from mae_medical.dicom_display import window_to_unit
 from mae_medical.jpeg2000_reduced import codestream_precision
@@ -77,6 +79,31 @@ def test_big_endian_file_with_ow_lookup_table(tmp_path):
     path, stored, table = F.big_endian(tmp_path / "be.dcm")
     frame = read_dicom_frame(path)
     np.testing.assert_allclose(frame.image, table[stored] / 1023.0, atol=1e-6)
+
+
+def test_modality_lut_sequence_with_a_signed_first_value_encoded_as_us(tmp_path):
+    # pydicom reads the descriptor's second value as written (US 64512); the standard makes it signed here.
+    path, stored, first, table = F.signed_modality_lut(tmp_path / "mlut.dcm")
+    frame = read_dicom_frame(path)
+    values = table[np.clip(stored - first, 0, len(table) - 1)]  # below -1024: entry 0; past 3071: the last
+    np.testing.assert_allclose(frame.image, linear_window(values, 1024, 2048), atol=1e-6)
+    assert frame.image[0, 0] == 0.0 and frame.image[-1, -1] == pytest.approx(1.0)
+
+
+def test_voi_lut_of_packed_eight_bit_entries(tmp_path):
+    path, stored, table = F.packed_eight_bit_voi_lut(tmp_path / "packed.dcm")
+    frame = read_dicom_frame(path)
+    np.testing.assert_allclose(frame.image, table[stored] / 255.0, atol=1e-6)
+    assert frame.meta["voi"] == "VOI LUT"
+
+
+def test_a_linear_window_narrower_than_one_is_refused_naming_the_file(tmp_path):
+    path, _ = F.signed_pixels(tmp_path / "narrow.dcm")
+    ds = dcmread(path)
+    ds.WindowWidth = 0.5  # PS3.3 C.11.2.1.2.1: LINEAR needs a width of at least 1
+    ds.save_as(path)
+    with pytest.raises(BadSampleError, match=r"narrow.dcm: cannot apply the display transforms .*Window Width"):
+        read_dicom_frame(path)
 
 
 def test_palette_colour_becomes_luma(tmp_path):
