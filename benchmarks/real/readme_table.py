@@ -2,8 +2,9 @@
 
 Run: ``python benchmarks/real/readme_table.py runs/real/remote_sensing-cpu runs/real/microscopy-cpu ...``
 Each row: the final checkpoint against random init and raw pixels on balanced accuracy, at 10 % and 100 % of
-the training labels (classification), or on the segmentation metric (mIoU, mean Dice) with all labels, with
-the command that reproduces it.
+the training labels (classification), or on the segmentation metric (mIoU, mean Dice) with all labels: the
+side-by-side intervals, the paired differences (same test resamples; classification only) and the command
+that reproduces it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from study_report import base_of, cell, fraction_of  # noqa: E402
 
 PROTOCOLS = ("knn", "linear_probe", "finetune", "segmentation", "scene_segmentation")
 METRICS = {"segmentation": "dice_mean", "scene_segmentation": "miou"}  # others: balanced accuracy
+
+
+def paired(entry: dict | None) -> str:
+    """A paired difference as ``+0.047 [+0.012, +0.083]``; ``-`` where none was computed."""
+    if not entry:
+        return "-"
+    return f"{entry['difference']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}]"
 
 
 def rows(out: Path) -> list[str]:
@@ -33,13 +41,14 @@ def rows(out: Path) -> list[str]:
             labels = f"{fraction_of(row['dataset']) * 100:g} %"
             lines.append(f"| {field} ({base_of(row['dataset'])}) | {protocol} | {labels} | {metric} | {cell(row['mae'])} | "
                          f"{cell(row['random'])} | {cell(row['pixels'])} | {row['vs_random']} / {row['vs_pixels']} | "
-                         f"{command} |")
+                         f"{paired(row.get('paired_random'))} | {paired(row.get('paired_pixels'))} | {command} |")
     return lines
 
 
 def main(argv: list[str]) -> int:
-    print("| field (task) | protocol | labels | metric | MAE | random init | raw pixels | MAE vs random / pixels | reproduce |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| field (task) | protocol | labels | metric | MAE | random init | raw pixels | MAE vs random / pixels | "
+          "MAE - random, paired | MAE - pixels, paired | reproduce |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for folder in argv:
         print("\n".join(rows(Path(folder))))
     return 0

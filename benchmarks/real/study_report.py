@@ -4,6 +4,11 @@ Seeds are combined per (checkpoint, dataset, protocol, metric): the value is the
 interval runs from the lowest to the highest per-seed percentile-bootstrap bound (test images resampled,
 1000 times), so it covers both the test-set sampling and the spread over seeds. kNN is deterministic and
 runs once. "beats" in the verdicts means the two intervals do not overlap.
+
+Paired comparison (classification, from ``eval/predictions/``): the final checkpoint minus each baseline on
+the same bootstrap resamples of the test samples, seeds averaged inside each resample
+(:func:`mae_domains.evaluation.paired.paired_difference`); "ahead" means the difference's 95 % interval lies
+above 0. It needs the runs' saved test predictions; runs evaluated before they were saved are listed as such.
 """
 
 from __future__ import annotations
@@ -65,6 +70,44 @@ def verdict(mae: Mapping[str, Any] | None, other: Mapping[str, Any] | None) -> s
     if mae["high"] < other["low"]:
         return "loses"
     return "overlaps"
+
+
+def load_predictions(eval_dir: Path, protocol: str, checkpoint: str, dataset: str) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """(labels, one score array per seed) of a run's saved test predictions; (None, []) when none were saved."""
+    labels, scores = None, []
+    for path in sorted((eval_dir / "predictions").glob(f"{protocol}__{checkpoint}__{dataset}__seed*.npz")):
+        with np.load(path, allow_pickle=False) as run:
+            if labels is not None and not np.array_equal(labels, run["labels"]):
+                raise ValueError(f"{path}: test labels differ from the other seeds' (not the same test set)")
+            labels = run["labels"]
+            scores.append(run["scores"])
+    return labels, scores
+
+
+def paired_cell(difference: Any) -> str:
+    if difference is None:
+        return "-"
+    return (f"{difference.difference:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}] {difference.verdict} "
+            f"({difference.wins}/{difference.pairs} seeds)")
+
+
+def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str) -> dict[str, dict[str, Any]]:
+    """baseline -> metric -> PairedDifference of the final checkpoint against it, where both runs saved their
+    test predictions on the same single-label test set."""
+    from mae_domains.evaluation.paired import paired_difference
+
+    labels, mae = load_predictions(eval_dir, protocol, final, dataset)
+    out: dict[str, dict[str, Any]] = {}
+    if labels is None or labels.ndim != 1:
+        return out
+    for baseline in ("random-init", "raw-pixels"):
+        other_labels, other = load_predictions(eval_dir, protocol, baseline, dataset)
+        if other_labels is None:
+            continue
+        if not np.array_equal(labels, other_labels):
+            raise ValueError(f"{eval_dir}: {protocol} on {dataset}: {final} and {baseline} saw different test labels")
+        out[baseline] = paired_difference(labels, mae, other, metrics=BALANCED)
+    return out
 
 
 def plot_curves(combined: Mapping[tuple, Mapping[str, Any]], final: str, plots: Path, field: str) -> list[str]:
@@ -188,6 +231,7 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 headline.append(row)
                 lines.append(f"| {protocol} | {dataset} | {metric} | {cell(mae)} | {cell(rnd)} | {cell(pix)} | "
                              f"{row['vs_random']} | {row['vs_pixels']} |")
+    lines += paired_section(out / "eval", final, protocols, datasets, combined, headline)
     plots = plot_curves(combined, final, out / "plots", field)
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     path = out / "results.md"
@@ -195,6 +239,40 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
     (out / "headline.json").write_text(json.dumps({"field": field, "budget": budget, "final": final,
                                                    "rows": headline}, indent=2) + "\n")
     return path
+
+
+def paired_section(eval_dir: Path, final: str, protocols: list[str], datasets: list[str],
+                   combined: Mapping[tuple, Any], headline: list[dict[str, Any]]) -> list[str]:
+    """The paired-comparison table; each headline row of a compared metric gets ``paired_random`` /
+    ``paired_pixels`` (difference, low, high, verdict, wins, pairs)."""
+    lines = ["", "## Paired comparison (same test samples)", "",
+             "Final checkpoint minus each baseline, mean over seeds, with a 95 % percentile-bootstrap interval from "
+             "resampling the test samples once for both encoders (1000 resamples, seeds averaged in each); "
+             "ahead / behind: the interval lies above / below 0; in brackets, the seeds in which the final "
+             "checkpoint scored higher on the whole test set. This is the test of a difference; the side-by-side "
+             "intervals above describe each encoder alone.", "",
+             "| protocol | dataset | metric | MAE - random init | MAE - raw pixels |", "|---|---|---|---|---|"]
+    missing = []
+    for protocol in protocols:
+        for dataset in datasets:
+            if not any((final, dataset, protocol, m) in combined for m in BALANCED):
+                continue
+            compared = paired_comparisons(eval_dir, final, protocol, dataset)
+            if not compared:
+                missing.append(f"{protocol} on {dataset}")
+                continue
+            for metric in BALANCED:
+                rnd = compared.get("random-init", {}).get(metric)
+                pix = compared.get("raw-pixels", {}).get(metric)
+                lines.append(f"| {protocol} | {dataset} | {metric} | {paired_cell(rnd)} | {paired_cell(pix)} |")
+                for row in headline:
+                    if (row["protocol"], row["dataset"], row["metric"]) == (protocol, dataset, metric):
+                        row.update({key: None if d is None else {
+                            "difference": d.difference, "low": d.low, "high": d.high, "verdict": d.verdict,
+                            "wins": d.wins, "pairs": d.pairs} for key, d in (("paired_random", rnd), ("paired_pixels", pix))})
+    if missing:
+        lines += ["", "No saved test predictions (evaluated before they were kept) for: " + "; ".join(missing) + "."]
+    return lines
 
 
 def _order(checkpoint: str) -> tuple[int, int]:

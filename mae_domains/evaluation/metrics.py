@@ -264,7 +264,7 @@ def bootstrap_ci(
     return bootstrap_intervals({"metric": metric}, arrays, n_resamples, confidence, seed)["metric"]
 
 
-def _metric_functions(multilabel: bool, num_classes: int) -> dict[str, StackedMetric]:
+def summary_metric_functions(multilabel: bool, num_classes: int) -> dict[str, StackedMetric]:
     """Summary metrics for a task: name -> f(scores (R, N, C), targets (R, N) or (R, N, C)) -> (R,)."""
     if multilabel:
         return {
@@ -313,7 +313,7 @@ def classification_report(
     multilabel = targets.ndim == 2
     if not multilabel:
         targets = targets.astype(np.int64)
-    functions = _metric_functions(multilabel, num_classes)
+    functions = summary_metric_functions(multilabel, num_classes)
     present = np.unique(targets).size if not multilabel else int((targets.sum(0) > 0).sum())
     if not multilabel and present < 2:
         only = names[int(targets[0])] if targets.size else "none"
@@ -364,12 +364,15 @@ def class_count(class_names: Sequence[str] | None, *labels: ArrayLike) -> int:
 def score_result(scores: ArrayLike, labels: ArrayLike, context: ProtocolContext, n_train: int,
                  details: dict[str, Any] | None = None) -> ProtocolResult:
     """A protocol's result from its test scores: :func:`classification_report` with the bootstrap and
-    confidence settings of ``context`` and its seed."""
+    confidence settings of ``context`` and its seed. ``details["test_predictions"]`` keeps the test labels
+    and scores, in test-set order, so that two encoders can be compared on the same resamples."""
     labels = as_numpy(labels)
     settings = context.settings
     report = classification_report(
         scores, labels, context.class_names, bootstrap_count(settings.get("bootstrap_resamples", 0), len(labels)),
         float(settings.get("confidence", 0.95)), context.seed,
     )
+    predictions = {"labels": labels, "scores": as_numpy(scores).astype(np.float32)}
     return ProtocolResult(summary=report.summary, per_class=report.per_class, intervals=report.intervals,
-                          n_train=n_train, n_test=len(labels), details=dict(details or {}))
+                          n_train=n_train, n_test=len(labels),
+                          details={**(details or {}), "test_predictions": predictions})

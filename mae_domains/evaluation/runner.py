@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import yaml
 from torch import nn
 
@@ -318,9 +319,11 @@ def run_benchmark(
                 adapter_settings=adapter_settings, model=ckpt.full_model,
                 model_inputs=getattr(ckpt.adapter, "model_inputs", None), details=details,
             )
+            run_name = f"{protocol_name}__{checkpoint_name}__{dataset_name}__seed{seed}"
             if "per_image" in details:
-                write_per_image(details["per_image"], out_dir / "per_image" /
-                                f"{protocol_name}__{checkpoint_name}__{dataset_name}__seed{seed}.csv")
+                write_per_image(details["per_image"], out_dir / "per_image" / f"{run_name}.csv")
+            if "test_predictions" in details:
+                write_test_predictions(details["test_predictions"], out_dir / "predictions" / f"{run_name}.npz")
             done[key] = identity
         write_jsonl(records, out_dir / "results.jsonl")
         index.save(done)
@@ -328,6 +331,18 @@ def run_benchmark(
     index.save(done)
     write_reports(records, out_dir, title=str(spec.get("name", "Results")), plots=plots)
     return records
+
+
+def write_test_predictions(predictions: Mapping[str, Any], path: Path) -> Path:
+    """A classification run's test ``labels`` and ``scores`` (test-set order) as an ``.npz`` of plain arrays
+    (read back with ``allow_pickle=False``), written atomically: paired comparisons between encoders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.savez_compressed(handle, labels=np.asarray(predictions["labels"]),
+                            scores=np.asarray(predictions["scores"], dtype=np.float32))
+    os.replace(partial, path)
+    return path
 
 
 def write_per_image(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:

@@ -172,9 +172,11 @@ def test_report_combines_seeds_and_says_beats_only_for_disjoint_intervals(tmp_pa
     table = real_module("readme_table").rows(tmp_path)  # balanced accuracy, and each segmentation's metric
     command = "`python benchmarks/real/study.py benchmarks/real/remote_sensing.yaml --budget cpu`"
     assert table == ["| remote_sensing (landcover) | knn | 100 % | balanced_accuracy | 0.900 [0.850, 0.950] | "
-                     f"0.500 [0.400, 0.600] | 0.920 [0.880, 0.960] | beats / overlaps | {command} |",
+                     f"0.500 [0.400, 0.600] | 0.920 [0.880, 0.960] | beats / overlaps | - | - | {command} |",
                      "| remote_sensing (landcover-map) | scene_segmentation | 100 % | miou | 0.400 [0.350, 0.450] | "
-                     f"0.300 [0.250, 0.340] | - | beats / n/a | {command} |"]
+                     f"0.300 [0.250, 0.340] | - | beats / n/a | - | - | {command} |"]
+    assert ("No saved test predictions (evaluated before they were kept) for: knn on landcover; linear_probe on "
+            "landcover; linear_probe on landcover@10%." in text)
 
 
 def test_report_tables_and_verdicts_for_segmentation_records(tmp_path):
@@ -295,3 +297,49 @@ def test_the_budgets_cpu_threads_apply_to_evaluation(tmp_path, monkeypatch):
     assert threads == [1] and (tmp_path / "out" / "eval" / "benchmark.yaml").is_file()
     study.evaluate_stage(TINY_STUDY, tmp_path, tmp_path / "out", {**pretrained, "config": {"engine": {"threads": None}}})
     assert threads == [1]  # unset (the GPU budget): torch's default
+
+
+def test_report_pairs_the_final_checkpoint_with_each_baseline_on_saved_predictions(tmp_path):
+    from mae_domains.evaluation.paired import paired_difference
+
+    labels = np.array([0, 1] * 40)
+    right = {"mae-step4": 70, "random-init": 56, "raw-pixels": 64}  # the first n samples predicted right
+    records, predictions = [], tmp_path / "eval" / "predictions"
+    predictions.mkdir(parents=True)
+    for checkpoint, n_right in right.items():
+        seeds = (0, 1) if checkpoint != "raw-pixels" else (0,)
+        for seed in seeds:
+            predicted = np.where(np.arange(80) < n_right - seed, labels, 1 - labels)
+            np.savez(predictions / f"linear_probe__{checkpoint}__landcover__seed{seed}.npz", labels=labels,
+                     scores=np.eye(2, dtype=np.float32)[predicted])
+            value = float((predicted == labels).mean())
+            records.append(record(checkpoint, "landcover", "linear_probe", "balanced_accuracy", value, value - 0.1,
+                                  value + 0.1, seed=seed, step=4 if checkpoint == "mae-step4" else None))
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pretrained = {"kept": {"4": "b"}, "steps": 4, "wall_s": 12.0, "batch_size": 4, "loss": {"4": 0.8},
+                  "machine": {"cpu": "x86_64", "cpus_available": 2}}
+    text = report.write_results(TINY_STUDY, "cpu", tmp_path, pretrained, command="python study.py").read_text()
+    row = next(r for r in json.loads((tmp_path / "headline.json").read_text())["rows"]
+               if r["metric"] == "balanced_accuracy")
+    assert row["vs_random"] == "overlaps"  # side by side the intervals overlap ...
+    assert row["paired_random"]["verdict"] == "ahead"  # ... but every resample favours the MAE
+    assert row["paired_random"]["difference"] == pytest.approx((69.5 - 55.5) / 80)
+    assert (row["paired_random"]["wins"], row["paired_random"]["pairs"]) == (2, 2)
+    assert (row["paired_pixels"]["wins"], row["paired_pixels"]["pairs"]) == (1, 1)
+    load = lambda c: [np.load(p)["scores"] for p in sorted(predictions.glob(f"linear_probe__{c}__*.npz"))]
+    expected = paired_difference(labels, load("mae-step4"), load("raw-pixels"), metrics=("balanced_accuracy",))
+    assert row["paired_pixels"]["low"] == expected["balanced_accuracy"].low
+    assert "| linear_probe | landcover | balanced_accuracy | +0.175 [" in text
+    assert "ahead (2/2 seeds)" in text
+    table = real_module("readme_table").rows(tmp_path)
+    assert "| overlaps / overlaps | +0.175 [" in table[0]
+
+
+def test_report_refuses_predictions_of_different_test_sets(tmp_path):
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    for seed, labels in ((0, [0, 1, 0]), (1, [1, 1, 0])):
+        np.savez(predictions / f"knn__random-init__landcover__seed{seed}.npz", labels=np.array(labels),
+                 scores=np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="labels differ"):
+        report.load_predictions(tmp_path, "knn", "random-init", "landcover")

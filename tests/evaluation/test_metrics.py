@@ -118,7 +118,7 @@ def test_a_stack_of_resamples_scores_each_resample_alone(multi_label):
 
 def test_bootstrap_intervals_do_not_depend_on_the_stack_size(single_label, monkeypatch):
     scores, labels = single_label
-    functions = metrics._metric_functions(False, 7)
+    functions = metrics.summary_metric_functions(False, 7)
     whole = bootstrap_intervals(functions, [scores, labels], n_resamples=40, seed=1)
     monkeypatch.setattr(metrics, "RESAMPLES_PER_STACK", 3)
     assert bootstrap_intervals(functions, [scores, labels], n_resamples=40, seed=1) == whole

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -102,6 +103,18 @@ def test_benchmark_with_callbacks_and_regeneration(tmp_path):
     assert {r.step for r in top1 if r.checkpoint == "micro-later"} == {20}
     pixel_probe = [r.value for r in top1 if r.checkpoint == "pixels" and r.protocol == "linear_probe"]
     assert len(pixel_probe) == 2
+    # Every run's test labels and scores, in test-set order, for paired comparisons; top-1 agrees.
+    saved = sorted(p.name for p in (out / "predictions").glob("*.npz"))
+    assert len(saved) == 9 and not list((out / "predictions").glob("*.partial"))
+    for r in top1:
+        entry = {"knn": "knn", "linear_probe": "probe"}[r.protocol]  # files are named by the spec's entry
+        with np.load(out / "predictions" / f"{entry}__{r.checkpoint}__{r.dataset}__seed{r.seed}.npz",
+                     allow_pickle=False) as run:
+            assert run["scores"].shape == (r.n_test, 2) and run["scores"].dtype == np.float32
+            assert (run["scores"].argmax(1) == run["labels"]).mean() == pytest.approx(r.value)
+            labels = run["labels"]
+        with np.load(out / "predictions" / f"knn__pixels__{r.dataset}__seed0.npz", allow_pickle=False) as other:
+            assert np.array_equal(labels, other["labels"])
     # Re-render from the JSON records: byte-identical tables.
     before = {name: (out / name).read_bytes() for name in ("results.csv", "results.md", "summary.md")}
     assert [r.to_dict() for r in read_jsonl(out / "results.jsonl")] == [r.to_dict() for r in records]
