@@ -11,8 +11,8 @@ leave a tumour a few dozen pixels; a crop of ``CROP`` px cut from the displayed 
   grid of ``BACKGROUND_STRIDE`` px (non-overlapping); crops with a mixed centre are left out.
 - Pretraining archive (``pretrain/<volume>/<volume>_z<k>_y<r>_x<c>.png``, unlabelled): ``CROP`` px crops on
   a ``PRETRAIN_STRIDE`` px grid (16 px gaps: about 9,000 files where a 32 px grid gives 20,000) of every
-  slice of every volume; a study pretrains on its fold's training volumes only. The encoder sees the scale of the labelled crops (``medical.xray`` would shrink a whole slice
-  to ``img_size``).
+  slice of every volume; a study pretrains on its fold's training volumes only. The encoder sees the scale
+  of the labelled crops (``medical.xray`` would shrink a whole slice to ``img_size``).
 - Body rule, for both: a crop with fewer than half of its pixels above 5 % of the display range (13 of 255;
   outside air of CT below -930 HU, MR background below its 1st percentile) is left out.
 - ``crops.csv`` (``path,labels,volume,z,y,x,tumour_pixels,fold_a,fold_b``; the fold columns say train or

@@ -134,3 +134,27 @@ def test_the_crop_studies_train_and_pretrain_on_their_folds_training_volumes_onl
         assert all(p.startswith("crops/") for p in entry["train"] + entry["test"])
         assert {p for p in shipped["recipe"]["data"]["sources"]} == {f"pretrain/{v}" for v in train}
         assert shipped["recipe"]["model"]["img_size"] == crops.CROP
+
+
+def test_crop_contrast_measures_how_far_brightness_separates_the_classes(tmp_path, capsys):
+    contrast = real_module("crop_contrast")
+    rows = []
+    for label, values in (("tumour", [100, 110, 120, 130, 140]), ("no_tumour", [50, 115, 125, 200])):
+        for i, value in enumerate(values):
+            crop = np.full((32, 32), 255, np.uint8)
+            crop[12:20, 12:20] = value  # only the centre 8 x 8 counts
+            path = tmp_path / "crops" / "v" / label / f"v_z000_y000_x{i:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(crop).save(path)
+            rows.append({"path": path.relative_to(tmp_path).as_posix(), "labels": label, "volume": "v"})
+    with open(tmp_path / "crops.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "labels", "volume"])
+        writer.writeheader()
+        writer.writerows(rows)
+    low, high = np.percentile([100, 110, 120, 130, 140], [10, 90])  # 104, 136: 115 and 125 inside
+    assert contrast.contrast(tmp_path) == {"v": {"tumour_median": 120.0, "tumour_p10": round(low, 1),
+                                                 "tumour_p90": round(high, 1), "no_tumour_median": 120.0,
+                                                 "no_tumour_inside_tumour_range": 0.5}}
+    assert contrast.main([str(tmp_path / "missing")]) == 2
+    missing = tmp_path / "missing" / "crops.csv"
+    assert capsys.readouterr().err.strip() == f"error: {missing}: not found; run prepare_radiomics.py first"
