@@ -20,7 +20,10 @@ Output (``--out``, default ``data/real/radiomics``):
 - ``masks/<name>/<name>_z<k>.png``: the tumour mask of every slice on the slice PNG's grid (8-bit, 1 =
   tumour), and ``seg_fold_a.csv`` / ``seg_fold_b.csv`` (``image,label,split``: every slice of the fold's
   training volumes, then of its test volumes) for the ``segmentation`` protocol, with the folds of
-  ``folds.json``.
+  ``folds.json``;
+- ``crops/<name>/{tumour,no_tumour}/<name>_z<k>_y<r>_x<c>.png``: 32 px crops of the slice PNGs at native
+  resolution labelled by their centre 2 x 2 pixels, ``pretrain/<name>/``: unlabelled 32 px crops of every
+  slice, ``crops.csv``, ``crops_summary.json`` (:mod:`radiomics_crops`).
 
 Run: ``python benchmarks/real/prepare_radiomics.py [--out DIR] [--source pyradiomics-source-folder-or-archive]``
 """
@@ -38,6 +41,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch import PreparationError, fetch, preparation_main  # noqa: E402
+from radiomics_crops import write_crops  # noqa: E402
 
 REQUIREMENT = "pyradiomics==3.1.0"
 VOLUMES = {"brain1": "MR", "brain2": "MR", "breast1": "MR", "lung1": "CT", "lung2": "CT"}
@@ -98,7 +102,7 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
     files = fetch(REQUIREMENT, pins, out, source, sdist=True)
     volumes_dir, slices_dir = out / "volumes", out / "slices"
     volumes_dir.mkdir(parents=True, exist_ok=True)
-    rows, counts = [], {}
+    rows, counts, planes = [], {}, {}
     for name, modality in VOLUMES.items():
         image, affine = read_nrrd(files[f"data/{name}_image.nrrd"])
         label, label_affine = read_nrrd(files[f"data/{name}_label.nrrd"])
@@ -110,6 +114,7 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
         write_nifti(volumes_dir / f"{name}_image.nii.gz", image.astype(np.int16), affine)
         write_nifti(volumes_dir / f"{name}_label.nii.gz", label.astype(np.uint8), affine)
         shown = display(image, modality)
+        planes[name] = []
         counts[name] = {"modality": modality, "shape": list(image.shape),
                         "spacing_mm": [round(float(v), 6) for v in np.linalg.norm(affine[:3, :3], axis=0)],
                         "tumour": 0, "no_tumour": 0}
@@ -124,6 +129,7 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
             mask_path = out / "masks" / name / f"{name}_z{z:03d}.png"
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.ascontiguousarray((label[:, :, z] > 0).T.astype(np.uint8))).save(mask_path)
+            planes[name].append((np.ascontiguousarray(shown[:, :, z].T), np.ascontiguousarray(label[:, :, z].T > 0)))
             rows.append({"path": path.relative_to(out).as_posix(), "labels": cls, "volume": name, "z": z,
                          "tumour_voxels": voxels})
             counts[name][cls] += 1
@@ -136,7 +142,7 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
                "ct_window_hu": list(CT_WINDOW), "mr_percentiles": list(MR_PERCENTILES)}
     (out / "folds.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_segmentation_manifests(out, rows, folds)
-    return summary
+    return {**summary, "crops": write_crops(out, planes, folds)}
 
 
 def write_segmentation_manifests(out: Path, rows: list[dict], folds: dict[str, dict[str, list[str]]]) -> None:

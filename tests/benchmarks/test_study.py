@@ -80,7 +80,8 @@ def test_a_dataset_with_its_own_protocols_runs_only_those_on_the_final_checkpoin
         study.benchmark_spec(dict(TINY_STUDY, evaluate=evaluate), tmp_path, pretrained)
 
 
-@pytest.mark.parametrize("name", ["remote_sensing", "microscopy", "medical", "medical_fold_b", "medical_norm_pix"])
+@pytest.mark.parametrize("name", ["remote_sensing", "microscopy", "medical", "medical_fold_b", "medical_norm_pix",
+                                  "medical_crops", "medical_crops_fold_b"])
 def test_the_shipped_study_files_make_valid_benchmark_specs(tmp_path, name):
     from pathlib import Path
 
