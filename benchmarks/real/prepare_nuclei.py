@@ -14,6 +14,8 @@ Output (``--out``, default ``data/real/nuclei``):
   inside each part, labelled by the 2 x 2 centre pixels of the mask (all inside a nucleus, or all outside;
   mixed centres on a boundary are left out and counted); ``labels.csv`` (``path,labels,split,y,x``),
   ``crops_{train,test}.csv`` (the microscopy adapter's manifest: ``path,label,y,x``), ``summary.json``;
+  ``crop_groups.csv`` (``path,tile``): the segmentation tile that holds each crop's centre (neighbouring
+  crops overlap, so the study's bootstrap resamples tiles: ``bootstrap_groups``);
 - ``seg/{train,test}/y<row>_x<col>.ome.tif`` with ``..._mask.tif``: each part cut into 64 x 48 px tiles
   (rows x columns; 8 x 5 tiles cover a 512 x 240 part exactly, no overlap) with their instance labels
   (uint16, as in ``mask2d.tif``), for the ``segmentation`` protocol (nuclei = id > 0); ``seg_manifest.csv``
@@ -38,6 +40,7 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch import PreparationError, fetch, preparation_main  # noqa: E402
+from sample_groups import write_groups  # noqa: E402
 
 REQUIREMENT = "stardist==0.9.2"
 IMAGE, MASK = "stardist/data/images/img2d.tif", "stardist/data/images/mask2d.tif"
@@ -65,6 +68,12 @@ def crop_label(mask: np.ndarray, y: int, x: int) -> str | None:
     return "nucleus" if centre.all() else "background" if not centre.any() else None
 
 
+def crop_tile(split: str, y: int, x: int) -> str:
+    """The segmentation tile (``SEG_TILE``, in the part's coordinates) that holds the centre of the crop at
+    (y, x): neighbouring crops overlap, so the study's bootstrap resamples tiles, not crops."""
+    return f"{split}_y{(y + CROP // 2) // SEG_TILE[0] * SEG_TILE[0]:03d}_x{(x + CROP // 2) // SEG_TILE[1] * SEG_TILE[1]:03d}"
+
+
 def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -> dict:
     files = fetch(REQUIREMENT, pins, out, source)
     image, mask = tifffile.imread(files[IMAGE]), tifffile.imread(files[MASK])
@@ -85,12 +94,13 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
                 path = out / "crops" / split / label / f"y{y:03d}_x{left + x:03d}.ome.tif"
                 write_ome(path, part[y:y + CROP, x:x + CROP])
                 rows.append({"path": path.relative_to(out).as_posix(), "labels": label, "split": split,
-                             "y": y, "x": left + x})
+                             "y": y, "x": left + x, "tile": crop_tile(split, y, x)})
                 counts[(split, label)] += 1
     with open(out / "labels.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "labels", "split", "y", "x"])
+        writer = csv.DictWriter(fh, fieldnames=["path", "labels", "split", "y", "x"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    write_groups(out / "crop_groups.csv", "tile", ((r["path"], r["tile"]) for r in rows))
     for split in ("train", "test"):  # the microscopy adapter's manifest (path, label; relative to the CSV)
         with open(out / f"crops_{split}.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["path", "label", "y", "x"])

@@ -15,6 +15,8 @@ leave a tumour a few dozen pixels; a crop of ``CROP`` px cut from the displayed 
   of the labelled crops (``medical.xray`` would shrink a whole slice to ``img_size``).
 - Body rule, for both: a crop with fewer than half of its pixels above 5 % of the display range (13 of 255;
   outside air of CT below -930 HU, MR background below its 1st percentile) is left out.
+- ``crop_groups.csv`` (``path,slice``): the slice of each crop; crops of one slice are not independent, so
+  the study's bootstrap resamples slices (``bootstrap_groups``).
 - ``crops.csv`` (``path,labels,volume,z,y,x,tumour_pixels,fold_a,fold_b``; the fold columns say train or
   test by the volume folds of ``folds.json``), ``crops_summary.json`` (per volume: tumour diameters, stride,
   counts per label, crops left out).
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sample_groups import write_groups
 
 CROP = 32
 BACKGROUND_STRIDE = 32
@@ -118,6 +121,7 @@ def write_crops(out: Path, slices: dict[str, list[tuple[np.ndarray, np.ndarray]]
                                                 *[f"fold_{f.lower()}" for f in folds]])
         writer.writeheader()
         writer.writerows(rows)
+    write_groups(out / "crop_groups.csv", "slice", ((r["path"], f"{r['volume']}_z{r['z']:03d}") for r in rows))
     split_counts = {fold: {part: {label: sum(1 for r in rows if r["labels"] == label and r["volume"] in vols)
                                   for label in LABELS} for part, vols in split.items()}
                     for fold, split in folds.items()}

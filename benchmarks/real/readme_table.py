@@ -4,7 +4,8 @@ Run: ``python benchmarks/real/readme_table.py runs/real/remote_sensing-cpu runs/
 Each row: the final checkpoint against random init and raw pixels on balanced accuracy, at 10 % and 100 % of
 the training labels (classification), or on the segmentation metric (mIoU, mean Dice) with all labels: the
 side-by-side intervals, the paired differences (same test resamples; classification only) and the command
-that reproduces it.
+that reproduces it. Where the study resampled whole groups of test samples (``bootstrap_groups``), the task
+says which (e.g. ``landcover; blocks resampled``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def rows(out: Path) -> list[str]:
             if row["protocol"] != protocol or row["metric"] != metric or fraction_of(row["dataset"]) not in (0.1, 1.0):
                 continue
             labels = f"{fraction_of(row['dataset']) * 100:g} %"
-            lines.append(f"| {field} ({base_of(row['dataset'])}) | {protocol} | {labels} | {metric} | {cell(row['mae'])} | "
+            unit = row.get("resampled", "sample")
+            task = base_of(row["dataset"]) + ("" if unit == "sample" else f"; {unit}s resampled")
+            lines.append(f"| {field} ({task}) | {protocol} | {labels} | {metric} | {cell(row['mae'])} | "
                          f"{cell(row['random'])} | {cell(row['pixels'])} | {row['vs_random']} / {row['vs_pixels']} | "
                          f"{paired(row.get('paired_random'))} | {paired(row.get('paired_pixels'))} | {command} |")
     return lines

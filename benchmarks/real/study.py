@@ -14,10 +14,12 @@
    protocols on the final checkpoint and random init at the ``trained_fractions`` (default: every label
    fraction); a dataset entry with its own ``protocols`` (e.g. ``segmentation`` on a ``manifest`` of
    image/label pairs) is evaluated only with those, on all its labels, on the final checkpoint and random
-   init; records in ``<out>/eval/results.jsonl``;
+   init; records in ``<out>/eval/results.jsonl``; a dataset's ``bootstrap_groups`` (a ``path,<unit>`` CSV of
+   the data folder) is for the report only;
 3. report: ``<out>/results.md`` (machine, versions, budget, wall time, one table per protocol and metric with
    the mean over seeds and a 95 % interval) and plots of each metric against the pretraining step and
-   against the label fraction (:mod:`study_report`).
+   against the label fraction (:mod:`study_report`); where a dataset names ``bootstrap_groups``, its
+   headline intervals and paired comparisons resample whole groups (slices, spatial blocks).
 
 Study files live beside this script (``remote_sensing.yaml``, ``microscopy.yaml``, ``medical.yaml``);
 ``--data-root`` is where the preparation scripts wrote their folders. A missing dataset or a bad study
@@ -180,6 +182,9 @@ def benchmark_spec(study: Mapping[str, Any], data_dir: Path, pretrained: Mapping
                     {"name": "raw-pixels", "init": "pixels", "like": final}]
     datasets, full, fractional, trained_sets, own_runs = [], [], [], [], []
     for entry in ev["datasets"]:
+        if entry.get("bootstrap_groups"):  # read by the report only (resampling dependent test samples)
+            _under(data_dir, entry["bootstrap_groups"])
+        entry = {k: v for k, v in entry.items() if k != "bootstrap_groups"}
         if entry.get("protocols"):  # e.g. segmentation: its own protocols, all labels, final vs random init
             resolved = {k: (_under(data_dir, v) if k in ("train", "test", "manifest") else v)
                         for k, v in entry.items() if k != "protocols"}
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         if "report" in stages:
             command = f"python benchmarks/real/study.py {args.study} --budget {args.budget}" + (
                 f" --data-root {args.data_root}" if args.data_root != Path("data/real") else "")
-            path = write_results(study, args.budget, out, pretrained, command=command)
+            path = write_results(study, args.budget, out, pretrained, command=command, data_dir=data_dir)
             if args.report_to:
                 args.report_to.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, args.report_to / f"{study['field']}.md")

@@ -9,6 +9,11 @@ Paired comparison (classification, from ``eval/predictions/``): the final checkp
 the same bootstrap resamples of the test samples, seeds averaged inside each resample
 (:func:`mae_domains.evaluation.paired.paired_difference`); "ahead" means the difference's 95 % interval lies
 above 0. It needs the runs' saved test predictions; runs evaluated before they were saved are listed as such.
+
+Dependent test samples: where the study file names a dataset's ``bootstrap_groups`` (crops of one slice, chips
+of one spatial block), the "Does pretraining help?" intervals and the paired comparison resample whole
+groups, from the saved predictions and their sample ids (:mod:`sample_groups`); the per-checkpoint tables
+keep the evaluation's per-sample intervals.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from sample_groups import SampleGroups, read_groups
+
 METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean", "iou_mean", "miou")
 DENSE = ("dice_mean", "iou_mean", "miou")  # segmentation: intervals over test images or spatial blocks
 BALANCED = ("balanced_accuracy", "macro_f1")
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -72,16 +81,58 @@ def verdict(mae: Mapping[str, Any] | None, other: Mapping[str, Any] | None) -> s
     return "overlaps"
 
 
-def load_predictions(eval_dir: Path, protocol: str, checkpoint: str, dataset: str) -> tuple[np.ndarray | None, list[np.ndarray]]:
-    """(labels, one score array per seed) of a run's saved test predictions; (None, []) when none were saved."""
-    labels, scores = None, []
+@dataclass
+class Predictions:
+    """A run's saved test predictions over its seeds: labels, one score array per seed, sample ids (None
+    where the run saved none)."""
+
+    labels: np.ndarray | None = None
+    scores: list[np.ndarray] = dataclass_field(default_factory=list)
+    sample_ids: np.ndarray | None = None
+
+
+def load_predictions(eval_dir: Path, protocol: str, checkpoint: str, dataset: str) -> Predictions:
+    """A run's saved test predictions, every seed; empty when none were saved."""
+    out = Predictions()
     for path in sorted((eval_dir / "predictions").glob(f"{protocol}__{checkpoint}__{dataset}__seed*.npz")):
         with np.load(path, allow_pickle=False) as run:
-            if labels is not None and not np.array_equal(labels, run["labels"]):
-                raise ValueError(f"{path}: test labels differ from the other seeds' (not the same test set)")
-            labels = run["labels"]
-            scores.append(run["scores"])
-    return labels, scores
+            ids = run["sample_ids"] if "sample_ids" in run.files else None
+            if out.labels is not None and (not np.array_equal(out.labels, run["labels"]) or
+                                           (ids is not None and not np.array_equal(out.sample_ids, ids))):
+                raise ValueError(f"{path}: test samples differ from the other seeds' (not the same test set)")
+            out.labels, out.sample_ids = run["labels"], ids
+            out.scores.append(run["scores"])
+    return out
+
+
+def test_groups(groups: SampleGroups | None, run: Predictions, data_dir: Path | None, what: str) -> np.ndarray | None:
+    """The group of each test sample of ``run`` (None without ``groups``)."""
+    if groups is None:
+        return None
+    if run.sample_ids is None:
+        raise ValueError(f"{what}: its saved predictions have no sample ids, needed to resample {groups.unit}s; "
+                         f"evaluate it again")
+    return groups.of(run.sample_ids.tolist(), data_dir)
+
+
+def grouped_entry(run: Predictions, groups: np.ndarray, metric: str, combined_entry: Mapping[str, Any],
+                  what: str) -> dict[str, Any]:
+    """``combined_entry`` with its interval taken again by resampling whole groups: per seed, then from the
+    lowest to the highest bound, as everywhere in the report. The seeds' mean must be the evaluation's."""
+    from mae_domains.evaluation.metrics import bootstrap_intervals, summary_metric_functions
+
+    function = summary_metric_functions(False, run.scores[0].shape[1])[metric]
+    values, lows, highs = [], [], []
+    for seed, scores in enumerate(run.scores):
+        values.append(float(function(scores[None], run.labels[None])[0]))
+        low, high = bootstrap_intervals({metric: function}, [scores, run.labels], BOOTSTRAP_RESAMPLES, 0.95,
+                                        seed, groups)[metric]
+        lows.append(low)
+        highs.append(high)
+    if abs(np.mean(values) - combined_entry["mean"]) > 1e-4:
+        raise ValueError(f"{what}: {metric} from the saved predictions ({np.mean(values):.4f}) is not the "
+                         f"evaluation's ({combined_entry['mean']:.4f})")
+    return {**combined_entry, "low": min(lows), "high": max(highs), "groups": int(len(np.unique(groups)))}
 
 
 def paired_cell(difference: Any) -> str:
@@ -91,22 +142,26 @@ def paired_cell(difference: Any) -> str:
             f"({difference.wins}/{difference.pairs} seeds)")
 
 
-def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str) -> dict[str, dict[str, Any]]:
+def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str, groups: SampleGroups | None = None,
+                       data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     """baseline -> metric -> PairedDifference of the final checkpoint against it, where both runs saved their
-    test predictions on the same single-label test set."""
+    test predictions on the same single-label test set; with ``groups``, resamples draw whole groups."""
     from mae_domains.evaluation.paired import paired_difference
 
-    labels, mae = load_predictions(eval_dir, protocol, final, dataset)
+    mae = load_predictions(eval_dir, protocol, final, dataset)
     out: dict[str, dict[str, Any]] = {}
-    if labels is None or labels.ndim != 1:
+    if mae.labels is None or mae.labels.ndim != 1:
         return out
     for baseline in ("random-init", "raw-pixels"):
-        other_labels, other = load_predictions(eval_dir, protocol, baseline, dataset)
-        if other_labels is None:
+        other = load_predictions(eval_dir, protocol, baseline, dataset)
+        if other.labels is None:
             continue
-        if not np.array_equal(labels, other_labels):
-            raise ValueError(f"{eval_dir}: {protocol} on {dataset}: {final} and {baseline} saw different test labels")
-        out[baseline] = paired_difference(labels, mae, other, metrics=BALANCED)
+        if not np.array_equal(mae.labels, other.labels) or (
+                groups is not None and not np.array_equal(mae.sample_ids, other.sample_ids)):
+            raise ValueError(f"{eval_dir}: {protocol} on {dataset}: {final} and {baseline} saw different test samples")
+        sample_groups = test_groups(groups, mae, data_dir, f"{protocol} on {dataset} ({final})")
+        out[baseline] = paired_difference(mae.labels, mae.scores, other.scores, metrics=BALANCED,
+                                          resamples=BOOTSTRAP_RESAMPLES, groups=sample_groups)
     return out
 
 
@@ -170,9 +225,19 @@ def plot_curves(combined: Mapping[tuple, Mapping[str, Any]], final: str, plots: 
     return names
 
 
+def study_groups(study: Mapping[str, Any], data_dir: Path | None) -> dict[str, SampleGroups]:
+    """Dataset name -> its ``bootstrap_groups`` CSV, read (data paths resolve against ``data_dir``)."""
+    named = {str(e["name"]): e["bootstrap_groups"] for e in study["evaluate"].get("datasets", [])
+             if e.get("bootstrap_groups")}
+    if named and data_dir is None:
+        raise ValueError("bootstrap_groups need the data folder")
+    return {name: read_groups(data_dir / csv_path) for name, csv_path in named.items()}
+
+
 def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: Mapping[str, Any],
-                  command: str) -> Path:
+                  command: str, data_dir: Path | None = None) -> Path:
     """Write ``<out>/results.md`` (and ``<out>/plots``, ``<out>/headline.json``); return its path."""
+    groups = study_groups(study, data_dir)
     records = read_records(out / "eval" / "results.jsonl")
     combined = combine(records)
     steps = sorted(int(s) for s in pretrained["kept"])
@@ -216,8 +281,12 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
               "Final checkpoint against each baseline on the class-balanced metrics and the threshold-free ROC-AUC, "
               "and on Dice / IoU for segmentation (fine-tuned from the final checkpoint and from random init only; "
               "intervals resample the test images) (beats / overlaps / loses: "
-              "whether the 95 % intervals are disjoint).", "",
-              "| protocol | dataset | metric | MAE | random init | raw pixels | vs random | vs pixels |",
+              "whether the 95 % intervals are disjoint)."]
+    for name, table in groups.items():
+        lines[-1] += (f" On {name}, test samples are not independent: here and in the paired comparison, every "
+                      f"interval resamples whole {table.unit}s (cluster bootstrap; {table.unit}s from "
+                      f"the study's `bootstrap_groups`), so it is wider than the per-sample intervals above.")
+    lines += ["", "| protocol | dataset | metric | MAE | random init | raw pixels | vs random | vs pixels |",
               "|---|---|---|---|---|---|---|---|"]
     for protocol in protocols:
         for dataset in datasets:
@@ -226,12 +295,17 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 if mae is None:
                     continue
                 rnd, pix = combined.get(("random-init", dataset, protocol, metric)), combined.get(("raw-pixels", dataset, protocol, metric))
+                table = groups.get(base_of(dataset))
+                if table is not None and metric not in DENSE:
+                    mae, rnd, pix = (regrouped(out / "eval", protocol, checkpoint, dataset, metric, entry, table, data_dir)
+                                     for checkpoint, entry in ((final, mae), ("random-init", rnd), ("raw-pixels", pix)))
                 row = {"protocol": protocol, "dataset": dataset, "metric": metric, "mae": mae, "random": rnd,
-                       "pixels": pix, "vs_random": verdict(mae, rnd), "vs_pixels": verdict(mae, pix)}
+                       "pixels": pix, "vs_random": verdict(mae, rnd), "vs_pixels": verdict(mae, pix),
+                       "resampled": table.unit if table is not None and metric not in DENSE else "sample"}
                 headline.append(row)
                 lines.append(f"| {protocol} | {dataset} | {metric} | {cell(mae)} | {cell(rnd)} | {cell(pix)} | "
                              f"{row['vs_random']} | {row['vs_pixels']} |")
-    lines += paired_section(out / "eval", final, protocols, datasets, combined, headline)
+    lines += paired_section(out / "eval", final, protocols, datasets, combined, headline, groups, data_dir)
     plots = plot_curves(combined, final, out / "plots", field)
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     path = out / "results.md"
@@ -241,8 +315,21 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
     return path
 
 
+def regrouped(eval_dir: Path, protocol: str, checkpoint: str, dataset: str, metric: str,
+              entry: Mapping[str, Any] | None, groups: SampleGroups, data_dir: Path | None) -> dict[str, Any] | None:
+    """``entry`` with its interval from a bootstrap over ``groups`` (None stays None)."""
+    if entry is None:
+        return None
+    run = load_predictions(eval_dir, protocol, checkpoint, dataset)
+    what = f"{protocol} on {dataset} ({checkpoint})"
+    if run.labels is None:
+        raise ValueError(f"{what}: no saved test predictions, needed to resample {groups.unit}s; evaluate it again")
+    return grouped_entry(run, test_groups(groups, run, data_dir, what), metric, entry, what)
+
+
 def paired_section(eval_dir: Path, final: str, protocols: list[str], datasets: list[str],
-                   combined: Mapping[tuple, Any], headline: list[dict[str, Any]]) -> list[str]:
+                   combined: Mapping[tuple, Any], headline: list[dict[str, Any]],
+                   groups: Mapping[str, SampleGroups] | None = None, data_dir: Path | None = None) -> list[str]:
     """The paired-comparison table; each headline row of a compared metric gets ``paired_random`` /
     ``paired_pixels`` (difference, low, high, verdict, wins, pairs)."""
     lines = ["", "## Paired comparison (same test samples)", "",
@@ -250,14 +337,16 @@ def paired_section(eval_dir: Path, final: str, protocols: list[str], datasets: l
              "resampling the test samples once for both encoders (1000 resamples, seeds averaged in each); "
              "ahead / behind: the interval lies above / below 0; in brackets, the seeds in which the final "
              "checkpoint scored higher on the whole test set. This is the test of a difference; the side-by-side "
-             "intervals above describe each encoder alone.", "",
+             "intervals above describe each encoder alone." + "".join(
+                 f" On {name}, whole {table.unit}s are resampled." for name, table in (groups or {}).items()), "",
              "| protocol | dataset | metric | MAE - random init | MAE - raw pixels |", "|---|---|---|---|---|"]
     missing = []
     for protocol in protocols:
         for dataset in datasets:
             if not any((final, dataset, protocol, m) in combined for m in BALANCED):
                 continue
-            compared = paired_comparisons(eval_dir, final, protocol, dataset)
+            compared = paired_comparisons(eval_dir, final, protocol, dataset, (groups or {}).get(base_of(dataset)),
+                                          data_dir)
             if not compared:
                 missing.append(f"{protocol} on {dataset}")
                 continue

@@ -446,4 +446,4 @@ class FinetuneProtocol(EvaluationProtocol):
         result = finetune(context.encoder, train, context.test, num_classes, config, context.progress, context.grid_batch)
         assert result.test_scores is not None and result.test_labels is not None
         return score_result(result.test_scores, result.test_labels, context, n_train=dataset_size(train),
-                            details={"loss_per_epoch": result.loss_per_epoch})
+                            details={"loss_per_epoch": result.loss_per_epoch}, sample_ids=result.test_sample_ids)

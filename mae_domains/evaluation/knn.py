@@ -46,4 +46,5 @@ class KnnProtocol(EvaluationProtocol):
         if check_class_weight(context.settings.get("class_weight", "none")) == "balanced":
             scores = scores * balanced_class_weights(train.labels, num_classes).to(scores)
             scores = scores / scores.sum(dim=1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
-        return score_result(scores, test.labels, context, n_train=len(train))
+        return score_result(scores, test.labels, context, n_train=len(train),
+                            sample_ids=getattr(test, "sample_ids", None))

@@ -254,4 +254,5 @@ class LinearProbeProtocol(EvaluationProtocol):
         num_classes = class_count(context.class_names, train.labels, test.labels)
         result = linear_probe(train.features, train.labels, test.features, config, num_classes)
         return score_result(result.test_scores, test.labels, context, n_train=len(train),
-                            details={"loss_per_epoch": result.loss_per_epoch})
+                            details={"loss_per_epoch": result.loss_per_epoch},
+                            sample_ids=getattr(test, "sample_ids", None))

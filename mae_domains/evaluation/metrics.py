@@ -216,6 +216,20 @@ def resample_stacks(n: int, n_resamples: int, seed: int, values_per_resample: in
         yield rng.integers(0, n, size=(min(per_stack, n_resamples - start), n))
 
 
+def group_resamples(groups: np.ndarray, n_resamples: int, seed: int):
+    """Row indices ``(1, m)`` of ``n_resamples`` cluster-bootstrap resamples, one at a time: each draws as many
+    groups as there are, with replacement, and takes every row of each drawn group (``m`` varies). For rows
+    that are not independent (crops of one slice, chips of one spatial block): the group is the unit that
+    is resampled."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(int(inverse.max()) + 1)]
+    if len(members) < 2:
+        raise ValueError(f"a grouped bootstrap needs at least 2 groups, got {len(members)}")
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), size=len(members))])[None]
+
+
 def percentile_interval(values: np.ndarray, n_resamples: int, confidence: float) -> tuple[float, float]:
     """Percentile interval of the resample values; NaN ones (metric undefined) are dropped, and if fewer
     than half of the resamples remain the interval is ``(nan, nan)``."""
@@ -233,8 +247,10 @@ def bootstrap_intervals(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: ArrayLike | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of each metric, all on the same resamples of the rows of ``arrays``.
+    """Percentile bootstrap interval of each metric, all on the same resamples of the rows of ``arrays``;
+    with ``groups`` (one label per row), whole groups are resampled (:func:`group_resamples`).
 
     A metric scores a stack of resamples: it takes the arrays with a leading resample axis and returns one
     value per resample (like :func:`roc_auc_per_resample` and the others here).
@@ -245,8 +261,14 @@ def bootstrap_intervals(
     n = arrays[0].shape[0]
     if n == 0 or n_resamples <= 0:
         return {name: (float("nan"), float("nan")) for name in metrics}
+    if groups is not None:
+        groups = as_numpy(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"groups must give one label per row: shape ({n},), got {groups.shape}")
+    stacks = (resample_stacks(n, n_resamples, seed, sum(a.size for a in arrays)) if groups is None
+              else group_resamples(groups, n_resamples, seed))
     values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
-    for rows in resample_stacks(n, n_resamples, seed, sum(a.size for a in arrays)):
+    for rows in stacks:
         resampled = [a[rows] for a in arrays]
         for name, metric in metrics.items():
             values[name].append(np.asarray(metric(*resampled), dtype=np.float64))
@@ -259,9 +281,10 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: ArrayLike | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of one stacked metric (see :func:`bootstrap_intervals`)."""
-    return bootstrap_intervals({"metric": metric}, arrays, n_resamples, confidence, seed)["metric"]
+    return bootstrap_intervals({"metric": metric}, arrays, n_resamples, confidence, seed, groups)["metric"]
 
 
 def summary_metric_functions(multilabel: bool, num_classes: int) -> dict[str, StackedMetric]:
@@ -362,10 +385,11 @@ def class_count(class_names: Sequence[str] | None, *labels: ArrayLike) -> int:
 
 
 def score_result(scores: ArrayLike, labels: ArrayLike, context: ProtocolContext, n_train: int,
-                 details: dict[str, Any] | None = None) -> ProtocolResult:
+                 details: dict[str, Any] | None = None, sample_ids: Sequence[str] | None = None) -> ProtocolResult:
     """A protocol's result from its test scores: :func:`classification_report` with the bootstrap and
-    confidence settings of ``context`` and its seed. ``details["test_predictions"]`` keeps the test labels
-    and scores, in test-set order, so that two encoders can be compared on the same resamples."""
+    confidence settings of ``context`` and its seed. ``details["test_predictions"]`` keeps the test labels,
+    scores and (when given) sample ids, in test-set order, so that two encoders can be compared on the same
+    resamples, and resamples can draw whole groups of samples (slices, spatial blocks)."""
     labels = as_numpy(labels)
     settings = context.settings
     report = classification_report(
@@ -373,6 +397,10 @@ def score_result(scores: ArrayLike, labels: ArrayLike, context: ProtocolContext,
         float(settings.get("confidence", 0.95)), context.seed,
     )
     predictions = {"labels": labels, "scores": as_numpy(scores).astype(np.float32)}
+    if sample_ids is not None:
+        if len(sample_ids) != len(labels):
+            raise ValueError(f"{len(sample_ids)} sample ids for {len(labels)} test samples")
+        predictions["sample_ids"] = np.asarray([str(i) for i in sample_ids], dtype=str)
     return ProtocolResult(summary=report.summary, per_class=report.per_class, intervals=report.intervals,
                           n_train=n_train, n_test=len(labels),
                           details={**(details or {}), "test_predictions": predictions})

@@ -43,4 +43,5 @@ class MultilabelMapProtocol(EvaluationProtocol):
         config = probe_config(context.settings, context.seed, context.device)
         result = linear_probe(train.features, train_targets, test.features, config, num_classes)
         return score_result(result.test_scores, test_targets, context, n_train=len(train),
-                            details={"loss_per_epoch": result.loss_per_epoch})
+                            details={"loss_per_epoch": result.loss_per_epoch},
+                            sample_ids=getattr(test, "sample_ids", None))

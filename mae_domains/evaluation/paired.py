@@ -4,7 +4,8 @@ The difference of a summary metric (each encoder's mean over its seeds) gets a p
 interval from resampling the test samples once for both encoders: a hard sample lowers both, so the
 interval of the difference is narrower than two separate intervals laid side by side, and an interval
 above 0 says the first encoder scores higher on data like this test set. Seeds are averaged inside each
-resample; how many seed pairs the first encoder wins on the whole test set is reported beside it.
+resample; how many seed pairs the first encoder wins on the whole test set is reported beside it. Where test
+samples come in dependent groups (crops of one slice, chips of one spatial block), whole groups are resampled.
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ def paired_difference(
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, PairedDifference]:
     """Metric of ``a`` minus metric of ``b`` for single-label ``labels`` ``(N,)``; ``scores_a`` / ``scores_b``:
-    one ``(N, C)`` score array per run (seed) of each encoder, rows in the order of ``labels``."""
+    one ``(N, C)`` score array per run (seed) of each encoder, rows in the order of ``labels``. With
+    ``groups`` (one label per sample), resamples draw whole groups (samples that are not independent)."""
     labels = as_numpy(labels).astype(np.int64)
     if labels.ndim != 1:
         raise ValueError(f"paired comparison takes single-label integer labels (N,), got shape {labels.shape}")
@@ -82,7 +85,7 @@ def paired_difference(
         return stacked
 
     differences = {m: difference(m) for m in metrics}
-    intervals = bootstrap_intervals(differences, [a, b, labels], resamples, confidence, seed)
+    intervals = bootstrap_intervals(differences, [a, b, labels], resamples, confidence, seed, groups)
     out = {}
     for metric in metrics:
         per_a = [float(functions[metric](a[None, :, r], labels[None])[0]) for r in range(a.shape[1])]

@@ -334,13 +334,17 @@ def run_benchmark(
 
 
 def write_test_predictions(predictions: Mapping[str, Any], path: Path) -> Path:
-    """A classification run's test ``labels`` and ``scores`` (test-set order) as an ``.npz`` of plain arrays
-    (read back with ``allow_pickle=False``), written atomically: paired comparisons between encoders."""
+    """A classification run's test ``labels``, ``scores`` and ``sample_ids`` when known (test-set order) as an
+    ``.npz`` of plain arrays (read back with ``allow_pickle=False``), written atomically: paired comparisons
+    between encoders, and bootstraps that resample groups of samples."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
+    arrays = {"labels": np.asarray(predictions["labels"]),
+              "scores": np.asarray(predictions["scores"], dtype=np.float32)}
+    if predictions.get("sample_ids") is not None:
+        arrays["sample_ids"] = np.asarray(predictions["sample_ids"], dtype=str)
     with open(partial, "wb") as handle:
-        np.savez_compressed(handle, labels=np.asarray(predictions["labels"]),
-                            scores=np.asarray(predictions["scores"], dtype=np.float32))
+        np.savez_compressed(handle, **arrays)
     os.replace(partial, path)
     return path
 

@@ -79,6 +79,9 @@ def test_split_is_spatial_with_a_buffer_and_the_manifest_matches_the_files(wheel
     assert all(((r // 6) + 2 * (c // 6)) % 3 == 0 for r, c in test)
     assert not any(abs(r - tr) <= 1 and abs(c - tc) <= 1 for r, c in test for tr, tc in train)
     assert list((tmp_path / "chips" / "buffer").glob("*.tif"))
+    groups = list(csv.DictReader(open(tmp_path / "chip_groups.csv")))  # 2 x 2-chip blocks for the bootstrap
+    assert [g["path"] for g in groups] == [r["path"] for r in rows]
+    assert all(g["block"] == f"r{int(r['row']) // 2}_c{int(r['col']) // 2}" for g, r in zip(groups, rows))
     with rasterio.open(tmp_path / "pretrain.tif") as src:  # test blocks are no data in the pretraining scene
         first = src.read(1)
     assert (first[:96, :96] == 0).all() and (first[16:96, 96:] > 0).all()

@@ -59,6 +59,14 @@ def test_crops_hold_the_pixels_and_the_label_of_their_centre(wheel, tmp_path):
     manifest = list(csv.DictReader(open(tmp_path / "crops_test.csv")))
     assert {r["label"] for r in manifest} == {"nucleus", "background"}
     assert all("/test/" + r["label"] + "/" in r["path"] and (tmp_path / r["path"]).is_file() for r in manifest)
+    # The bootstrap's groups: the 64 x 48 px segmentation tile holding each crop's centre (part coordinates).
+    groups = {g["path"]: g["tile"] for g in csv.DictReader(open(tmp_path / "crop_groups.csv"))}
+    rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
+    assert set(groups) == {r["path"] for r in rows}
+    for r in rows:
+        y, x = int(r["y"]), int(r["x"]) - (272 if r["split"] == "test" else 0)
+        assert groups[r["path"]] == f"{r['split']}_y{(y + 16) // 64 * 64:03d}_x{(x + 16) // 48 * 48:03d}"
+    assert groups["crops/test/background/y000_x272.ome.tif"] == "test_y000_x000"
     assert prep.crop_label(mask, 8 + 10 - 16, 8 + 10 - 16) == "nucleus"  # centre inside the first square
     assert prep.crop_label(mask, 8 + 19 - 15, 8 - 16) is None  # centre on its edge: mixed, left out
 

@@ -66,6 +66,8 @@ def test_crops_are_native_pixels_of_the_slice_png_labelled_by_their_centre(prepa
         centre = mask[top + 15:top + 17, left + 15:left + 17]
         assert centre.all() if r["labels"] == "tumour" else not centre.any()
         assert int(r["tumour_pixels"]) == int(mask[top:top + 32, left:left + 32].sum())
+    groups = {g["path"]: g["slice"] for g in csv.DictReader(open(out / "crop_groups.csv"))}
+    assert groups == {r["path"]: f"{r['volume']}_z001" for r in rows}  # the bootstrap resamples slices
 
 
 def test_tumour_grid_follows_the_tumour_size_and_mixed_centres_and_air_are_left_out(prepared):

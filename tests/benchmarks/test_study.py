@@ -89,15 +89,20 @@ def test_the_shipped_study_files_make_valid_benchmark_specs(tmp_path, name):
 
     shipped = study.load_study(Path(study.__file__).parent / f"{name}.yaml")
     for entry in shipped["evaluate"]["datasets"]:  # the prepared layout, empty
-        for key in ("train", "test", "manifest"):
+        for key in ("train", "test", "manifest", "bootstrap_groups"):
             for value in ([entry[key]] if isinstance(entry.get(key), str) else entry.get(key, [])):
                 (tmp_path / value).parent.mkdir(parents=True, exist_ok=True)
-                (tmp_path / value).touch() if key == "manifest" else (tmp_path / value).mkdir(exist_ok=True)
+                is_file = key in ("manifest", "bootstrap_groups")
+                (tmp_path / value).touch() if is_file else (tmp_path / value).mkdir(exist_ok=True)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("data: {options: {}}\n")  # read for adapter_options
     kept = {"100": str(tmp_path / "run" / "a.pt"), "400": str(tmp_path / "run" / "b.pt")}
     spec = study.benchmark_spec(shipped, tmp_path, {"kept": kept})
     validate_spec(spec)  # protocol settings are known keys
+    assert not any("bootstrap_groups" in d for d in spec["datasets"])  # the report's, not the evaluation's
+    grouped = {e["name"] for e in shipped["evaluate"]["datasets"] if e.get("bootstrap_groups")}
+    assert grouped == {"remote_sensing": {"landcover"}, "microscopy": {"nuclei"}, "medical_crops": {"crops-fold-a"},
+                       "medical_crops_fold_b": {"crops-fold-b"}}.get(name, set())
     masks = {r[1] for r in expand_runs(spec) if r[2] == "segmentation"}
     expected = {"microscopy": {"nuclei-masks"}, "medical": {"fold-a-masks"}, "medical_fold_b": {"fold-b-masks"},
                 "medical_norm_pix": {"fold-a-masks"}}.get(name, set())
@@ -253,6 +258,7 @@ def test_the_remote_sensing_study_segments_the_scene_on_the_final_checkpoint_and
         (tmp_path / name).mkdir(parents=True)
     for name in ("pairs_train.csv", "pairs_test.csv"):
         (tmp_path / name).write_text("image,label\n")
+    (tmp_path / "chip_groups.csv").write_text("path,block\n")
     pretrained = {"kept": {"400": "/r/steps/step0000400/checkpoint.pt", "800": "/r/steps/step0000800/checkpoint.pt"}}
     spec = study.benchmark_spec(dict(real, evaluate={**real["evaluate"], "adapter_options": None}), tmp_path, pretrained)
     validate_spec(spec)  # every protocol setting is known to its protocol
@@ -341,5 +347,93 @@ def test_report_refuses_predictions_of_different_test_sets(tmp_path):
     for seed, labels in ((0, [0, 1, 0]), (1, [1, 1, 0])):
         np.savez(predictions / f"knn__random-init__landcover__seed{seed}.npz", labels=np.array(labels),
                  scores=np.zeros((3, 2), np.float32))
-    with pytest.raises(ValueError, match="labels differ"):
+    with pytest.raises(ValueError, match="test samples differ"):
         report.load_predictions(tmp_path, "knn", "random-init", "landcover")
+
+
+def test_sample_ids_find_their_group_by_path_or_file_name_with_draw_suffixes(tmp_path):
+    sample_groups = real_module("sample_groups")
+    sample_groups.write_groups(tmp_path / "groups.csv", "slice", [
+        ("crops/a/tumour/a_z001_y000.png", "a_z001"), ("crops/a/no_tumour/a_z002_y000.png", "a_z002"),
+        ("chips/test/forest/r01_c02.tif", "r0_c1"), ("chips/train/forest/r01_c02.tif", "r0_c1-train")])
+    groups = sample_groups.read_groups(tmp_path / "groups.csv")
+    assert groups.unit == "slice"
+    ids = ["a_z002_y000.png", "a_z001_y000.png/crop3", "a_z001_y000.png#frame=2",
+           f"{tmp_path}/chips/test/forest/r01_c02.tif#0", "chips/train/forest/r01_c02.tif"]
+    assert groups.of(ids, tmp_path).tolist() == ["a_z002", "a_z001", "a_z001", "r0_c1", "r0_c1-train"]
+    with pytest.raises(ValueError, match="'r01_c02.tif': 2 rows"):  # a bare name in two folders
+        groups.of(["r01_c02.tif"], tmp_path)
+    with pytest.raises(ValueError, match="'b_z001.png': 0 rows"):
+        groups.of(["b_z001.png"], tmp_path)
+    (tmp_path / "bad.csv").write_text("file,slice\nx.png,1\n")
+    with pytest.raises(ValueError, match="header path,<unit>"):
+        sample_groups.read_groups(tmp_path / "bad.csv")
+
+
+def grouped_study_run(tmp_path, with_ids=True):
+    """Saved predictions of 40 chips, each copied 5 times (200 test samples in 40 blocks): the MAE is right on
+    30 chips, random init on 26, raw pixels on 20 (2 seeds for the trained encoders, 1 for the pixels)."""
+    chips = np.arange(40)
+    labels = np.repeat(chips % 2, 5)
+    names = [f"chips/test/c/r{c:02d}_c{k}.tif" for c in chips for k in range(5)]
+    sample_groups = real_module("sample_groups")
+    (tmp_path / "landsat").mkdir()
+    sample_groups.write_groups(tmp_path / "landsat" / "groups.csv", "block",
+                               [(n, f"b{c}") for n, c in zip(names, np.repeat(chips, 5))])
+    predictions = tmp_path / "eval" / "predictions"
+    predictions.mkdir(parents=True)
+    records = []
+    for checkpoint, n_right in {"mae-step4": 30, "random-init": 26, "raw-pixels": 20}.items():
+        for seed in ((0, 1) if checkpoint != "raw-pixels" else (0,)):
+            right = np.repeat(chips < n_right - seed, 5)
+            predicted = np.where(right, labels, 1 - labels)
+            ids = {"sample_ids": np.array([f"{tmp_path}/landsat/{n}#0" for n in names])} if with_ids else {}
+            np.savez(predictions / f"linear_probe__{checkpoint}__landcover__seed{seed}.npz", labels=labels,
+                     scores=np.eye(2, dtype=np.float32)[predicted], **ids)
+            value = float((predicted == labels).mean())
+            records.append(record(checkpoint, "landcover", "linear_probe", "balanced_accuracy", value, value - 0.05,
+                                  value + 0.05, seed=seed, step=4 if checkpoint == "mae-step4" else None))
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    datasets = [{**TINY_STUDY["evaluate"]["datasets"][0], "bootstrap_groups": "groups.csv"}]
+    grouped = {**TINY_STUDY, "evaluate": {**TINY_STUDY["evaluate"], "datasets": datasets}}
+    pretrained = {"kept": {"4": "b"}, "steps": 4, "wall_s": 12.0, "batch_size": 4, "loss": {"4": 0.8},
+                  "machine": {"cpu": "x86_64", "cpus_available": 2}}
+    return grouped, pretrained, labels, names
+
+
+def test_report_resamples_whole_groups_where_the_study_names_them(tmp_path, monkeypatch):
+    from mae_domains.evaluation.metrics import bootstrap_ci, summary_metric_functions
+    from mae_domains.evaluation.paired import paired_difference
+
+    monkeypatch.setattr(report, "BOOTSTRAP_RESAMPLES", 300)
+    grouped, pretrained, labels, names = grouped_study_run(tmp_path)
+    text = report.write_results(grouped, "cpu", tmp_path, pretrained, command="python study.py",
+                                data_dir=tmp_path / "landsat").read_text()
+    assert "On landcover, test samples are not independent" in text and "whole blocks" in text
+    row = next(r for r in json.loads((tmp_path / "headline.json").read_text())["rows"]
+               if r["metric"] == "balanced_accuracy")
+    assert row["resampled"] == "block" and row["mae"]["groups"] == 40
+    assert row["mae"]["mean"] == pytest.approx((0.75 + 29 / 40) / 2)  # the evaluation's mean, unchanged
+    # Each seed's interval resamples the 40 blocks (seed = the run's seed), then the envelope of the seeds.
+    balanced = summary_metric_functions(False, 2)["balanced_accuracy"]
+    blocks = np.repeat([f"b{c}" for c in range(40)], 5)  # the groups CSV's labels: the same draws
+    per_seed = [bootstrap_ci(balanced, [np.eye(2)[np.where(np.repeat(np.arange(40) < 30 - s, 5), labels, 1 - labels)],
+                                        labels], 300, 0.95, s, blocks) for s in (0, 1)]
+    assert (row["mae"]["low"], row["mae"]["high"]) == (min(p[0] for p in per_seed), max(p[1] for p in per_seed))
+    per_sample = bootstrap_ci(balanced, [np.eye(2)[np.where(np.repeat(np.arange(40) < 30, 5), labels, 1 - labels)],
+                                         labels], 300, 0.95, 0)
+    assert per_seed[0][1] - per_seed[0][0] > 1.8 * (per_sample[1] - per_sample[0])  # copies are not samples
+    load = lambda c: [np.load(p)["scores"] for p in sorted((tmp_path / "eval" / "predictions").glob(f"*__{c}__*"))]
+    expected = paired_difference(labels, load("mae-step4"), load("random-init"), metrics=("balanced_accuracy",),
+                                 resamples=300, groups=blocks)["balanced_accuracy"]
+    assert (row["paired_random"]["low"], row["paired_random"]["high"]) == (expected.low, expected.high)
+    assert "On landcover, whole blocks are resampled." in text
+    assert real_module("readme_table").rows(tmp_path)[0].startswith(
+        "| remote_sensing (landcover; blocks resampled) | linear_probe | 100 % | balanced_accuracy |")
+
+
+def test_report_asks_for_sample_ids_where_groups_are_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "BOOTSTRAP_RESAMPLES", 20)
+    grouped, pretrained, _, _ = grouped_study_run(tmp_path, with_ids=False)
+    with pytest.raises(ValueError, match="no sample ids, needed to resample blocks; evaluate it again"):
+        report.write_results(grouped, "cpu", tmp_path, pretrained, command="x", data_dir=tmp_path / "landsat")

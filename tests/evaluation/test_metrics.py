@@ -181,3 +181,42 @@ def test_a_single_class_test_set_warns_and_reports_no_undefined_metric(caplog):
     assert "single class (cat)" in caplog.text
     assert set(report.summary) == {"top1"} and report.summary["top1"] == pytest.approx(2 / 3)
     assert not any(math.isnan(v) for v in report.summary.values())
+
+
+def test_a_grouped_bootstrap_draws_whole_groups():
+    groups = np.repeat(np.arange(12), np.arange(1, 13))  # 12 groups of 1 to 12 rows
+    sizes = np.bincount(groups)
+    seen = []
+
+    def whole_groups(group_rows: np.ndarray) -> np.ndarray:
+        counts = np.bincount(group_rows[0], minlength=12)
+        seen.append(len(group_rows[0]))
+        return np.array([float(np.all(counts % sizes == 0) and counts.sum() == len(group_rows[0]))])
+
+    assert bootstrap_ci(whole_groups, [groups], n_resamples=200, seed=0, groups=groups) == (1.0, 1.0)
+    assert len(seen) == 200 and len(set(seen)) > 20  # resample sizes vary with the groups drawn
+    assert bootstrap_ci(whole_groups, [groups], 200, 0.95, 5, groups) == bootstrap_ci(
+        whole_groups, [groups], 200, 0.95, 5, groups)  # seeded
+
+
+def test_a_grouped_bootstrap_of_copied_samples_is_as_wide_as_a_bootstrap_of_the_originals():
+    # 80 independent samples, each copied 8 times (crops of one slice that all look alike). Resampling the
+    # copies one by one pretends there are 640 samples: the interval shrinks about sqrt(8)-fold. Resampling
+    # the groups of copies gives the width the 80 originals have.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 80)
+    scores = rng.random((80, 2)) + 0.4 * np.eye(2)[labels]
+    copies = np.repeat(np.arange(80), 8)
+    balanced = metrics.summary_metric_functions(False, 2)["balanced_accuracy"]
+    width = lambda interval: interval[1] - interval[0]  # noqa: E731
+    original = width(bootstrap_ci(balanced, [scores, labels], 2000, seed=1))
+    per_copy = width(bootstrap_ci(balanced, [scores[copies], labels[copies]], 2000, seed=1))
+    grouped = width(bootstrap_ci(balanced, [scores[copies], labels[copies]], 2000, seed=1, groups=copies))
+    assert per_copy < 0.5 * original
+    assert grouped == pytest.approx(original, rel=0.15)
+
+
+@pytest.mark.parametrize("groups, message", [(np.zeros(5), "at least 2 groups"), (np.arange(4), r"shape \(5,\)")])
+def test_grouped_bootstrap_refuses_one_group_or_a_wrong_length(groups, message):
+    with pytest.raises(ValueError, match=message):
+        bootstrap_ci(lambda x: x.mean(axis=-1), [np.arange(5.0)], 10, groups=groups)

@@ -77,3 +77,20 @@ def test_mismatched_inputs_are_refused(labels, a, b, message):
 def test_an_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="unknown metric"):
         paired_difference(np.zeros(4), [np.zeros((4, 2))], [np.zeros((4, 2))], metrics=("dice",))
+
+
+def test_resampling_groups_widens_the_interval_of_copied_samples():
+    # Each of 100 samples copied 6 times: paired per copy, the difference looks far surer than it is.
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 100)
+    a = [rng.random((100, 2)) + 0.5 * scores_from(labels) for _ in range(2)]
+    b = [rng.random((100, 2)) + 0.3 * scores_from(labels) for _ in range(2)]
+    copies = np.repeat(np.arange(100), 6)
+    original = paired_difference(labels, a, b, resamples=500)["balanced_accuracy"]
+    per_copy = paired_difference(labels[copies], [s[copies] for s in a], [s[copies] for s in b],
+                                 resamples=500)["balanced_accuracy"]
+    grouped = paired_difference(labels[copies], [s[copies] for s in a], [s[copies] for s in b], resamples=500,
+                                groups=copies)["balanced_accuracy"]
+    assert grouped.difference == per_copy.difference == pytest.approx(original.difference)
+    assert per_copy.high - per_copy.low < 0.6 * (original.high - original.low)
+    assert grouped.high - grouped.low == pytest.approx(original.high - original.low, rel=0.2)

@@ -61,6 +61,19 @@ def test_run_protocol_finetune(loaders):
     assert top1.n_train == 32 and top1.ci_low is None and top1.settings["layer_decay"] == 0.75
 
 
+def test_every_classification_protocol_keeps_the_test_sample_ids_with_its_predictions(loaders):
+    train, test = loaders
+    expected = [f"te{i:04d}" for i in range(16)]
+    for protocol, settings in (("knn", {"k": 5}), ("linear_probe", FAST_PROBE),
+                               ("finetune", {"epochs": 1, "warmup_epochs": 0})):
+        details: dict = {}
+        run_protocol(protocol, train, test, encoder=micro_encoder(), class_names=["h", "v"], device="cpu",
+                     settings={**settings, "bootstrap_resamples": 0}, details=details)
+        saved = details["test_predictions"]
+        assert saved["sample_ids"].tolist() == expected, protocol
+        assert len(saved["labels"]) == len(saved["scores"]) == 16
+
+
 def _callback_spec() -> dict:
     return {
         "name": "callbacks",
@@ -112,9 +125,10 @@ def test_benchmark_with_callbacks_and_regeneration(tmp_path):
                      allow_pickle=False) as run:
             assert run["scores"].shape == (r.n_test, 2) and run["scores"].dtype == np.float32
             assert (run["scores"].argmax(1) == run["labels"]).mean() == pytest.approx(r.value)
-            labels = run["labels"]
+            labels, ids = run["labels"], run["sample_ids"]
+            assert ids.tolist() == [f"s{i:04d}" for i in range(r.n_test)]  # the loader's ids, test-set order
         with np.load(out / "predictions" / f"knn__pixels__{r.dataset}__seed0.npz", allow_pickle=False) as other:
-            assert np.array_equal(labels, other["labels"])
+            assert np.array_equal(labels, other["labels"]) and np.array_equal(ids, other["sample_ids"])
     # Re-render from the JSON records: byte-identical tables.
     before = {name: (out / name).read_bytes() for name in ("results.csv", "results.md", "summary.md")}
     assert [r.to_dict() for r in read_jsonl(out / "results.jsonl")] == [r.to_dict() for r in records]
