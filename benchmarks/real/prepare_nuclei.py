@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from mae_domains.evaluation.sample_groups import write_groups
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch import PreparationError, fetch, preparation_main  # noqa: E402
-from sample_groups import write_groups  # noqa: E402
 
 REQUIREMENT = "stardist==0.9.2"
 IMAGE, MASK = "stardist/data/images/img2d.tif", "stardist/data/images/mask2d.tif"
@@ -71,7 +72,8 @@ def crop_label(mask: np.ndarray, y: int, x: int) -> str | None:
 def crop_tile(split: str, y: int, x: int) -> str:
     """The segmentation tile (``SEG_TILE``, in the part's coordinates) that holds the centre of the crop at
     (y, x): neighbouring crops overlap, so the study's bootstrap resamples tiles, not crops."""
-    return f"{split}_y{(y + CROP // 2) // SEG_TILE[0] * SEG_TILE[0]:03d}_x{(x + CROP // 2) // SEG_TILE[1] * SEG_TILE[1]:03d}"
+    top, left = (y + CROP // 2) // SEG_TILE[0] * SEG_TILE[0], (x + CROP // 2) // SEG_TILE[1] * SEG_TILE[1]
+    return f"{split}_y{top:03d}_x{left:03d}"
 
 
 def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -> dict:

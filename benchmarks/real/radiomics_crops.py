@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sample_groups import write_groups
+
+from mae_domains.evaluation.sample_groups import write_groups
 
 CROP = 32
 BACKGROUND_STRIDE = 32

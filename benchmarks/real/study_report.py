@@ -12,7 +12,8 @@ above 0. It needs the runs' saved test predictions; runs evaluated before they w
 
 Dependent test samples: where the study file names a dataset's ``bootstrap_groups`` (crops of one slice, chips
 of one spatial block), the "Does pretraining help?" intervals and the paired comparison resample whole
-groups, from the saved predictions and their sample ids (:mod:`sample_groups`); the per-checkpoint tables
+groups, from the saved predictions and their sample ids (:mod:`mae_domains.evaluation.sample_groups`); the
+per-checkpoint tables
 keep the evaluation's per-sample intervals.
 """
 
@@ -27,7 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sample_groups import SampleGroups, read_groups
+from mae_domains.evaluation.sample_groups import SampleGroups, read_groups
 
 METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean", "iou_mean", "miou")
 DENSE = ("dice_mean", "iou_mean", "miou")  # segmentation: intervals over test images or spatial blocks
@@ -105,14 +106,14 @@ def load_predictions(eval_dir: Path, protocol: str, checkpoint: str, dataset: st
     return out
 
 
-def test_groups(groups: SampleGroups | None, run: Predictions, data_dir: Path | None, what: str) -> np.ndarray | None:
+def test_groups(groups: SampleGroups | None, run: Predictions, what: str) -> np.ndarray | None:
     """The group of each test sample of ``run`` (None without ``groups``)."""
     if groups is None:
         return None
     if run.sample_ids is None:
         raise ValueError(f"{what}: its saved predictions have no sample ids, needed to resample {groups.unit}s; "
                          f"evaluate it again")
-    return groups.of(run.sample_ids.tolist(), data_dir)
+    return groups.of(run.sample_ids.tolist())
 
 
 def grouped_entry(run: Predictions, groups: np.ndarray, metric: str, combined_entry: Mapping[str, Any],
@@ -142,8 +143,8 @@ def paired_cell(difference: Any) -> str:
             f"({difference.wins}/{difference.pairs} seeds)")
 
 
-def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str, groups: SampleGroups | None = None,
-                       data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str,
+                       groups: SampleGroups | None = None) -> dict[str, dict[str, Any]]:
     """baseline -> metric -> PairedDifference of the final checkpoint against it, where both runs saved their
     test predictions on the same single-label test set; with ``groups``, resamples draw whole groups."""
     from mae_domains.evaluation.paired import paired_difference
@@ -159,7 +160,7 @@ def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str, 
         if not np.array_equal(mae.labels, other.labels) or (
                 groups is not None and not np.array_equal(mae.sample_ids, other.sample_ids)):
             raise ValueError(f"{eval_dir}: {protocol} on {dataset}: {final} and {baseline} saw different test samples")
-        sample_groups = test_groups(groups, mae, data_dir, f"{protocol} on {dataset} ({final})")
+        sample_groups = test_groups(groups, mae, f"{protocol} on {dataset} ({final})")
         out[baseline] = paired_difference(mae.labels, mae.scores, other.scores, metrics=BALANCED,
                                           resamples=BOOTSTRAP_RESAMPLES, groups=sample_groups)
     return out
@@ -226,7 +227,7 @@ def plot_curves(combined: Mapping[tuple, Mapping[str, Any]], final: str, plots: 
 
 
 def study_groups(study: Mapping[str, Any], data_dir: Path | None) -> dict[str, SampleGroups]:
-    """Dataset name -> its ``bootstrap_groups`` CSV, read (data paths resolve against ``data_dir``)."""
+    """Dataset name -> its ``bootstrap_groups`` CSV (in ``data_dir``), read."""
     named = {str(e["name"]): e["bootstrap_groups"] for e in study["evaluate"].get("datasets", [])
              if e.get("bootstrap_groups")}
     if named and data_dir is None:
@@ -297,7 +298,7 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 rnd, pix = combined.get(("random-init", dataset, protocol, metric)), combined.get(("raw-pixels", dataset, protocol, metric))
                 table = groups.get(base_of(dataset))
                 if table is not None and metric not in DENSE:
-                    mae, rnd, pix = (regrouped(out / "eval", protocol, checkpoint, dataset, metric, entry, table, data_dir)
+                    mae, rnd, pix = (regrouped(out / "eval", protocol, checkpoint, dataset, metric, entry, table)
                                      for checkpoint, entry in ((final, mae), ("random-init", rnd), ("raw-pixels", pix)))
                 row = {"protocol": protocol, "dataset": dataset, "metric": metric, "mae": mae, "random": rnd,
                        "pixels": pix, "vs_random": verdict(mae, rnd), "vs_pixels": verdict(mae, pix),
@@ -305,7 +306,7 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 headline.append(row)
                 lines.append(f"| {protocol} | {dataset} | {metric} | {cell(mae)} | {cell(rnd)} | {cell(pix)} | "
                              f"{row['vs_random']} | {row['vs_pixels']} |")
-    lines += paired_section(out / "eval", final, protocols, datasets, combined, headline, groups, data_dir)
+    lines += paired_section(out / "eval", final, protocols, datasets, combined, headline, groups)
     plots = plot_curves(combined, final, out / "plots", field)
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     path = out / "results.md"
@@ -316,7 +317,7 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
 
 
 def regrouped(eval_dir: Path, protocol: str, checkpoint: str, dataset: str, metric: str,
-              entry: Mapping[str, Any] | None, groups: SampleGroups, data_dir: Path | None) -> dict[str, Any] | None:
+              entry: Mapping[str, Any] | None, groups: SampleGroups) -> dict[str, Any] | None:
     """``entry`` with its interval from a bootstrap over ``groups`` (None stays None)."""
     if entry is None:
         return None
@@ -324,12 +325,12 @@ def regrouped(eval_dir: Path, protocol: str, checkpoint: str, dataset: str, metr
     what = f"{protocol} on {dataset} ({checkpoint})"
     if run.labels is None:
         raise ValueError(f"{what}: no saved test predictions, needed to resample {groups.unit}s; evaluate it again")
-    return grouped_entry(run, test_groups(groups, run, data_dir, what), metric, entry, what)
+    return grouped_entry(run, test_groups(groups, run, what), metric, entry, what)
 
 
 def paired_section(eval_dir: Path, final: str, protocols: list[str], datasets: list[str],
                    combined: Mapping[tuple, Any], headline: list[dict[str, Any]],
-                   groups: Mapping[str, SampleGroups] | None = None, data_dir: Path | None = None) -> list[str]:
+                   groups: Mapping[str, SampleGroups] | None = None) -> list[str]:
     """The paired-comparison table; each headline row of a compared metric gets ``paired_random`` /
     ``paired_pixels`` (difference, low, high, verdict, wins, pairs)."""
     lines = ["", "## Paired comparison (same test samples)", "",
@@ -345,8 +346,7 @@ def paired_section(eval_dir: Path, final: str, protocols: list[str], datasets: l
         for dataset in datasets:
             if not any((final, dataset, protocol, m) in combined for m in BALANCED):
                 continue
-            compared = paired_comparisons(eval_dir, final, protocol, dataset, (groups or {}).get(base_of(dataset)),
-                                          data_dir)
+            compared = paired_comparisons(eval_dir, final, protocol, dataset, (groups or {}).get(base_of(dataset)))
             if not compared:
                 missing.append(f"{protocol} on {dataset}")
                 continue

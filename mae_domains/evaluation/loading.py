@@ -15,7 +15,9 @@ runner's ``path,labels[,split]`` format (:mod:`mae_domains.labelled.label_lists`
 when any row has a set of labels, or ``multilabel: true``. ``train_fraction:`` (0 < f <= 1) keeps a
 stratified share of the training labels (per class ``max(1, round(f * count))``, drawn with
 ``fraction_seed``, default 0), for label-fraction curves; the test split stays whole. ``test:`` alone suffices for protocols that
-only score the test split (``anomaly``). Fine-tuning's training loader uses the adapter's
+only score the test split (``anomaly``). ``bootstrap_groups:`` (read by the runner, not here) names a
+``path,<unit>`` CSV of dependent test samples (:mod:`mae_domains.evaluation.sample_groups`). Fine-tuning's
+training loader uses the adapter's
 ``finetune_transform`` with the protocol's resolved settings (``DownstreamData.finetune_loader``).
 """
 

@@ -321,8 +321,10 @@ def classification_report(
     bootstrap_resamples: int = 0,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: ArrayLike | None = None,
 ) -> MetricReport:
-    """All metrics for a single-label (integer targets) or multi-label (multi-hot) task.
+    """All metrics for a single-label (integer targets) or multi-label (multi-hot) task; with ``groups`` (one
+    label per sample) the bootstrap resamples whole groups of dependent samples.
 
     Single-label: top-1, top-5 (more than five classes), balanced accuracy (mean recall of the classes in
     the test set), macro-F1 over all classes, mean one-vs-rest
@@ -350,7 +352,8 @@ def classification_report(
         functions = {k: v for k, v in functions.items() if k not in undefined}
     report = MetricReport(summary={name: summary[name] for name in functions})
     if bootstrap_resamples > 0:
-        report.intervals = bootstrap_intervals(functions, [scores, targets], bootstrap_resamples, confidence, seed)
+        report.intervals = bootstrap_intervals(functions, [scores, targets], bootstrap_resamples, confidence, seed,
+                                               groups)
 
     per_class: dict[str, np.ndarray] = {"roc_auc": per_class_roc_auc(scores, targets)}
     if multilabel:
@@ -389,12 +392,18 @@ def score_result(scores: ArrayLike, labels: ArrayLike, context: ProtocolContext,
     """A protocol's result from its test scores: :func:`classification_report` with the bootstrap and
     confidence settings of ``context`` and its seed. ``details["test_predictions"]`` keeps the test labels,
     scores and (when given) sample ids, in test-set order, so that two encoders can be compared on the same
-    resamples, and resamples can draw whole groups of samples (slices, spatial blocks)."""
+    resamples, and resamples can draw whole groups of samples (slices, spatial blocks). With
+    ``context.test_groups``, the intervals resample those groups."""
     labels = as_numpy(labels)
     settings = context.settings
+    groups = None
+    if context.test_groups is not None:
+        if sample_ids is None:
+            raise ValueError("bootstrap groups need the test samples' ids, and this protocol gave none")
+        groups = context.test_groups(list(sample_ids))
     report = classification_report(
         scores, labels, context.class_names, bootstrap_count(settings.get("bootstrap_resamples", 0), len(labels)),
-        float(settings.get("confidence", 0.95)), context.seed,
+        float(settings.get("confidence", 0.95)), context.seed, groups,
     )
     predictions = {"labels": labels, "scores": as_numpy(scores).astype(np.float32)}
     if sample_ids is not None:

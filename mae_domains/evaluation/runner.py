@@ -13,11 +13,16 @@
 Settings are resolved in this order, later winning: the protocol's defaults, the adapter's
 ``protocol_defaults`` for it (e.g. X-ray fine-tuning: layer decay 0.55, drop path 0.2, RandAugment 6),
 the run's ``eval`` section, the caller's settings; an unknown key at any level is an error.
+
+A benchmark dataset with ``bootstrap_groups:`` (a ``path,<unit>`` CSV, :mod:`mae_domains.evaluation.
+sample_groups`) gets classification intervals that resample whole groups of test samples (slices, spatial
+blocks) instead of single samples; the file's content is part of each run's identity in the run index.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -48,6 +53,7 @@ from mae_domains.evaluation.records import (
     ResultRecord, config_hash, records_from_result, write_jsonl, write_reports,
 )
 from mae_domains.evaluation.run_index import RunIndex, run_key
+from mae_domains.evaluation.sample_groups import SampleGroups, read_groups
 from mae_domains.host_memory import retain_freed_host_memory
 from mae_domains.protocols import GridBatchFn, ProtocolContext, get_protocol
 
@@ -122,6 +128,7 @@ def run_protocol(
     model: nn.Module | None = None,
     model_inputs: Any = None,
     details: dict[str, Any] | None = None,
+    test_groups: Any = None,
 ) -> list[ResultRecord]:
     """Evaluate one registered protocol and return its records (summary metrics first, then per-class values).
 
@@ -133,6 +140,8 @@ def run_protocol(
     ``adapter_settings`` (the adapter's ``protocol_defaults`` for this protocol) sit between the protocol's
     defaults and ``settings``. ``model`` is the whole MAE and ``model_inputs(batch, device)`` its forward's
     arguments (anomaly scoring). ``details``, when given, receives the protocol's free-form details.
+    ``test_groups(sample_ids)`` (e.g. :meth:`SampleGroups.of`) makes classification intervals resample whole
+    groups of dependent test samples.
     """
     handler = get_protocol(protocol)
     resolved = resolve_settings(protocol, settings, adapter_settings)
@@ -161,7 +170,7 @@ def run_protocol(
     context = ProtocolContext(
         train=train_loader, test=test_loader, settings=resolved, features=features, seed=seed, device=device,
         class_names=class_names, encoder=encoder, grid_batch=grid_batch, train_augmented=finetune_train_loader,
-        progress=progress, model=full_model, model_inputs=model_inputs,
+        progress=progress, model=full_model, model_inputs=model_inputs, test_groups=test_groups,
     )
     result = handler.run(context)
     if details is not None:
@@ -272,6 +281,7 @@ def run_benchmark(
         return loaded[name]
 
     data_memo: dict[tuple[str, str, Any], DownstreamData] = {}
+    groups_memo: dict[str, tuple[SampleGroups, str]] = {}
     records: list[ResultRecord] = []
     index = RunIndex(out_dir, resume)
     done: dict[str, dict[str, Any]] = {}
@@ -286,6 +296,7 @@ def run_benchmark(
         if key not in data_memo:
             data_memo[key] = builder(dataset_specs[dataset_name], ckpt, options, root_path)
         data = data_memo[key]
+        groups, groups_id = dataset_groups(dataset_specs[dataset_name], root_path, groups_memo)
         if handler.trains_encoder and ckpt.encoder is None:
             log.warning("skipping %s for %s: it has no encoder to train", protocol, checkpoint_name)
             continue
@@ -299,8 +310,8 @@ def run_benchmark(
             augmented = data.finetune_loader(resolved)  # the adapter's fine-tuning transform, with these settings
         for seed in seeds if handler.seeded else seeds[:1]:
             key = run_key(checkpoint_name, dataset_name, protocol_name, seed)
-            identity = RunIndex.identity(protocol_name, str(ckpt.checkpoint_id), str(data.dataset_id),
-                                         config_hash(protocol, resolved))
+            identity = RunIndex.identity(protocol_name, str(ckpt.checkpoint_id),
+                                         str(data.dataset_id) + groups_id, config_hash(protocol, resolved))
             finished = index.finished(key, identity)
             if finished is not None:
                 log.info("%s on %s with %s (seed %d): done before, reused", protocol, dataset_name, checkpoint_name, seed)
@@ -318,6 +329,7 @@ def run_benchmark(
                 finetune_train_loader=augmented, device=device, progress=progress,
                 adapter_settings=adapter_settings, model=ckpt.full_model,
                 model_inputs=getattr(ckpt.adapter, "model_inputs", None), details=details,
+                test_groups=groups.of if groups is not None else None,
             )
             run_name = f"{protocol_name}__{checkpoint_name}__{dataset_name}__seed{seed}"
             if "per_image" in details:
@@ -331,6 +343,22 @@ def run_benchmark(
     index.save(done)
     write_reports(records, out_dir, title=str(spec.get("name", "Results")), plots=plots)
     return records
+
+
+def dataset_groups(dataset: Mapping[str, Any], root: Path,
+                   memo: dict[str, tuple[SampleGroups, str]]) -> tuple[SampleGroups | None, str]:
+    """A dataset's ``bootstrap_groups`` CSV (relative to ``root``), read once, and a suffix for the run
+    identity that changes with the file's content (so runs with other groups are not reused); (None, "")."""
+    if not dataset.get("bootstrap_groups"):
+        return None, ""
+    path = Path(os.path.expanduser(str(dataset["bootstrap_groups"])))
+    path = path if path.is_absolute() else root / path
+    if str(path) not in memo:
+        if not path.is_file():
+            raise ValueError(f"dataset {dataset['name']}: bootstrap_groups {path} not found")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        memo[str(path)] = (read_groups(path), f"+groups:{digest}")
+    return memo[str(path)]
 
 
 def write_test_predictions(predictions: Mapping[str, Any], path: Path) -> Path:

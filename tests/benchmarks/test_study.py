@@ -351,34 +351,16 @@ def test_report_refuses_predictions_of_different_test_sets(tmp_path):
         report.load_predictions(tmp_path, "knn", "random-init", "landcover")
 
 
-def test_sample_ids_find_their_group_by_path_or_file_name_with_draw_suffixes(tmp_path):
-    sample_groups = real_module("sample_groups")
-    sample_groups.write_groups(tmp_path / "groups.csv", "slice", [
-        ("crops/a/tumour/a_z001_y000.png", "a_z001"), ("crops/a/no_tumour/a_z002_y000.png", "a_z002"),
-        ("chips/test/forest/r01_c02.tif", "r0_c1"), ("chips/train/forest/r01_c02.tif", "r0_c1-train")])
-    groups = sample_groups.read_groups(tmp_path / "groups.csv")
-    assert groups.unit == "slice"
-    ids = ["a_z002_y000.png", "a_z001_y000.png/crop3", "a_z001_y000.png#frame=2",
-           f"{tmp_path}/chips/test/forest/r01_c02.tif#0", "chips/train/forest/r01_c02.tif"]
-    assert groups.of(ids, tmp_path).tolist() == ["a_z002", "a_z001", "a_z001", "r0_c1", "r0_c1-train"]
-    with pytest.raises(ValueError, match="'r01_c02.tif': 2 rows"):  # a bare name in two folders
-        groups.of(["r01_c02.tif"], tmp_path)
-    with pytest.raises(ValueError, match="'b_z001.png': 0 rows"):
-        groups.of(["b_z001.png"], tmp_path)
-    (tmp_path / "bad.csv").write_text("file,slice\nx.png,1\n")
-    with pytest.raises(ValueError, match="header path,<unit>"):
-        sample_groups.read_groups(tmp_path / "bad.csv")
-
-
 def grouped_study_run(tmp_path, with_ids=True):
     """Saved predictions of 40 chips, each copied 5 times (200 test samples in 40 blocks): the MAE is right on
     30 chips, random init on 26, raw pixels on 20 (2 seeds for the trained encoders, 1 for the pixels)."""
     chips = np.arange(40)
     labels = np.repeat(chips % 2, 5)
     names = [f"chips/test/c/r{c:02d}_c{k}.tif" for c in chips for k in range(5)]
-    sample_groups = real_module("sample_groups")
+    from mae_domains.evaluation.sample_groups import write_groups
+
     (tmp_path / "landsat").mkdir()
-    sample_groups.write_groups(tmp_path / "landsat" / "groups.csv", "block",
+    write_groups(tmp_path / "landsat" / "groups.csv", "block",
                                [(n, f"b{c}") for n, c in zip(names, np.repeat(chips, 5))])
     predictions = tmp_path / "eval" / "predictions"
     predictions.mkdir(parents=True)

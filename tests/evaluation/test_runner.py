@@ -167,6 +167,58 @@ def test_a_benchmark_run_again_reuses_finished_runs_and_computes_only_what_chang
     assert len(calls) == 4
 
 
+def test_bootstrap_groups_make_intervals_resample_whole_groups_and_key_the_run(tmp_path, monkeypatch):
+    import mae_domains.evaluation.runner as runner
+    from mae_domains.evaluation.metrics import classification_report
+    from mae_domains.evaluation.sample_groups import write_groups
+
+    calls = []
+    real_run_protocol = runner.run_protocol
+    monkeypatch.setattr(runner, "run_protocol", lambda *a, **k: calls.append(a[0]) or real_run_protocol(*a, **k))
+    write_groups(tmp_path / "groups.csv", "slice", [(f"s{i:04d}", f"slice{i // 4}") for i in range(12)])
+    spec = {"name": "grouped", "seeds": [0], "checkpoints": [{"name": "micro", "step": 10}],
+            "datasets": [{"name": "stripes", "bootstrap_groups": "groups.csv"}],
+            "protocols": [{"name": "knn", "k": 11, "temperature": 1.0, "bootstrap_resamples": 200}]}  # top-1 0.75
+    common = dict(build_loaders=_build_loaders, load_checkpoint_fn=_load_checkpoint, device="cpu", progress=False,
+                  plots=False, root=tmp_path)
+    records = run_benchmark(spec, tmp_path / "out", **common)
+    with np.load(tmp_path / "out" / "predictions" / "knn__micro__stripes__seed0.npz", allow_pickle=False) as run:
+        scores, labels, ids = run["scores"], run["labels"], run["sample_ids"]
+    assert len(ids) == 12
+    slices = np.array([f"slice{int(i[1:]) // 4}" for i in ids])
+    grouped = classification_report(scores, labels, ["h", "v"], 200, 0.95, 0, groups=slices).intervals
+    per_sample = classification_report(scores, labels, ["h", "v"], 200, 0.95, 0).intervals
+    summary = {r.metric: (r.ci_low, r.ci_high) for r in records if r.class_name is None}
+    assert summary == grouped and summary != per_sample
+    assert calls == ["knn"]
+    run_benchmark(spec, tmp_path / "out", **common)  # same groups: reused
+    assert calls == ["knn"]
+    write_groups(tmp_path / "groups.csv", "slice", [(f"s{i:04d}", f"slice{i // 3}") for i in range(12)])
+    run_benchmark(spec, tmp_path / "out", **common)  # other groups: other intervals, so run again
+    assert calls == ["knn", "knn"]
+    spec["datasets"][0]["bootstrap_groups"] = "missing.csv"
+    with pytest.raises(ValueError, match="bootstrap_groups .*missing.csv not found"):
+        run_benchmark(spec, tmp_path / "out2", **common)
+
+
+def test_bootstrap_groups_need_sample_ids():
+    from types import SimpleNamespace
+
+    from mae_domains.evaluation.knn import KnnProtocol
+    from mae_domains.protocols import ProtocolContext
+
+    class Split(SimpleNamespace):  # frozen features without sample ids (a protocol plug-in's own provider)
+        def __len__(self) -> int:
+            return len(self.labels)
+
+    split = Split(features=np.eye(4, dtype=np.float32), labels=np.array([0, 1, 0, 1]))
+    context = ProtocolContext(train=[], test=[], features=lambda s: split, device="cpu",
+                              settings={"k": 2, "temperature": 1.0, "class_weight": "none"},
+                              test_groups=lambda ids: np.zeros(len(ids)))
+    with pytest.raises(ValueError, match="need the test samples' ids"):
+        KnnProtocol().run(context)
+
+
 def test_benchmark_spec_errors(tmp_path):
     spec = _callback_spec()
     spec["protocol"] = []

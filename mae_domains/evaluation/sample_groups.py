@@ -1,11 +1,11 @@
 """Groups of dependent test samples, for bootstraps that resample whole groups.
 
-Crops of one slice, or chips of one spatial block, are not independent samples: resampling them one by one
-makes intervals too narrow. A preparation script writes a groups CSV beside its labels, ``path,<unit>``
-(``path`` relative to the data folder, as in ``labels.csv``; the second column's name says what a group is,
-e.g. ``slice`` or ``block``), and the study file names it per dataset (``bootstrap_groups``). Saved test
-predictions carry the loader's sample ids: a file path, or a file name, with an optional draw suffix
-(``#0``, ``#crop0``, ``#frame=2``, ``/crop0``); each is matched to exactly one row of the CSV.
+Crops of one slice, overlapping crops of one image or chips of one spatial block are not independent
+samples: resampling them one by one makes intervals too narrow. A groups CSV names the group of each sample
+file, ``path,<unit>`` (``path`` relative to the CSV's folder; the second column's name says what a group
+is, e.g. ``slice`` or ``block``). A benchmark dataset names it with ``bootstrap_groups:``. The loaders'
+sample ids are a file path, or a file name, with an optional draw suffix (``#0``, ``#crop0``, ``#frame=2``,
+``/crop0``); each is matched to exactly one row of the CSV.
 """
 
 from __future__ import annotations
@@ -23,23 +23,22 @@ DRAW_SUFFIX = re.compile(r"(#[^/#]*|/crop\d+)$")  # one draw of a file (a chip o
 
 @dataclass(frozen=True)
 class SampleGroups:
-    """``unit`` names a group (the CSV's second column); ``by_path``: data-folder path -> group."""
+    """``unit`` names a group (the CSV's second column); ``by_path``: path (relative to the CSV) -> group."""
 
     unit: str
     by_path: dict[str, str]
 
-    def of(self, sample_ids: Sequence[str], data_dir: Path) -> np.ndarray:
-        """The group of each sample id, in order; an id that matches no row, or several, is an error."""
+    def of(self, sample_ids: Sequence[str]) -> np.ndarray:
+        """The group of each sample id, in order: a bare file name matches the row of that name, a path the
+        row it ends with; an id that matches no row, or several, is an error."""
         by_name: dict[str, list[str]] = {}
         for path in self.by_path:
             by_name.setdefault(PurePosixPath(path).name, []).append(path)
-        root = data_dir.resolve().as_posix().rstrip("/") + "/"
         out = []
         for sample_id in sample_ids:
             file = DRAW_SUFFIX.sub("", str(sample_id))
-            relative = file[len(root):] if file.startswith(root) else file
-            candidates = [p for p in by_name.get(PurePosixPath(relative).name, [])
-                          if "/" not in relative or p == relative]
+            candidates = [p for p in by_name.get(PurePosixPath(file).name, [])
+                          if "/" not in file or file == p or file.endswith("/" + p)]
             if len(candidates) != 1:
                 raise ValueError(f"test sample {sample_id!r}: {len(candidates)} rows of the {self.unit} groups "
                                  f"match it (expected 1)")
@@ -47,8 +46,9 @@ class SampleGroups:
         return np.asarray(out)
 
 
-def read_groups(path: Path) -> SampleGroups:
+def read_groups(path: str | Path) -> SampleGroups:
     """A groups CSV: header ``path,<unit>``, one row per sample file."""
+    path = Path(path)
     with open(path, newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -66,7 +66,7 @@ def read_groups(path: Path) -> SampleGroups:
 
 
 def write_groups(path: Path, unit: str, rows: Iterable[tuple[str, str]]) -> Path:
-    """Write a groups CSV (``path,<unit>``) from ``(data-folder path, group)`` pairs."""
+    """Write a groups CSV (``path,<unit>``) from ``(path relative to the CSV's folder, group)`` pairs."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", unit])
