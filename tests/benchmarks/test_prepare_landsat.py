@@ -131,3 +131,30 @@ def test_segmentation_labels_follow_the_chip_split_on_the_scene_grid_with_named_
     pixels = json.loads((tmp_path / "landcover_pixels.json").read_text())["pixels"]
     assert pixels["test"]["developed"] == int((test == 1).sum()) and pixels["train"]["water"] == int((train == 6).sum())
 
+
+
+def test_spectral_baseline_runs_the_study_protocols_on_standardized_band_means(wheel, tmp_path, capsys):
+    import csv
+
+    import torch
+
+    spectral = real_module("spectral_baseline")
+    path, pins = wheel
+    prep.prepare(tmp_path, str(path), pins)
+    chips, names, paths = spectral.read_split(tmp_path, "train")
+    assert paths == sorted(paths) and chips.shape[1:] == (6, 16, 16) and len(names) == len(chips)
+    with rasterio.open(tmp_path / paths[0]) as src:
+        np.testing.assert_array_equal(chips[0], src.read())
+    mean, std = chips.mean(axis=(0, 2, 3)), chips.std(axis=(0, 2, 3))
+    expected = ((chips[:2] - mean[None, :, None, None]) / std[None, :, None, None]).mean(axis=(2, 3))
+    np.testing.assert_allclose(spectral.MeanSpectrum(mean, std)(torch.from_numpy(chips[:2])).numpy(), expected,
+                               rtol=1e-5, atol=1e-6)
+    fast = {"knn": {"bootstrap_resamples": 20}, "linear_probe": {"epochs": 2, "bootstrap_resamples": 20}}
+    rows = spectral.spectral_baseline(tmp_path, fast)
+    assert [(r["protocol"], r["fraction"]) for r in rows] == [
+        (p, f) for f in (0.01, 0.1, 1.0) for p in ("knn", "linear_probe")]  # the study's fractions
+    n_test = sum(1 for r in csv.DictReader(open(tmp_path / "labels.csv")) if r["split"] == "test")
+    assert all(r["n_test"] == n_test and r["low"] <= r["balanced_accuracy"] <= r["high"] for r in rows)
+    assert [r["seeds"] for r in rows[:2]] == [1, 3]  # kNN is deterministic; the probe runs every study seed
+    assert spectral.main([str(tmp_path / "missing")]) == 2
+    assert "labels.csv: not found; run prepare_landsat.py first" in capsys.readouterr().err
