@@ -1,7 +1,7 @@
 """Cost of the bootstrap intervals of ``evaluate`` (scikit-learn's metrics), per study record.
 
     python benchmarks/bench_metrics_bootstrap.py [--n 415] [--resamples 1000] [--tasks single:2 single:7 multi:7]
-                                                 [--per-stack 10]
+                                                 [--per-stack 10] [--group-size 10]
 
 Three ways to call scikit-learn on the same resamples (same scores, labels and seed), timed in this process:
 - stacked: what :func:`~mae_domains.evaluation.metrics.classification_report` does, ``RESAMPLES_PER_STACK``
@@ -9,7 +9,10 @@ Three ways to call scikit-learn on the same resamples (same scores, labels and s
 - per resample: the same code with stacks of one resample (one call per metric and resample);
 - per class: a plain loop, one ``roc_auc_score`` / ``average_precision_score`` per class and resample and one
   ``f1_score`` / ``balanced_accuracy_score`` per resample, with the guard for a class absent from a resample
-  (its time counts the intervals only).
+  (its time counts the intervals only);
+- grouped: ``classification_report`` with ``groups`` (``--group-size`` consecutive samples per group, as crops
+  of one slice): a cluster bootstrap, whose resamples vary in length, so one scikit-learn call per metric and
+  resample (its intervals differ by design; not in the difference column).
 Prints seconds per record (summary, intervals and per-class values), the ratio to the stacked calls, and the
 largest difference between their interval bounds (0 expected: the same metric on the same rows).
 """
@@ -78,13 +81,14 @@ def main() -> None:
                         help="single:CLASSES (integer labels) or multi:CLASSES (multi-hot)")
     parser.add_argument("--per-stack", type=int, default=metrics.RESAMPLES_PER_STACK,
                         help="resamples per scikit-learn call of the stacked way (to compare widths)")
+    parser.add_argument("--group-size", type=int, default=10, help="samples per group of the grouped way")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     per_stack = metrics.RESAMPLES_PER_STACK = args.per_stack
     print(f"{args.n} test samples, {args.resamples} resamples, {per_stack} per stack; seconds per record")
-    print("| task | stacked s | per resample s | per class s | per resample / stacked | per class / stacked "
-          "| largest interval difference |")
-    print("|---|---|---|---|---|---|---|")
+    print("| task | stacked s | per resample s | per class s | grouped s | per resample / stacked "
+          "| per class / stacked | grouped / stacked | largest interval difference |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for task in args.tasks:
         scores, targets = task_data(task, args.n, rng)
         stacked_s, report = timed(metrics.classification_report, scores, targets, None, args.resamples)
@@ -94,10 +98,12 @@ def main() -> None:
         finally:
             metrics.RESAMPLES_PER_STACK = per_stack
         loop_s, loop = timed(per_class_loop, scores, targets, args.resamples, 0)
+        groups = np.arange(args.n) // args.group_size
+        grouped_s, _ = timed(metrics.classification_report, scores, targets, None, args.resamples, 0.95, 0, groups)
         gap = max(abs(a - b) for name, bounds in report.intervals.items()
                   for other in (single.intervals[name], loop[name]) for a, b in zip(bounds, other))
-        print(f"| {task} | {stacked_s:.2f} | {single_s:.2f} | {loop_s:.2f} | {single_s / stacked_s:.2f}x "
-              f"| {loop_s / stacked_s:.2f}x | {gap:.1e} |")
+        print(f"| {task} | {stacked_s:.2f} | {single_s:.2f} | {loop_s:.2f} | {grouped_s:.2f} | "
+              f"{single_s / stacked_s:.2f}x | {loop_s / stacked_s:.2f}x | {grouped_s / stacked_s:.2f}x | {gap:.1e} |")
 
 
 if __name__ == "__main__":
