@@ -106,7 +106,7 @@ def load_predictions(eval_dir: Path, protocol: str, checkpoint: str, dataset: st
     return out
 
 
-def test_groups(groups: SampleGroups | None, run: Predictions, what: str) -> np.ndarray | None:
+def groups_of_run(groups: SampleGroups | None, run: Predictions, what: str) -> np.ndarray | None:
     """The group of each test sample of ``run`` (None without ``groups``)."""
     if groups is None:
         return None
@@ -160,7 +160,7 @@ def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str,
         if not np.array_equal(mae.labels, other.labels) or (
                 groups is not None and not np.array_equal(mae.sample_ids, other.sample_ids)):
             raise ValueError(f"{eval_dir}: {protocol} on {dataset}: {final} and {baseline} saw different test samples")
-        sample_groups = test_groups(groups, mae, f"{protocol} on {dataset} ({final})")
+        sample_groups = groups_of_run(groups, mae, f"{protocol} on {dataset} ({final})")
         out[baseline] = paired_difference(mae.labels, mae.scores, other.scores, metrics=BALANCED,
                                           resamples=BOOTSTRAP_RESAMPLES, groups=sample_groups)
     return out
@@ -325,7 +325,7 @@ def regrouped(eval_dir: Path, protocol: str, checkpoint: str, dataset: str, metr
     what = f"{protocol} on {dataset} ({checkpoint})"
     if run.labels is None:
         raise ValueError(f"{what}: no saved test predictions, needed to resample {groups.unit}s; evaluate it again")
-    return grouped_entry(run, test_groups(groups, run, what), metric, entry, what)
+    return grouped_entry(run, groups_of_run(groups, run, what), metric, entry, what)
 
 
 def paired_section(eval_dir: Path, final: str, protocols: list[str], datasets: list[str],
