@@ -16,7 +16,8 @@ the run's ``eval`` section, the caller's settings; an unknown key at any level i
 
 A benchmark dataset with ``bootstrap_groups:`` (a ``path,<unit>`` CSV, :mod:`mae_domains.evaluation.
 sample_groups`) gets classification intervals that resample whole groups of test samples (slices, spatial
-blocks) instead of single samples; the file's content is part of each run's identity in the run index.
+blocks) instead of single samples (each such record's settings say ``bootstrap_groups: <unit>``); the file's
+content is part of each run's identity in the run index.
 """
 
 from __future__ import annotations
@@ -319,7 +320,7 @@ def run_benchmark(
                 done[key] = identity
                 continue
             details: dict[str, Any] = {}
-            records += run_protocol(
+            run_records = run_protocol(
                 protocol, data.train, data.test,
                 encoder=ckpt.encoder, embed_batch=ckpt.batch_embedder(pool),
                 grid_batch=getattr(ckpt.adapter, "grid_batch", None),
@@ -331,6 +332,10 @@ def run_benchmark(
                 model_inputs=getattr(ckpt.adapter, "model_inputs", None), details=details,
                 test_groups=groups.of if groups is not None else None,
             )
+            if groups is not None and "test_predictions" in details:  # its intervals resampled these groups
+                for record in run_records:
+                    record.settings = {**record.settings, "bootstrap_groups": groups.unit}
+            records += run_records
             run_name = f"{protocol_name}__{checkpoint_name}__{dataset_name}__seed{seed}"
             if "per_image" in details:
                 write_per_image(details["per_image"], out_dir / "per_image" / f"{run_name}.csv")

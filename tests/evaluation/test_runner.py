@@ -190,9 +190,10 @@ def test_bootstrap_groups_make_intervals_resample_whole_groups_and_key_the_run(t
     per_sample = classification_report(scores, labels, ["h", "v"], 200, 0.95, 0).intervals
     summary = {r.metric: (r.ci_low, r.ci_high) for r in records if r.class_name is None}
     assert summary == grouped and summary != per_sample
+    assert {r.settings["bootstrap_groups"] for r in records} == {"slice"}  # each record says what it resampled
     assert calls == ["knn"]
-    run_benchmark(spec, tmp_path / "out", **common)  # same groups: reused
-    assert calls == ["knn"]
+    again = run_benchmark(spec, tmp_path / "out", **common)  # same groups: reused
+    assert calls == ["knn"] and [r.to_dict() for r in again] == [r.to_dict() for r in records]
     write_groups(tmp_path / "groups.csv", "slice", [(f"s{i:04d}", f"slice{i // 3}") for i in range(12)])
     run_benchmark(spec, tmp_path / "out", **common)  # other groups: other intervals, so run again
     assert calls == ["knn", "knn"]
