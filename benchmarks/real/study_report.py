@@ -166,7 +166,20 @@ def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str,
     return out
 
 
-def plot_curves(combined: Mapping[tuple, Mapping[str, Any]], final: str, plots: Path, field: str) -> list[str]:
+def fraction_points(entries: Mapping[tuple, Mapping[str, Any]], checkpoint: str, dataset: str, protocol: str,
+                    metric: str) -> list[tuple[float, Mapping[str, Any]]]:
+    """(label fraction, entry) of one checkpoint on every fraction of ``dataset``, by fraction."""
+    return sorted(((fraction_of(d), v) for (c, d, p, m), v in entries.items()
+                   if c == checkpoint and base_of(d) == dataset and p == protocol and m == metric),
+                  key=lambda point: point[0])
+
+
+def plot_curves(combined: Mapping[tuple, Mapping[str, Any]], final: str, plots: Path, field: str,
+                regrouped: Mapping[tuple, Mapping[str, Any]] | None = None,
+                groups: Mapping[str, SampleGroups] | None = None) -> list[str]:
+    """Each metric against the pretraining step (per-sample intervals, as the per-checkpoint tables) and
+    against the label fraction (the final checkpoint and the baselines; their ``regrouped`` entries where the
+    dataset has ``groups``, as the headline table)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -205,8 +218,7 @@ def plot_curves(combined: Mapping[tuple, Mapping[str, Any]], final: str, plots: 
             fig, ax = plt.subplots(figsize=(5, 3.5))
             drawn = False
             for checkpoint in (final, "random-init", "raw-pixels"):
-                points = sorted((fraction_of(d), v) for (c, d, p, m), v in combined.items()
-                                if c == checkpoint and base_of(d) == dataset and p == protocol and m == metric)
+                points = fraction_points({**combined, **(regrouped or {})}, checkpoint, dataset, protocol, metric)
                 if len(points) > 1:
                     xs = [100 * f for f, _ in points]
                     ax.errorbar(xs, [v["mean"] for _, v in points], yerr=[[v["mean"] - v["low"] for _, v in points],
@@ -216,7 +228,9 @@ def plot_curves(combined: Mapping[tuple, Mapping[str, Any]], final: str, plots: 
                 ax.set_xscale("log")
                 ax.set_xlabel("% of training labels")
                 ax.set_ylabel(metric)
-                ax.set_title(f"{field}: {protocol} on {dataset}")
+                unit = (groups or {}).get(dataset)
+                ax.set_title(f"{field}: {protocol} on {dataset}" + (f" ({unit.unit}s resampled)" if unit else ""),
+                             fontsize=9)
                 ax.legend(fontsize=7)
                 fig.tight_layout()
                 name = f"{field}_{dataset}_{protocol}_vs_labels.png"
@@ -277,7 +291,7 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 lines.append(f"| {checkpoint} | " + " | ".join(cell(combined.get((checkpoint, dataset, protocol, m)))
                                                              for m in metrics) + " |")
             lines.append("")
-    headline = []
+    headline, grouped_entries = [], {}
     lines += ["## Does pretraining help?", "",
               "Final checkpoint against each baseline on the class-balanced metrics and the threshold-free ROC-AUC, "
               "and on Dice / IoU for segmentation (fine-tuned from the final checkpoint and from random init only; "
@@ -300,6 +314,8 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 if table is not None and metric not in DENSE:
                     mae, rnd, pix = (regrouped(out / "eval", protocol, checkpoint, dataset, metric, entry, table)
                                      for checkpoint, entry in ((final, mae), ("random-init", rnd), ("raw-pixels", pix)))
+                    grouped_entries.update({(c, dataset, protocol, metric): e for c, e in
+                                            ((final, mae), ("random-init", rnd), ("raw-pixels", pix)) if e})
                 row = {"protocol": protocol, "dataset": dataset, "metric": metric, "mae": mae, "random": rnd,
                        "pixels": pix, "vs_random": verdict(mae, rnd), "vs_pixels": verdict(mae, pix),
                        "resampled": table.unit if table is not None and metric not in DENSE else "sample"}
@@ -307,8 +323,10 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 lines.append(f"| {protocol} | {dataset} | {metric} | {cell(mae)} | {cell(rnd)} | {cell(pix)} | "
                              f"{row['vs_random']} | {row['vs_pixels']} |")
     lines += paired_section(out / "eval", final, protocols, datasets, combined, headline, groups)
-    plots = plot_curves(combined, final, out / "plots", field)
-    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
+    plots = plot_curves(combined, final, out / "plots", field, grouped_entries, groups)
+    lines += ["", "## Plots", ""] + (["Against the pretraining step: the per-checkpoint tables' intervals; against "
+                                      "the label fraction: the headline table's.", ""] if groups else []) + [
+        f"![{name}]({name})" for name in plots] + [""]
     path = out / "results.md"
     path.write_text("\n".join(lines))
     (out / "headline.json").write_text(json.dumps({"field": field, "budget": budget, "final": final,

@@ -410,8 +410,17 @@ def test_report_resamples_whole_groups_where_the_study_names_them(tmp_path, monk
                                  resamples=300, groups=blocks)["balanced_accuracy"]
     assert (row["paired_random"]["low"], row["paired_random"]["high"]) == (expected.low, expected.high)
     assert "On landcover, whole blocks are resampled." in text
+    assert "against the label fraction: the headline table's" in text
     assert real_module("readme_table").rows(tmp_path)[0].startswith(
         "| remote_sensing (landcover; blocks resampled) | linear_probe | 100 % | balanced_accuracy |")
+
+
+def test_the_label_fraction_plot_takes_the_regrouped_entries_where_there_are_some():
+    per_sample = {("mae-step4", d, "knn", "balanced_accuracy"): {"mean": 0.8, "low": 0.75, "high": 0.85}
+                  for d in ("landcover", "landcover@10%")}
+    grouped = {("mae-step4", "landcover", "knn", "balanced_accuracy"): {"mean": 0.8, "low": 0.6, "high": 0.9}}
+    points = report.fraction_points({**per_sample, **grouped}, "mae-step4", "landcover", "knn", "balanced_accuracy")
+    assert [(f, e["low"]) for f, e in points] == [(0.1, 0.75), (1.0, 0.6)]
 
 
 def test_report_asks_for_sample_ids_where_groups_are_named(tmp_path, monkeypatch):
