@@ -13,8 +13,7 @@ above 0. It needs the runs' saved test predictions; runs evaluated before they w
 Dependent test samples: where the study file names a dataset's ``bootstrap_groups`` (crops of one slice, chips
 of one spatial block), the "Does pretraining help?" intervals and the paired comparison resample whole
 groups, from the saved predictions and their sample ids (:mod:`mae_domains.evaluation.sample_groups`); the
-per-checkpoint tables
-keep the evaluation's per-sample intervals.
+per-checkpoint tables keep the evaluation's per-sample intervals.
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mae_domains.evaluation.metrics import bootstrap_intervals, summary_metric_functions
+from mae_domains.evaluation.paired import paired_difference
 from mae_domains.evaluation.sample_groups import SampleGroups, read_groups
 
 METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean", "iou_mean", "miou")
@@ -116,24 +117,15 @@ def groups_of_run(groups: SampleGroups | None, run: Predictions, what: str) -> n
     return groups.of(run.sample_ids.tolist())
 
 
-def grouped_entry(run: Predictions, groups: np.ndarray, metric: str, combined_entry: Mapping[str, Any],
-                  what: str) -> dict[str, Any]:
-    """``combined_entry`` with its interval taken again by resampling whole groups: per seed, then from the
-    lowest to the highest bound, as everywhere in the report. The seeds' mean must be the evaluation's."""
-    from mae_domains.evaluation.metrics import bootstrap_intervals, summary_metric_functions
-
-    function = summary_metric_functions(False, run.scores[0].shape[1])[metric]
-    values, lows, highs = [], [], []
-    for seed, scores in enumerate(run.scores):
-        values.append(float(function(scores[None], run.labels[None])[0]))
-        low, high = bootstrap_intervals({metric: function}, [scores, run.labels], BOOTSTRAP_RESAMPLES, 0.95,
-                                        seed, groups)[metric]
-        lows.append(low)
-        highs.append(high)
-    if abs(np.mean(values) - combined_entry["mean"]) > 1e-4:
-        raise ValueError(f"{what}: {metric} from the saved predictions ({np.mean(values):.4f}) is not the "
-                         f"evaluation's ({combined_entry['mean']:.4f})")
-    return {**combined_entry, "low": min(lows), "high": max(highs), "groups": int(len(np.unique(groups)))}
+def grouped_intervals(run: Predictions, groups: np.ndarray, metrics: tuple[str, ...]) -> dict[str, tuple]:
+    """metric -> (seed mean, lowest, highest per-seed bound) of ``run``, each seed's interval from one
+    bootstrap over ``groups`` (seeded by the seed's index, as the evaluation seeds its own), all metrics on
+    the same resamples."""
+    functions = {m: f for m, f in summary_metric_functions(False, run.scores[0].shape[1]).items() if m in metrics}
+    per_seed = [bootstrap_intervals(functions, [scores, run.labels], BOOTSTRAP_RESAMPLES, 0.95, seed, groups)
+                for seed, scores in enumerate(run.scores)]
+    return {m: (float(np.mean([f(scores[None], run.labels[None])[0] for scores in run.scores])),
+                min(i[m][0] for i in per_seed), max(i[m][1] for i in per_seed)) for m, f in functions.items()}
 
 
 def paired_cell(difference: Any) -> str:
@@ -147,8 +139,6 @@ def paired_comparisons(eval_dir: Path, final: str, protocol: str, dataset: str,
                        groups: SampleGroups | None = None) -> dict[str, dict[str, Any]]:
     """baseline -> metric -> PairedDifference of the final checkpoint against it, where both runs saved their
     test predictions on the same single-label test set; with ``groups``, resamples draw whole groups."""
-    from mae_domains.evaluation.paired import paired_difference
-
     mae = load_predictions(eval_dir, protocol, final, dataset)
     out: dict[str, dict[str, Any]] = {}
     if mae.labels is None or mae.labels.ndim != 1:
@@ -291,7 +281,7 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 lines.append(f"| {checkpoint} | " + " | ".join(cell(combined.get((checkpoint, dataset, protocol, m)))
                                                              for m in metrics) + " |")
             lines.append("")
-    headline, grouped_entries = [], {}
+    headline, grouped_entries, grouped_runs = [], {}, {}
     lines += ["## Does pretraining help?", "",
               "Final checkpoint against each baseline on the class-balanced metrics and the threshold-free ROC-AUC, "
               "and on Dice / IoU for segmentation (fine-tuned from the final checkpoint and from random init only; "
@@ -312,7 +302,8 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 rnd, pix = combined.get(("random-init", dataset, protocol, metric)), combined.get(("raw-pixels", dataset, protocol, metric))
                 table = groups.get(base_of(dataset))
                 if table is not None and metric not in DENSE:
-                    mae, rnd, pix = (regrouped(out / "eval", protocol, checkpoint, dataset, metric, entry, table)
+                    mae, rnd, pix = (regrouped(out / "eval", protocol, checkpoint, dataset, metric, entry, table,
+                                               grouped_runs)
                                      for checkpoint, entry in ((final, mae), ("random-init", rnd), ("raw-pixels", pix)))
                     grouped_entries.update({(c, dataset, protocol, metric): e for c, e in
                                             ((final, mae), ("random-init", rnd), ("raw-pixels", pix)) if e})
@@ -335,15 +326,27 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
 
 
 def regrouped(eval_dir: Path, protocol: str, checkpoint: str, dataset: str, metric: str,
-              entry: Mapping[str, Any] | None, groups: SampleGroups) -> dict[str, Any] | None:
-    """``entry`` with its interval from a bootstrap over ``groups`` (None stays None)."""
+              entry: Mapping[str, Any] | None, groups: SampleGroups, memo: dict[tuple, dict]) -> dict[str, Any] | None:
+    """``entry`` with its interval from a bootstrap over ``groups`` (None stays None); each run's predictions
+    are read, matched to their groups and resampled once for every headline metric (``memo``). The seeds'
+    mean must be the evaluation's."""
     if entry is None:
         return None
-    run = load_predictions(eval_dir, protocol, checkpoint, dataset)
     what = f"{protocol} on {dataset} ({checkpoint})"
-    if run.labels is None:
-        raise ValueError(f"{what}: no saved test predictions, needed to resample {groups.unit}s; evaluate it again")
-    return grouped_entry(run, groups_of_run(groups, run, what), metric, entry, what)
+    key = (protocol, checkpoint, dataset)
+    if key not in memo:
+        run = load_predictions(eval_dir, protocol, checkpoint, dataset)
+        if run.labels is None:
+            raise ValueError(f"{what}: no saved test predictions, needed to resample {groups.unit}s; "
+                             f"evaluate it again")
+        sample_groups = groups_of_run(groups, run, what)
+        memo[key] = {"groups": int(len(np.unique(sample_groups))),
+                     **grouped_intervals(run, sample_groups, BALANCED + ("mean_roc_auc",))}
+    mean, low, high = memo[key][metric]
+    if abs(mean - entry["mean"]) > 1e-4:
+        raise ValueError(f"{what}: {metric} from the saved predictions ({mean:.4f}) is not the evaluation's "
+                         f"({entry['mean']:.4f})")
+    return {**entry, "low": low, "high": high, "groups": memo[key]["groups"]}
 
 
 def paired_section(eval_dir: Path, final: str, protocols: list[str], datasets: list[str],

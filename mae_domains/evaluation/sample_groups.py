@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
@@ -28,16 +29,20 @@ class SampleGroups:
     unit: str
     by_path: dict[str, str]
 
-    def of(self, sample_ids: Sequence[str]) -> np.ndarray:
-        """The group of each sample id, in order: a bare file name matches the row of that name, a path the
-        row it ends with; an id that matches no row, or several, is an error."""
+    @cached_property
+    def _by_name(self) -> dict[str, list[str]]:
         by_name: dict[str, list[str]] = {}
         for path in self.by_path:
             by_name.setdefault(PurePosixPath(path).name, []).append(path)
+        return by_name
+
+    def of(self, sample_ids: Sequence[str]) -> np.ndarray:
+        """The group of each sample id, in order: a bare file name matches the row of that name, a path the
+        row it ends with; an id that matches no row, or several, is an error."""
         out = []
         for sample_id in sample_ids:
             file = DRAW_SUFFIX.sub("", str(sample_id))
-            candidates = [p for p in by_name.get(PurePosixPath(file).name, [])
+            candidates = [p for p in self._by_name.get(PurePosixPath(file).name, [])
                           if "/" not in file or file == p or file.endswith("/" + p)]
             if len(candidates) != 1:
                 raise ValueError(f"test sample {sample_id!r}: {len(candidates)} rows of the {self.unit} groups "
