@@ -20,7 +20,8 @@ Output (``--out``, default ``data/real/radiomics``):
 - ``masks/<name>/<name>_z<k>.png``: the tumour mask of every slice on the slice PNG's grid (8-bit, 1 =
   tumour), and ``seg_fold_a.csv`` / ``seg_fold_b.csv`` (``image,label,split``: every slice of the fold's
   training volumes, then of its test volumes) for the ``segmentation`` protocol, with the folds of
-  ``folds.json``;
+  ``folds.json``; ``volumes_fold_a.csv`` / ``volumes_fold_b.csv`` (``image,label,split``: the NIfTI volumes and
+  masks of the same folds) for the 3D ``segmentation`` protocol with ``medical.ct``;
 - ``crops/<name>/{tumour,no_tumour}/<name>_z<k>_y<r>_x<c>.png``: 32 px crops of the slice PNGs at native
   resolution labelled by their centre 2 x 2 pixels, ``pretrain/<name>/``: unlabelled 32 px crops of every
   slice, ``crops.csv``, ``crops_summary.json`` (:mod:`radiomics_crops`).
@@ -146,7 +147,8 @@ def prepare(out: Path, source: str | None = None, pins: dict[str, str] = PINS) -
 
 
 def write_segmentation_manifests(out: Path, rows: list[dict], folds: dict[str, dict[str, list[str]]]) -> None:
-    """``seg_fold_<a|b>.csv``: slice PNG, its mask PNG and the fold's split of its volume."""
+    """``seg_fold_<a|b>.csv``: slice PNG, its mask PNG and the fold's split of its volume;
+    ``volumes_fold_<a|b>.csv``: the same folds as whole NIfTI volumes and masks (3D segmentation)."""
     for fold, split in folds.items():
         with open(out / f"seg_fold_{fold.lower()}.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["image", "label", "split"])
@@ -154,6 +156,11 @@ def write_segmentation_manifests(out: Path, rows: list[dict], folds: dict[str, d
             for part in ("train", "test"):
                 writer.writerows({"image": r["path"], "label": f"masks/{r['volume']}/{r['volume']}_z{r['z']:03d}.png",
                                   "split": part} for r in rows if r["volume"] in split[part])
+        with open(out / f"volumes_fold_{fold.lower()}.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["image", "label", "split"])
+            writer.writeheader()
+            writer.writerows({"image": f"volumes/{name}_image.nii.gz", "label": f"volumes/{name}_label.nii.gz",
+                              "split": part} for part in ("train", "test") for name in split[part])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,6 +100,24 @@ def test_slice_masks_lie_on_the_slice_grid_and_seg_manifests_follow_the_volume_f
                                   label[:, :, 1].T.astype(np.int64))
 
 
+def test_volume_manifests_pair_each_nifti_with_its_mask_in_the_volume_folds(source, tmp_path):
+    root, pins = source
+    prep.prepare(tmp_path, str(root), pins)
+    folds = json.loads((tmp_path / "folds.json").read_text())["folds"]
+    for fold in ("A", "B"):
+        rows = list(csv.DictReader(open(tmp_path / f"volumes_fold_{fold.lower()}.csv")))
+        assert list(rows[0]) == ["image", "label", "split"]
+        assert [r["image"] for r in rows] == [f"volumes/{v}_image.nii.gz" for part in ("train", "test")
+                                              for v in folds[fold][part]]
+        for r in rows:
+            volume = r["image"].split("/")[1].split("_")[0]
+            assert volume in folds[fold][r["split"]] and r["label"] == f"volumes/{volume}_label.nii.gz"
+            image, label = nib.load(tmp_path / r["image"]), nib.load(tmp_path / r["label"])
+            assert image.shape == label.shape and np.allclose(image.affine, label.affine)
+        tumour = {r["image"]: int(np.asarray(nib.load(tmp_path / r["label"]).dataobj).sum()) for r in rows}
+        assert tumour["volumes/lung1_image.nii.gz"] == 5 and tumour["volumes/brain1_image.nii.gz"] == 4
+
+
 def test_label_values_other_than_0_and_1_are_refused(source, tmp_path):
     root, pins = source
     bad_root = tmp_path / "src"
