@@ -14,10 +14,15 @@ Dependent test samples: where the study file names a dataset's ``bootstrap_group
 of one spatial block), the "Does pretraining help?" intervals and the paired comparison resample whole
 groups, from the saved predictions and their sample ids (:mod:`mae_domains.evaluation.sample_groups`); the
 per-checkpoint tables keep the evaluation's per-sample intervals.
+
+Segmentation on a handful of test images (at most ``PER_IMAGE_LIMIT``, e.g. two held-out volumes): the
+report also lists each test image's Dice per checkpoint (mean over seeds, lowest to highest seed), from
+``eval/per_image/``; with so few images the bootstrap interval says little.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections import defaultdict
@@ -35,6 +40,7 @@ METRICS = ("balanced_accuracy", "macro_f1", "top1", "mean_roc_auc", "dice_mean",
 DENSE = ("dice_mean", "iou_mean", "miou")  # segmentation: intervals over test images or spatial blocks
 BALANCED = ("balanced_accuracy", "macro_f1")
 BOOTSTRAP_RESAMPLES = 1000
+PER_IMAGE_LIMIT = 12  # segmentation test sets this small also list every test image's scores
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -281,6 +287,8 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
                 lines.append(f"| {checkpoint} | " + " | ".join(cell(combined.get((checkpoint, dataset, protocol, m)))
                                                              for m in metrics) + " |")
             lines.append("")
+            if any_entry["n_test"] <= PER_IMAGE_LIMIT:
+                lines += per_image_table(out / "eval", protocol, dataset, sorted(rows, key=_order))
     headline, grouped_entries, grouped_runs = [], {}, {}
     lines += ["## Does pretraining help?", "",
               "Final checkpoint against each baseline on the class-balanced metrics and the threshold-free ROC-AUC, "
@@ -323,6 +331,35 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
     (out / "headline.json").write_text(json.dumps({"field": field, "budget": budget, "final": final,
                                                    "rows": headline}, indent=2) + "\n")
     return path
+
+
+def per_image_table(eval_dir: Path, protocol: str, dataset: str, checkpoints: list[str]) -> list[str]:
+    """Dice of every test image per checkpoint from ``eval/per_image/`` (mean over seeds, lowest to highest
+    seed); no lines where the runs wrote no per-image scores."""
+    scores: dict[str, dict[str, list[float]]] = {}  # checkpoint -> image -> Dice per seed
+    columns: list[str] = []
+    for checkpoint in checkpoints:
+        for path in sorted((eval_dir / "per_image").glob(f"{protocol}__{checkpoint}__{dataset}__seed*.csv")):
+            with open(path, newline="") as fh:
+                for row in csv.DictReader(fh):
+                    for column in (c for c in row if c.startswith("dice_")):
+                        columns += [column] if column not in columns else []
+                        value = float(row[column]) if row[column] not in ("", "nan") else float("nan")
+                        scores.setdefault(f"{checkpoint} {column}", {}).setdefault(row["sample_id"], []).append(value)
+    if not scores:
+        return []
+    images = list(dict.fromkeys(image for by_image in scores.values() for image in by_image))
+    heads = [f"{checkpoint} {column}" for column in columns for checkpoint in checkpoints]
+    lines = ["Per test image (mean over seeds, lowest to highest seed in brackets):", "",
+             "| image | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    for image in images:
+        cells = []
+        for head in heads:
+            values = np.array(scores.get(head, {}).get(image, []), dtype=float)
+            values = values[~np.isnan(values)]
+            cells.append(f"{values.mean():.3f} [{values.min():.3f}, {values.max():.3f}]" if len(values) else "-")
+        lines.append(f"| {Path(image).name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def regrouped(eval_dir: Path, protocol: str, checkpoint: str, dataset: str, metric: str,

@@ -81,7 +81,7 @@ def test_a_dataset_with_its_own_protocols_runs_only_those_on_the_final_checkpoin
 
 
 @pytest.mark.parametrize("name", ["remote_sensing", "microscopy", "medical", "medical_fold_b", "medical_norm_pix",
-                                  "medical_crops", "medical_crops_fold_b"])
+                                  "medical_crops", "medical_crops_fold_b", "medical_volumes", "medical_volumes_fold_b"])
 def test_the_shipped_study_files_make_valid_benchmark_specs(tmp_path, name):
     from pathlib import Path
 
@@ -105,10 +105,18 @@ def test_the_shipped_study_files_make_valid_benchmark_specs(tmp_path, name):
                        "medical_crops_fold_b": {"crops-fold-b"}}.get(name, set())
     masks = {r[1] for r in expand_runs(spec) if r[2] == "segmentation"}
     expected = {"microscopy": {"nuclei-masks"}, "medical": {"fold-a-masks"}, "medical_fold_b": {"fold-b-masks"},
-                "medical_norm_pix": {"fold-a-masks"}}.get(name, set())
+                "medical_norm_pix": {"fold-a-masks"}, "medical_volumes": {"volumes-fold-a"},
+                "medical_volumes_fold_b": {"volumes-fold-b"}}.get(name, set())
     assert masks == expected
     for dataset in masks:
         assert {r[0] for r in expand_runs(spec) if r[1] == dataset} == {"mae-step400", "random-init"}
+    for source in shipped["recipe"]["data"]["sources"]:  # the recipe loads as a run config at every budget
+        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / source).touch() if "." in Path(source).name else (tmp_path / source).mkdir(exist_ok=True)
+    for budget in shipped["budgets"]:
+        config = study.run_config(shipped, tmp_path, study.budget_of(shipped, budget))
+        assert config.engine.max_steps == shipped["budgets"][budget]["steps"]
+        assert config.adapter == shipped["recipe"]["adapter"]
 
 
 def test_bad_study_and_missing_data_end_in_one_line_with_exit_code_2(tmp_path, capsys):
@@ -207,6 +215,28 @@ def test_report_tables_and_verdicts_for_segmentation_records(tmp_path):
 
 
 @pytest.mark.slow
+def test_report_lists_each_test_images_dice_where_the_segmentation_test_set_is_small(tmp_path):
+    records = [record(c, "volumes", "segmentation", "dice_mean", 0.3, 0.1, 0.5, seed=s, step=4 if c == "mae-step4" else None)
+               for c in ("mae-step4", "random-init") for s in (0, 1)]
+    (tmp_path / "eval" / "per_image").mkdir(parents=True)
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    dice = {("mae-step4", 0): (0.5, 0.1), ("mae-step4", 1): (0.3, 0.2), ("random-init", 0): (0.0, "nan"),
+            ("random-init", 1): (0.2, "nan")}
+    for (checkpoint, seed), (first, second) in dice.items():
+        (tmp_path / "eval" / "per_image" / f"segmentation__{checkpoint}__volumes__seed{seed}.csv").write_text(
+            f"sample_id,dice_tumour,iou_tumour\n/data/v/brain1.nii.gz,{first},0\n/data/v/lung1.nii.gz,{second},0\n")
+    pretrained = {"kept": {"2": "a", "4": "b"}, "steps": 4, "wall_s": 12.0, "batch_size": 4,
+                  "loss": {"2": 0.9, "4": 0.8}, "machine": {"cpu": "x86_64", "cpus_available": 2}}
+    text = report.write_results(TINY_STUDY, "cpu", tmp_path, pretrained, command="python study.py").read_text()
+    assert "| image | mae-step4 dice_tumour | random-init dice_tumour |" in text
+    assert "| brain1.nii.gz | 0.400 [0.300, 0.500] | 0.100 [0.000, 0.200] |" in text
+    assert "| lung1.nii.gz | 0.150 [0.100, 0.200] | - |" in text  # no tumour in the truth: no Dice
+    many = [{**r, "n_test": report.PER_IMAGE_LIMIT + 1} for r in records]
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in many))
+    text = report.write_results(TINY_STUDY, "cpu", tmp_path, pretrained, command="python study.py").read_text()
+    assert "| image |" not in text  # larger test sets: the summary and its interval only
+
+
 def test_the_whole_study_runs_on_a_tiny_prepared_scene(wheel, tmp_path):  # noqa: F811
     path, pins = wheel
     prep.prepare(tmp_path / "data" / "landsat", str(path), pins)
