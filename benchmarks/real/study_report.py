@@ -400,6 +400,9 @@ def paired_section(eval_dir: Path, final: str, protocols: list[str], datasets: l
                  f" On {name}, whole {table.unit}s are resampled." for name, table in (groups or {}).items()), "",
              "| protocol | dataset | metric | MAE - random init | MAE - raw pixels |", "|---|---|---|---|---|"]
     missing = []
+    if not any(key[3] in BALANCED for key in combined):
+        return lines[:3] + ["None: pairs are compared on saved classification predictions, and this study has "
+                            "only segmentation (Dice per test image above)."]
     for protocol in protocols:
         for dataset in datasets:
             if not any((final, dataset, protocol, m) in combined for m in BALANCED):

@@ -231,6 +231,8 @@ def test_report_lists_each_test_images_dice_where_the_segmentation_test_set_is_s
     assert "| image | mae-step4 dice_tumour | random-init dice_tumour |" in text
     assert "| brain1.nii.gz | 0.400 [0.300, 0.500] | 0.100 [0.000, 0.200] |" in text
     assert "| lung1.nii.gz | 0.150 [0.100, 0.200] | - |" in text  # no tumour in the truth: no Dice
+    assert "| protocol | dataset | metric | MAE - random init |" not in text  # nothing to pair: said in one line
+    assert "this study has only segmentation" in text
     many = [{**r, "n_test": report.PER_IMAGE_LIMIT + 1} for r in records]
     (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in many))
     text = report.write_results(TINY_STUDY, "cpu", tmp_path, pretrained, command="python study.py").read_text()
