@@ -336,7 +336,7 @@ def write_results(study: Mapping[str, Any], budget: str, out: Path, pretrained: 
 def per_image_table(eval_dir: Path, protocol: str, dataset: str, checkpoints: list[str]) -> list[str]:
     """Dice of every test image per checkpoint from ``eval/per_image/`` (mean over seeds, lowest to highest
     seed); no lines where the runs wrote no per-image scores."""
-    scores: dict[str, dict[str, list[float]]] = {}  # checkpoint -> image -> Dice per seed
+    scores: dict[str, dict[str, list[float]]] = {}  # "<checkpoint> <dice column>" -> image -> one Dice per seed
     columns: list[str] = []
     for checkpoint in checkpoints:
         for path in sorted((eval_dir / "per_image").glob(f"{protocol}__{checkpoint}__{dataset}__seed*.csv")):

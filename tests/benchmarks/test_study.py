@@ -216,8 +216,8 @@ def test_report_tables_and_verdicts_for_segmentation_records(tmp_path):
 
 @pytest.mark.slow
 def test_report_lists_each_test_images_dice_where_the_segmentation_test_set_is_small(tmp_path):
-    records = [record(c, "volumes", "segmentation", "dice_mean", 0.3, 0.1, 0.5, seed=s, step=4 if c == "mae-step4" else None)
-               for c in ("mae-step4", "random-init") for s in (0, 1)]
+    records = [record(c, "volumes", "segmentation", "dice_mean", 0.3, 0.1, 0.5, seed=s,
+                      step=4 if c == "mae-step4" else None) for c in ("mae-step4", "random-init") for s in (0, 1)]
     (tmp_path / "eval" / "per_image").mkdir(parents=True)
     (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     dice = {("mae-step4", 0): (0.5, 0.1), ("mae-step4", 1): (0.3, 0.2), ("random-init", 0): (0.0, "nan"),
